@@ -1,0 +1,190 @@
+//! The store side: atomic lease primitives a backend offers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::BackendError;
+use crate::key::LockKey;
+use crate::token::OwnerToken;
+
+/// A lease the store granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The fencing token: strictly increasing per key across all holders, for the life of the
+    /// store (see the backend's docs for what survives a restart).
+    pub fence: u64,
+}
+
+impl Lease {
+    /// A lease with this fencing token.
+    pub fn new(fence: u64) -> Self {
+        Lease { fence }
+    }
+}
+
+/// What a single acquire attempt got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireResult {
+    /// The caller now holds the lease.
+    Acquired(Lease),
+    /// Someone else holds it.
+    Held {
+        /// The holder's remaining time to live, as a wait hint, when the store knows it.
+        remaining: Option<Duration>,
+    },
+}
+
+/// What the store knows about a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseInfo {
+    /// The holder's owner token.
+    pub owner: OwnerToken,
+    /// How long until the store expires the lease, by the store's clock.
+    pub remaining: Duration,
+    /// The fencing token the holder was given.
+    pub fence: u64,
+}
+
+impl LeaseInfo {
+    /// Build a lease description.
+    pub fn new(owner: OwnerToken, remaining: Duration, fence: u64) -> Self {
+        LeaseInfo {
+            owner,
+            remaining,
+            fence,
+        }
+    }
+}
+
+/// Why a [`ReleaseListener`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A release (or something that may have been one, such as a lost subscription) was seen.
+    Notified,
+    /// The time limit passed without a notification.
+    TimedOut,
+}
+
+/// Receives the release notifications of one key, from the moment it was created.
+///
+/// Created by [`LockBackend::listen`] *before* the acquire attempt whose failure makes the
+/// caller wait, so a release that happens between the attempt and the wait is not missed.
+#[async_trait]
+pub trait ReleaseListener: Send {
+    /// Wait until the key may have been released since the listener was created (or since
+    /// this method last returned), or until `max` passes. Spurious wake-ups are allowed.
+    async fn wait_for_release(&mut self, max: Duration) -> Result<Wake, BackendError>;
+}
+
+/// A listener that never hears anything and just sleeps: the default for stores without
+/// notifications. Waiters then rely on polling at `min(backoff, holder's remaining ttl)`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SleepingListener;
+
+#[async_trait]
+impl ReleaseListener for SleepingListener {
+    async fn wait_for_release(&mut self, max: Duration) -> Result<Wake, BackendError> {
+        tokio::time::sleep(max).await;
+        Ok(Wake::TimedOut)
+    }
+}
+
+/// A store of leases with atomic, compare-and-act operations.
+///
+/// A backend offers primitives only; retry, waiting, renewal and lost-lock detection live in
+/// [`LockService`](crate::LockService), written once for every backend. Time for expiry is the
+/// store's own. A new backend is one crate that implements this trait and passes
+/// `locks_testkit::conformance_tests!`.
+///
+/// Every operation must be atomic, and idempotent for the same owner token: a call that failed
+/// on a dropped connection may or may not have been applied, and the service may send it again.
+#[async_trait]
+pub trait LockBackend: Send + Sync + 'static {
+    /// Take the lease for `token` if nobody holds it (or `token` already holds it, in which
+    /// case its ttl is reset and the *same* fence is returned). A new holder gets a fence
+    /// larger than every fence handed out for this key before.
+    async fn try_acquire(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError>;
+
+    /// Delete the lease if `token` holds it, and wake waiters. `false`: not the owner (expired,
+    /// taken, or never held).
+    async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError>;
+
+    /// Reset the lease's ttl to `ttl` if `token` holds it. `false`: not the owner.
+    async fn extend(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
+
+    /// The current lease, if any.
+    async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError>;
+
+    /// Delete the lease whoever holds it, and wake waiters. `true` if there was one.
+    async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError>;
+
+    /// Start listening for releases of `key`. The default never hears anything (waiters poll).
+    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
+        let _ = key;
+        Ok(Box::new(SleepingListener))
+    }
+
+    /// A short name for logs and metrics (`"memory"`, `"redis"`).
+    fn name(&self) -> &'static str {
+        "backend"
+    }
+}
+
+macro_rules! forward_backend {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: LockBackend + ?Sized> LockBackend for $ty {
+            async fn try_acquire(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+                ttl: Duration,
+            ) -> Result<AcquireResult, BackendError> {
+                (**self).try_acquire(key, token, ttl).await
+            }
+            async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+                (**self).release(key, token).await
+            }
+            async fn extend(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+                ttl: Duration,
+            ) -> Result<bool, BackendError> {
+                (**self).extend(key, token, ttl).await
+            }
+            async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
+                (**self).inspect(key).await
+            }
+            async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError> {
+                (**self).force_release(key).await
+            }
+            async fn listen(
+                &self,
+                key: &LockKey,
+            ) -> Result<Box<dyn ReleaseListener>, BackendError> {
+                (**self).listen(key).await
+            }
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+        }
+    };
+}
+
+forward_backend!(Arc<T>);
+forward_backend!(Box<T>);

@@ -1,0 +1,69 @@
+//! # locks-core
+//!
+//! Distributed locks with pluggable backends. This crate holds the [`LockBackend`] trait (the
+//! atomic lease primitives a store offers) and the [`LockService`] (what applications call),
+//! which owns everything a backend should not have to write again: key prefixing and
+//! validation, retry with exponential backoff and jitter, notification-first waiting,
+//! automatic renewal, lost-lock detection, fencing tokens, graceful shutdown and metrics.
+//!
+//! Backends: `locks-memory` (deterministic, for tests and single-process use) and
+//! `locks-redis` (production). `locks-testkit` proves that a backend behaves.
+//!
+//! ```
+//! use locks_core::LockService;
+//! use locks_memory::MemoryBackend;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), locks_core::LockError> {
+//! let locks = LockService::new(MemoryBackend::new())?;
+//! let guard = locks.acquire("job:nightly-report").await?;
+//! tokio::select! {
+//!     _ = async { /* the work, passing guard.fence() to the store it writes */ } => {}
+//!     reason = guard.lost() => eprintln!("lock lost: {reason}; stop writing"),
+//! }
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## The lease model
+//!
+//! - A lease has a key, an owner token (random UUID v4, never reused), a ttl and a fencing
+//!   token (strictly increasing per key). Renewal and release are compare-and-act on the token.
+//! - The holder's own deadline is *time the acquire was sent + ttl − drift margin*
+//!   ([`drift_margin`]). When it passes without a confirmed renewal the guard is
+//!   [`LeaseState::Lost`], even if the store cannot be reached, so a partitioned holder gives up
+//!   before the store lets a second holder in.
+//! - A renewal that fails for a transient reason makes the state [`LeaseState::Unknown`] and is
+//!   retried until the deadline; only `Lost` fires [`LeaseHandle::lost`].
+//! - Leases are not reentrant, and ownership belongs to the guard, not to a task.
+//!
+//! ## Metrics
+//!
+//! Through the `metrics` facade: `locks_acquire_total{backend,result}`,
+//! `locks_acquire_wait_seconds`, `locks_hold_seconds`, `locks_held` (gauge),
+//! `locks_renew_total{backend,result}`, `locks_lost_total{backend,reason}`,
+//! `locks_release_failed_total`.
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod clock;
+pub mod error;
+pub mod key;
+pub mod lease;
+pub mod options;
+pub mod service;
+pub mod token;
+
+pub use backend::{
+    AcquireResult, Lease, LeaseInfo, LockBackend, ReleaseListener, SleepingListener, Wake,
+};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use error::{BackendError, BackendErrorKind, LockError};
+pub use key::{LockKey, MAX_KEY_LEN, MAX_PREFIX_LEN};
+pub use lease::{
+    LeaseHandle, LeaseResource, LeaseState, LockGuard, LostReason, drift_margin,
+};
+pub use options::{AcquireOptions, RetryPolicy};
+pub use service::{LockService, LockServiceBuilder, ShutdownReport};
+pub use token::OwnerToken;

@@ -1,0 +1,695 @@
+//! The lock service: what applications call.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{AcquireResult, LeaseInfo, LockBackend, ReleaseListener};
+use crate::error::{BackendError, LockError};
+use crate::key::{DEFAULT_PREFIX, LockKey, validate_prefix};
+use crate::lease::{
+    LeaseConfig, LeaseHandle, LeaseResource, LeaseShared, LockGuard, LostReason, MutexResource,
+};
+use crate::options::{AcquireOptions, Resolved, RetryPolicy, validate_ttl};
+use crate::token::OwnerToken;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Leases this service holds now (for shutdown).
+#[derive(Default)]
+pub(crate) struct Registry {
+    leases: Mutex<HashMap<u64, Arc<LeaseShared>>>,
+    next_id: AtomicU64,
+}
+
+impl Registry {
+    pub(crate) fn remove(&self, id: u64) {
+        lock(&self.leases).remove(&id);
+    }
+
+    fn insert(&self, shared: Arc<LeaseShared>) {
+        lock(&self.leases).insert(shared.id(), shared);
+    }
+
+    fn drain(&self) -> Vec<Arc<LeaseShared>> {
+        lock(&self.leases).drain().map(|(_, v)| v).collect()
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.leases).len()
+    }
+}
+
+type Lines = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// A place at the head of this service's local waiting line for one key. Only the head of the
+/// line talks to the store; the others wait in FIFO order in memory. A holder that releases and
+/// asks again joins the back of the line, so it cannot keep winning against local waiters.
+struct LineTicket {
+    lines: Lines,
+    key: String,
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for LineTicket {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut lines = lock(&self.lines);
+        // The map and this ticket are the only owners left: nobody else is in line.
+        if Arc::strong_count(&self.mutex) == 2 {
+            lines.remove(&self.key);
+        }
+    }
+}
+
+/// Releases a lease that an attempt may have created when the acquire ends without a guard
+/// (error, timeout, shutdown, or the caller dropping the future).
+struct MaybeHeld {
+    armed: Option<(Arc<dyn LeaseResource>, OwnerToken)>,
+}
+
+impl Drop for MaybeHeld {
+    fn drop(&mut self) {
+        if let Some((resource, token)) = self.armed.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = resource.release(token).await;
+                });
+            }
+        }
+    }
+}
+
+struct Defaults {
+    ttl: Duration,
+    max_ttl: Duration,
+    wait_timeout: Duration,
+    retry: RetryPolicy,
+    auto_renew: bool,
+    renew_fraction: f64,
+    max_hold: Option<Duration>,
+}
+
+struct Inner {
+    backend: Arc<dyn LockBackend>,
+    prefix: Arc<str>,
+    defaults: Defaults,
+    registry: Arc<Registry>,
+    closing: CancellationToken,
+    lines: Lines,
+}
+
+/// Distributed locks over any [`LockBackend`]: waiting with backoff and notifications,
+/// automatic renewal, lost-lock detection, fencing tokens, key prefixing and validation,
+/// graceful shutdown and metrics. Cheap to clone; clones share everything.
+///
+/// ```
+/// use locks_core::{LockService, AcquireOptions};
+/// use locks_memory::MemoryBackend;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), locks_core::LockError> {
+/// let locks = LockService::builder(MemoryBackend::new())
+///     .default_ttl(Duration::from_secs(10))
+///     .build()?;
+///
+/// // Wait up to 2 s for the lock; it is renewed in the background while held.
+/// let guard = locks
+///     .acquire_with("payment:42", AcquireOptions::new().wait_timeout(Duration::from_secs(2)))
+///     .await?;
+/// assert!(locks.try_acquire("payment:42").await.is_err()); // held: not reentrant
+/// let fence = guard.fence(); // hand this to the resource you protect
+/// guard.release().await?;
+///
+/// // Or scope the work: released on success, error, panic and cancellation.
+/// let charged = locks.with_lock("payment:43", |lease| async move { lease.fence() > 0 }).await?;
+/// assert!(charged && fence > 0);
+/// locks.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LockService {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for LockService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockService")
+            .field("backend", &self.inner.backend.name())
+            .field("prefix", &self.inner.prefix)
+            .field("held", &self.inner.registry.len())
+            .field("shut_down", &self.inner.closing.is_cancelled())
+            .finish()
+    }
+}
+
+/// Builds a [`LockService`]; every value is checked by [`build`](LockServiceBuilder::build).
+pub struct LockServiceBuilder {
+    backend: Arc<dyn LockBackend>,
+    prefix: String,
+    defaults: Defaults,
+}
+
+impl fmt::Debug for LockServiceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockServiceBuilder")
+            .field("backend", &self.backend.name())
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockServiceBuilder {
+    /// Prefix for every key (default `_lock:`; at most 128 bytes, no braces or control chars).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Lease ttl when a call does not set one (default 30 s).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.defaults.ttl = ttl;
+        self
+    }
+
+    /// Largest ttl accepted (default 5 min). Larger ttls are an error, never clamped.
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.defaults.max_ttl = ttl;
+        self
+    }
+
+    /// How long `acquire` waits when a call does not say (default 30 s).
+    pub fn default_wait_timeout(mut self, d: Duration) -> Self {
+        self.defaults.wait_timeout = d;
+        self
+    }
+
+    /// Backoff between attempts (default: [`RetryPolicy::default`]).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.defaults.retry = retry;
+        self
+    }
+
+    /// Renew held leases in the background (default on).
+    pub fn auto_renew(mut self, on: bool) -> Self {
+        self.defaults.auto_renew = on;
+        self
+    }
+
+    /// Renew when this fraction of the ttl has passed since the last confirmed renewal;
+    /// strictly between 0 and 1 (default 0.5).
+    pub fn renew_fraction(mut self, fraction: f64) -> Self {
+        self.defaults.renew_fraction = fraction;
+        self
+    }
+
+    /// Stop renewing a lease after it has been held this long, so a hung but living process
+    /// cannot hold a lock forever (default: no limit).
+    pub fn max_hold(mut self, max_hold: Option<Duration>) -> Self {
+        self.defaults.max_hold = max_hold;
+        self
+    }
+
+    /// Validate and build.
+    pub fn build(self) -> Result<LockService, LockError> {
+        validate_prefix(&self.prefix)?;
+        let d = &self.defaults;
+        if d.max_ttl < Duration::from_millis(1) {
+            return Err(LockError::invalid_option("max_ttl", "must be at least 1 ms"));
+        }
+        validate_ttl(d.ttl, d.max_ttl)?;
+        d.retry.validate()?;
+        validate_fraction(d.renew_fraction)?;
+        validate_max_hold(d.max_hold)?;
+        Ok(LockService {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                prefix: Arc::from(self.prefix.as_str()),
+                defaults: self.defaults,
+                registry: Arc::new(Registry::default()),
+                closing: CancellationToken::new(),
+                lines: Arc::default(),
+            }),
+        })
+    }
+}
+
+fn validate_fraction(f: f64) -> Result<(), LockError> {
+    if f.is_finite() && f > 0.0 && f < 1.0 {
+        Ok(())
+    } else {
+        Err(LockError::invalid_option(
+            "renew_fraction",
+            format!("{f} is not strictly between 0 and 1"),
+        ))
+    }
+}
+
+fn validate_max_hold(max_hold: Option<Duration>) -> Result<(), LockError> {
+    match max_hold {
+        Some(d) if d.is_zero() => Err(LockError::invalid_option(
+            "max_hold",
+            "must be greater than zero",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What [`LockService::shutdown`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Leases released in the store.
+    pub released: usize,
+    /// Leases the store no longer listed as ours (expired or taken before shutdown).
+    pub not_owner: usize,
+    /// Releases that failed (those leases end by their ttl).
+    pub failed: usize,
+}
+
+enum Mode {
+    Wait,
+    Once,
+}
+
+impl LockService {
+    /// Start building a service over `backend`.
+    pub fn builder(backend: impl LockBackend) -> LockServiceBuilder {
+        Self::builder_arc(Arc::new(backend))
+    }
+
+    /// Start building a service over a shared backend.
+    pub fn builder_arc(backend: Arc<dyn LockBackend>) -> LockServiceBuilder {
+        LockServiceBuilder {
+            backend,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            defaults: Defaults {
+                ttl: Duration::from_secs(30),
+                max_ttl: Duration::from_secs(300),
+                wait_timeout: Duration::from_secs(30),
+                retry: RetryPolicy::default(),
+                auto_renew: true,
+                renew_fraction: 0.5,
+                max_hold: None,
+            },
+        }
+    }
+
+    /// A service with every default.
+    pub fn new(backend: impl LockBackend) -> Result<Self, LockError> {
+        Self::builder(backend).build()
+    }
+
+    /// The backend this service runs on.
+    pub fn backend(&self) -> &Arc<dyn LockBackend> {
+        &self.inner.backend
+    }
+
+    /// Validate `name` and add this service's prefix.
+    pub fn key(&self, name: &str) -> Result<LockKey, LockError> {
+        LockKey::with_prefix(&self.inner.prefix, name)
+    }
+
+    fn resolve(&self, opts: &AcquireOptions) -> Result<Resolved, LockError> {
+        let d = &self.inner.defaults;
+        let ttl = opts.ttl.unwrap_or(d.ttl);
+        validate_ttl(ttl, d.max_ttl)?;
+        let retry = opts.retry.clone().unwrap_or_else(|| d.retry.clone());
+        retry.validate()?;
+        let max_hold = opts.max_hold.unwrap_or(d.max_hold);
+        validate_max_hold(max_hold)?;
+        Ok(Resolved {
+            ttl,
+            wait_timeout: opts.wait_timeout.unwrap_or(d.wait_timeout),
+            retry,
+            auto_renew: opts.auto_renew.unwrap_or(d.auto_renew),
+            renew_fraction: d.renew_fraction,
+            max_hold,
+        })
+    }
+
+    fn mutex(&self, name: &str) -> Result<Arc<dyn LeaseResource>, LockError> {
+        Ok(Arc::new(MutexResource {
+            backend: Arc::clone(&self.inner.backend),
+            key: self.key(name)?,
+        }))
+    }
+
+    /// Acquire `key` with the service defaults, waiting up to the default wait timeout.
+    pub async fn acquire(&self, key: &str) -> Result<LockGuard, LockError> {
+        self.acquire_with(key, AcquireOptions::default()).await
+    }
+
+    /// Acquire `key`, waiting until the lock is free or `wait_timeout` has passed.
+    ///
+    /// The whole wait budget is used (unless the retry policy sets `max_attempts`). Waiting is
+    /// notification-first where the backend supports it, with polling at
+    /// `min(backoff, holder's remaining ttl)` as the fallback. Within one service, waiters of a
+    /// key are served first come, first served.
+    ///
+    /// Errors: `InvalidKey`, `InvalidTtl`, `InvalidOptions` (nothing is sent to the store),
+    /// `AcquireTimeout`, `ShuttingDown`, `Backend` (a permanent store error).
+    pub async fn acquire_with(
+        &self,
+        key: &str,
+        opts: AcquireOptions,
+    ) -> Result<LockGuard, LockError> {
+        let resource = self.mutex(key)?;
+        let resolved = self.resolve(&opts)?;
+        self.run_acquire(resource, &resolved, Mode::Wait).await
+    }
+
+    /// One attempt with the service defaults: `Err(Contended)` at once if the lock is held.
+    pub async fn try_acquire(&self, key: &str) -> Result<LockGuard, LockError> {
+        self.try_acquire_with(key, AcquireOptions::default()).await
+    }
+
+    /// One attempt: `Err(Contended)` at once if the lock is held (the wait options are unused).
+    pub async fn try_acquire_with(
+        &self,
+        key: &str,
+        opts: AcquireOptions,
+    ) -> Result<LockGuard, LockError> {
+        let resource = self.mutex(key)?;
+        let resolved = self.resolve(&opts)?;
+        self.run_acquire(resource, &resolved, Mode::Once).await
+    }
+
+    /// Acquire a lease on any [`LeaseResource`] (how primitives such as semaphore permits reuse
+    /// this service's waiting, renewal and shutdown). `wait = false` makes a single attempt.
+    pub async fn acquire_lease(
+        &self,
+        resource: Arc<dyn LeaseResource>,
+        opts: AcquireOptions,
+        wait: bool,
+    ) -> Result<LockGuard, LockError> {
+        let resolved = self.resolve(&opts)?;
+        let mode = if wait { Mode::Wait } else { Mode::Once };
+        self.run_acquire(resource, &resolved, mode).await
+    }
+
+    /// Run `work` while holding `key` (service defaults), then release.
+    ///
+    /// See [`with_lock_opts`](LockService::with_lock_opts).
+    pub async fn with_lock<F, Fut, T>(&self, key: &str, work: F) -> Result<T, LockError>
+    where
+        F: FnOnce(LeaseHandle) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.with_lock_opts(key, AcquireOptions::default(), work)
+            .await
+    }
+
+    /// Run `work` while holding `key`, then release: on success, on error (an error is just a
+    /// value of `T`), on panic (released, then the panic resumes) and on cancellation (dropping
+    /// the future drops the guard, which releases in the background).
+    ///
+    /// `work` receives a [`LeaseHandle`]: check `lost()` or `ensure_held()` before an
+    /// irreversible step, and pass `fence()` to the protected resource.
+    ///
+    /// **When the release itself fails** (the lease was lost during the work, or the store could
+    /// not be reached), the result of `work` is still returned as `Ok`: the work has already
+    /// happened, and turning it into an error would invite a retry that repeats it. The failure
+    /// is logged (`tracing` warning) and counted (`locks_release_failed_total`); use
+    /// [`acquire`](LockService::acquire) and [`LockGuard::release`] to act on it.
+    pub async fn with_lock_opts<F, Fut, T>(
+        &self,
+        key: &str,
+        opts: AcquireOptions,
+        work: F,
+    ) -> Result<T, LockError>
+    where
+        F: FnOnce(LeaseHandle) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let guard = self.acquire_with(key, opts).await?;
+        let handle = guard.handle();
+        let outcome = AssertUnwindSafe(async move { work(handle).await })
+            .catch_unwind()
+            .await;
+        if let Err(e) = guard.release().await {
+            metrics::counter!("locks_release_failed_total", "backend" => self.inner.backend.name())
+                .increment(1);
+            tracing::warn!(key, error = %e, "with_lock: release after the work failed");
+        }
+        match outcome {
+            Ok(value) => Ok(value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Whether anyone holds `key` now (asks the store).
+    pub async fn is_locked(&self, key: &str) -> Result<bool, LockError> {
+        Ok(self.inspect(key).await?.is_some())
+    }
+
+    /// The current lease of `key`, if any: owner, remaining ttl, fence.
+    pub async fn inspect(&self, key: &str) -> Result<Option<LeaseInfo>, LockError> {
+        let key = self.key(key)?;
+        self.inner
+            .backend
+            .inspect(&key)
+            .await
+            .map_err(|e| LockError::backend("inspect", e))
+    }
+
+    /// Delete the lease of `key` whoever holds it (an operator's tool). The holder finds out
+    /// at its next renewal (`lost()` fires with `NotOwner`). `true` if there was a lease.
+    pub async fn force_release(&self, key: &str) -> Result<bool, LockError> {
+        let key = self.key(key)?;
+        self.inner
+            .backend
+            .force_release(&key)
+            .await
+            .map_err(|e| LockError::backend("force_release", e))
+    }
+
+    /// How many leases this service holds now.
+    pub fn held_count(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// Whether [`shutdown`](LockService::shutdown) has been called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.closing.is_cancelled()
+    }
+
+    /// Stop taking locks (waiting and new calls get `ShuttingDown`), stop every renewal, and
+    /// release every lease this service holds. Their guards' `lost()` fires with
+    /// [`LostReason::Shutdown`]. Idempotent.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.inner.closing.cancel();
+        let leases = self.inner.registry.drain();
+        let results = futures::future::join_all(
+            leases
+                .iter()
+                .map(|shared| shared.finish(LostReason::Shutdown)),
+        )
+        .await;
+        let mut report = ShutdownReport::default();
+        for r in results {
+            match r {
+                Ok(Some(true)) => report.released += 1,
+                Ok(Some(false)) => report.not_owner += 1,
+                Ok(None) => {}
+                Err(_) => report.failed += 1,
+            }
+        }
+        tracing::info!(?report, "lock service shut down");
+        report
+    }
+
+    async fn join_line(
+        &self,
+        key: &LockKey,
+        deadline: Instant,
+    ) -> Result<Option<LineTicket>, ()> {
+        let full = key.full();
+        let mutex = {
+            let mut lines = lock(&self.inner.lines);
+            Arc::clone(lines.entry(full.clone()).or_default())
+        };
+        let mut ticket = LineTicket {
+            lines: Arc::clone(&self.inner.lines),
+            key: full,
+            mutex: Arc::clone(&mutex),
+            guard: None,
+        };
+        tokio::select! {
+            g = mutex.lock_owned() => {
+                ticket.guard = Some(g);
+                Ok(Some(ticket))
+            }
+            _ = tokio::time::sleep_until(deadline) => Ok(None),
+            _ = self.inner.closing.cancelled() => Err(()),
+        }
+    }
+
+    async fn run_acquire(
+        &self,
+        resource: Arc<dyn LeaseResource>,
+        opts: &Resolved,
+        mode: Mode,
+    ) -> Result<LockGuard, LockError> {
+        if self.inner.closing.is_cancelled() {
+            return Err(LockError::ShuttingDown);
+        }
+        let backend = resource.backend_name();
+        let start = Instant::now();
+        let deadline = start
+            .checked_add(opts.wait_timeout)
+            .unwrap_or_else(|| start + Duration::from_secs(86400 * 365 * 30));
+        let name = resource.key().name().to_owned();
+        let token = OwnerToken::new();
+        let timeout = |attempts: u32, last_error: Option<BackendError>| {
+            metrics::counter!("locks_acquire_total", "backend" => backend, "result" => "timeout")
+                .increment(1);
+            LockError::AcquireTimeout {
+                key: name.clone(),
+                waited: start.elapsed(),
+                attempts,
+                last_error,
+            }
+        };
+
+        let _ticket = match mode {
+            Mode::Wait if resource.exclusive() => match self.join_line(resource.key(), deadline).await {
+                Ok(Some(t)) => Some(t),
+                Ok(None) => return Err(timeout(0, None)),
+                Err(()) => return Err(LockError::ShuttingDown),
+            },
+            _ => None,
+        };
+
+        let mut maybe_held = MaybeHeld { armed: None };
+        let mut attempts: u32 = 0;
+        let mut last_error: Option<BackendError> = None;
+        let mut listener: Option<Box<dyn ReleaseListener>> = None;
+        loop {
+            if self.inner.closing.is_cancelled() {
+                return Err(LockError::ShuttingDown);
+            }
+            attempts = attempts.saturating_add(1);
+            let sent = Instant::now();
+            maybe_held.armed = Some((Arc::clone(&resource), token));
+            let hint = match resource.try_acquire(token, opts.ttl).await {
+                Ok(AcquireResult::Acquired(lease)) => {
+                    maybe_held.armed = None;
+                    metrics::counter!("locks_acquire_total", "backend" => backend, "result" => "acquired")
+                        .increment(1);
+                    metrics::histogram!("locks_acquire_wait_seconds", "backend" => backend)
+                        .record(start.elapsed().as_secs_f64());
+                    return self.register(resource, token, lease.fence, sent, opts);
+                }
+                Ok(AcquireResult::Held { remaining }) => {
+                    // Acquire is idempotent per token: "held" means not by us.
+                    maybe_held.armed = None;
+                    remaining
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(key = %name, error = %e, "acquire attempt failed; retrying");
+                    last_error = Some(e);
+                    None
+                }
+                Err(e) => {
+                    metrics::counter!("locks_acquire_total", "backend" => backend, "result" => "error")
+                        .increment(1);
+                    return Err(LockError::backend("acquire", e));
+                }
+            };
+            if let Mode::Once = mode {
+                if let Some(e) = last_error {
+                    return Err(LockError::backend("acquire", e));
+                }
+                metrics::counter!("locks_acquire_total", "backend" => backend, "result" => "contended")
+                    .increment(1);
+                return Err(LockError::Contended {
+                    key: name,
+                    remaining: hint,
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline || opts.retry.max_attempts.is_some_and(|max| attempts >= max) {
+                return Err(timeout(attempts, last_error));
+            }
+            if listener.is_none() {
+                match resource.listen().await {
+                    Ok(l) => {
+                        listener = Some(l);
+                        // A release may have happened before we listened: look again at once.
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(key = %name, error = %e, "cannot listen for releases; polling");
+                        listener = Some(Box::new(crate::backend::SleepingListener));
+                    }
+                }
+            }
+            let mut delay = opts.retry.delay(attempts);
+            if let Some(remaining) = hint {
+                delay = delay.min(remaining.max(Duration::from_millis(1)));
+            }
+            delay = delay.min(deadline.saturating_duration_since(now));
+            if let Some(l) = listener.as_mut() {
+                tokio::select! {
+                    r = l.wait_for_release(delay) => {
+                        if let Err(e) = r {
+                            tracing::debug!(key = %name, error = %e, "release listener failed; polling");
+                            listener = Some(Box::new(crate::backend::SleepingListener));
+                        }
+                    }
+                    _ = self.inner.closing.cancelled() => return Err(LockError::ShuttingDown),
+                }
+            }
+        }
+    }
+
+    fn register(
+        &self,
+        resource: Arc<dyn LeaseResource>,
+        token: OwnerToken,
+        fence: u64,
+        sent: Instant,
+        opts: &Resolved,
+    ) -> Result<LockGuard, LockError> {
+        let registry = &self.inner.registry;
+        let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
+        let cfg = LeaseConfig {
+            ttl: opts.ttl,
+            max_ttl: self.inner.defaults.max_ttl,
+            auto_renew: opts.auto_renew,
+            renew_fraction: opts.renew_fraction,
+            max_hold: opts.max_hold,
+        };
+        let shared = LeaseShared::start(
+            id,
+            resource,
+            token,
+            fence,
+            sent,
+            &cfg,
+            Arc::downgrade(registry),
+        );
+        registry.insert(Arc::clone(&shared));
+        let guard = LockGuard::new(shared);
+        if self.inner.closing.is_cancelled() {
+            // Shutdown began while we acquired: dropping the guard releases the lease.
+            drop(guard);
+            return Err(LockError::ShuttingDown);
+        }
+        Ok(guard)
+    }
+}

@@ -1,0 +1,384 @@
+//! # locks-memory
+//!
+//! An in-memory [`LockBackend`] on a `DashMap`: the double for fast, deterministic unit tests,
+//! and a real lock for tasks inside one process.
+//!
+//! - Expiry follows a [`Clock`]: by default [`TokioClock`], so under
+//!   `#[tokio::test(start_paused = true)]` the store and the service share tokio's paused time;
+//!   with a [`ManualClock`](locks_core::ManualClock) leases expire only when the test advances
+//!   it (a "GC pause": the store expires a lease under a holder that does not know it).
+//! - Fencing tokens increase strictly per key for the life of the backend (every clone shares
+//!   the state; one counter per key ever used is kept in memory).
+//! - Releases wake waiters at once; expiry is lazy and wakes nobody (like Redis), so waiters
+//!   fall back to polling at the holder's remaining ttl.
+//! - [`Faults`] injects failures and latency.
+//!
+//! ```
+//! use locks_core::LockService;
+//! use locks_memory::MemoryBackend;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), locks_core::LockError> {
+//! let backend = MemoryBackend::new();
+//! let locks = LockService::new(backend.clone())?;
+//!
+//! // Make the next two store operations fail with a transient error:
+//! backend.faults().fail_next(2);
+//! let guard = locks.acquire("job:7").await?; // retried through the failures
+//! assert_eq!(backend.faults().injected(), 2);
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use locks_core::{
+    AcquireResult, BackendError, Clock, Lease, LeaseInfo, LockBackend, LockKey, OwnerToken,
+    ReleaseListener, TokioClock, Wake,
+};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    owner: OwnerToken,
+    expires_at: Duration,
+    fence: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    lease: Option<Held>,
+    last_fence: u64,
+    releases: watch::Sender<u64>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Slot {
+            lease: None,
+            last_fence: 0,
+            releases: watch::Sender::new(0),
+        }
+    }
+
+    /// The lease if it has not expired by `now`; drops an expired one.
+    fn live(&mut self, now: Duration) -> Option<Held> {
+        if self.lease.is_some_and(|h| h.expires_at <= now) {
+            self.lease = None;
+        }
+        self.lease
+    }
+
+    fn wake(&self) {
+        self.releases.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Fault injection for a [`MemoryBackend`]. Shared by all clones of the backend.
+#[derive(Debug, Default)]
+pub struct Faults {
+    fail_next: AtomicU32,
+    lose_replies: AtomicU32,
+    unavailable: AtomicBool,
+    latency_nanos: AtomicU64,
+    injected: AtomicU64,
+}
+
+enum Injected {
+    None,
+    FailBefore,
+    FailAfter,
+}
+
+impl Faults {
+    /// The next `n` operations fail with a transient error before touching the store.
+    pub fn fail_next(&self, n: u32) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` operations are applied, then report a transient error (a reply lost on a
+    /// dropped connection: the caller cannot know whether the operation ran).
+    pub fn lose_replies_next(&self, n: u32) {
+        self.lose_replies.store(n, Ordering::SeqCst);
+    }
+
+    /// While `true`, every operation fails with a transient error (a partition).
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable.store(down, Ordering::SeqCst);
+    }
+
+    /// Add this much latency (tokio time) before every operation.
+    pub fn set_latency(&self, latency: Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_nanos.store(nanos, Ordering::SeqCst);
+    }
+
+    /// Clear every fault.
+    pub fn clear(&self) {
+        self.fail_next.store(0, Ordering::SeqCst);
+        self.lose_replies.store(0, Ordering::SeqCst);
+        self.unavailable.store(false, Ordering::SeqCst);
+        self.latency_nanos.store(0, Ordering::SeqCst);
+    }
+
+    /// How many operations have failed by injection so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::SeqCst)
+    }
+
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    async fn before(&self) -> Injected {
+        let nanos = self.latency_nanos.load(Ordering::SeqCst);
+        if nanos > 0 {
+            tokio::time::sleep(Duration::from_nanos(nanos)).await;
+        }
+        if self.unavailable.load(Ordering::SeqCst) || Self::take(&self.fail_next) {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            Injected::FailBefore
+        } else if Self::take(&self.lose_replies) {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            Injected::FailAfter
+        } else {
+            Injected::None
+        }
+    }
+}
+
+fn injected_error() -> BackendError {
+    BackendError::transient("injected fault (memory backend)")
+}
+
+struct Inner {
+    slots: DashMap<String, Slot>,
+    clock: Arc<dyn Clock>,
+    faults: Faults,
+}
+
+/// The in-memory backend. `Default + Clone`; clones share the same store.
+#[derive(Clone)]
+pub struct MemoryBackend {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("keys", &self.inner.slots.len())
+            .field("clock", &self.inner.clock)
+            .finish()
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// A backend on tokio's clock (paused time in tests, the monotonic clock otherwise).
+    pub fn new() -> Self {
+        Self::with_clock(TokioClock::new())
+    }
+
+    /// A backend that expires leases by `clock`, e.g. a [`ManualClock`](locks_core::ManualClock).
+    pub fn with_clock(clock: impl Clock) -> Self {
+        MemoryBackend {
+            inner: Arc::new(Inner {
+                slots: DashMap::new(),
+                clock: Arc::new(clock),
+                faults: Faults::default(),
+            }),
+        }
+    }
+
+    /// The fault injector shared by every clone.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.inner.clock
+    }
+
+    /// Expire the lease of `key` now, as if its ttl had run out: nobody is told (the holder
+    /// finds out at its next renewal, waiters at their next poll).
+    pub fn expire_now(&self, key: &LockKey) -> bool {
+        self.inner
+            .slots
+            .get_mut(&key.full())
+            .and_then(|mut slot| slot.lease.take())
+            .is_some()
+    }
+
+    /// Number of live (unexpired) leases.
+    pub fn live_leases(&self) -> usize {
+        let now = self.inner.clock.now();
+        self.inner
+            .slots
+            .iter()
+            .filter(|s| s.lease.is_some_and(|h| h.expires_at > now))
+            .count()
+    }
+
+    fn expiry(&self, ttl: Duration) -> Duration {
+        self.inner.clock.now().saturating_add(ttl)
+    }
+
+    async fn run<T>(&self, op: impl FnOnce() -> T) -> Result<T, BackendError> {
+        match self.inner.faults.before().await {
+            Injected::FailBefore => Err(injected_error()),
+            Injected::FailAfter => {
+                let _ = op();
+                Err(injected_error())
+            }
+            Injected::None => Ok(op()),
+        }
+    }
+}
+
+struct MemoryListener {
+    rx: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl ReleaseListener for MemoryListener {
+    async fn wait_for_release(&mut self, max: Duration) -> Result<Wake, BackendError> {
+        match tokio::time::timeout(max, self.rx.changed()).await {
+            Ok(Ok(())) => Ok(Wake::Notified),
+            // The sender lives in the store for as long as the backend: closed means gone.
+            Ok(Err(_)) => Ok(Wake::Notified),
+            Err(_) => Ok(Wake::TimedOut),
+        }
+    }
+}
+
+#[async_trait]
+impl LockBackend for MemoryBackend {
+    async fn try_acquire(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
+            match slot.live(now) {
+                Some(mut held) if held.owner == token => {
+                    held.expires_at = self.expiry(ttl);
+                    slot.lease = Some(held);
+                    AcquireResult::Acquired(Lease::new(held.fence))
+                }
+                Some(held) => AcquireResult::Held {
+                    remaining: Some(held.expires_at.saturating_sub(now)),
+                },
+                None => {
+                    let fence = slot.last_fence + 1;
+                    slot.last_fence = fence;
+                    slot.lease = Some(Held {
+                        owner: token,
+                        expires_at: self.expiry(ttl),
+                        fence,
+                    });
+                    AcquireResult::Acquired(Lease::new(fence))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return false;
+            };
+            match slot.live(now) {
+                Some(held) if held.owner == token => {
+                    slot.lease = None;
+                    slot.wake();
+                    true
+                }
+                _ => false,
+            }
+        })
+        .await
+    }
+
+    async fn extend(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return false;
+            };
+            match slot.live(now) {
+                Some(mut held) if held.owner == token => {
+                    held.expires_at = self.expiry(ttl);
+                    slot.lease = Some(held);
+                    true
+                }
+                _ => false,
+            }
+        })
+        .await
+    }
+
+    async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let mut slot = self.inner.slots.get_mut(&key.full())?;
+            slot.live(now).map(|h| {
+                LeaseInfo::new(h.owner, h.expires_at.saturating_sub(now), h.fence)
+            })
+        })
+        .await
+    }
+
+    async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return false;
+            };
+            let had = slot.live(now).is_some();
+            slot.lease = None;
+            slot.wake();
+            had
+        })
+        .await
+    }
+
+    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
+        let rx = self
+            .inner
+            .slots
+            .entry(key.full())
+            .or_insert_with(Slot::new)
+            .releases
+            .subscribe();
+        Ok(Box::new(MemoryListener { rx }))
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}
