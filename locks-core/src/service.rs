@@ -51,15 +51,21 @@ impl Registry {
     }
 }
 
-type Lines = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+/// One key's local waiting line: a fair mutex and the number of callers in line.
+#[derive(Default)]
+struct Line {
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    callers: usize,
+}
 
-/// A place at the head of this service's local waiting line for one key. Only the head of the
-/// line talks to the store; the others wait in FIFO order in memory. A holder that releases and
-/// asks again joins the back of the line, so it cannot keep winning against local waiters.
+type Lines = Arc<Mutex<HashMap<String, Line>>>;
+
+/// A place in this service's local waiting line for one key. Only the head of the line talks
+/// to the store; the others wait in FIFO order in memory. A holder that releases and asks
+/// again joins the back of the line, so it cannot keep winning against local waiters.
 struct LineTicket {
     lines: Lines,
     key: String,
-    mutex: Arc<tokio::sync::Mutex<()>>,
     guard: Option<OwnedMutexGuard<()>>,
 }
 
@@ -67,9 +73,11 @@ impl Drop for LineTicket {
     fn drop(&mut self) {
         self.guard.take();
         let mut lines = lock(&self.lines);
-        // The map and this ticket are the only owners left: nobody else is in line.
-        if Arc::strong_count(&self.mutex) == 2 {
-            lines.remove(&self.key);
+        if let Some(line) = lines.get_mut(&self.key) {
+            line.callers = line.callers.saturating_sub(1);
+            if line.callers == 0 {
+                lines.remove(&self.key);
+            }
         }
     }
 }
@@ -477,6 +485,14 @@ impl LockService {
             .map_err(|e| LockError::backend("force_release", e))
     }
 
+    /// How many callers of this service are waiting for `key` now (0 for an invalid key).
+    pub fn waiters(&self, key: &str) -> usize {
+        let Ok(key) = self.key(key) else { return 0 };
+        lock(&self.inner.lines)
+            .get(&key.full())
+            .map_or(0, |line| line.callers)
+    }
+
     /// How many leases this service holds now.
     pub fn held_count(&self) -> usize {
         self.inner.registry.len()
@@ -520,12 +536,13 @@ impl LockService {
         let full = key.full();
         let mutex = {
             let mut lines = lock(&self.inner.lines);
-            Arc::clone(lines.entry(full.clone()).or_default())
+            let line = lines.entry(full.clone()).or_default();
+            line.callers += 1;
+            Arc::clone(&line.mutex)
         };
         let mut ticket = LineTicket {
             lines: Arc::clone(&self.inner.lines),
             key: full,
-            mutex: Arc::clone(&mutex),
             guard: None,
         };
         tokio::select! {
