@@ -60,6 +60,33 @@ impl LeaseInfo {
     }
 }
 
+/// What the store knows about a read-write lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RwInfo {
+    /// The current readers.
+    pub readers: Vec<LeaseInfo>,
+    /// The current writer, if any.
+    pub writer: Option<LeaseInfo>,
+    /// A writer waiting for the readers to leave (new readers are refused meanwhile).
+    pub writer_waiting: bool,
+}
+
+impl RwInfo {
+    /// Build a description.
+    pub fn new(readers: Vec<LeaseInfo>, writer: Option<LeaseInfo>, writer_waiting: bool) -> Self {
+        RwInfo {
+            readers,
+            writer,
+            writer_waiting,
+        }
+    }
+}
+
+fn unsupported(backend: &str, what: &str) -> BackendError {
+    BackendError::permanent(format!("the {backend} backend does not support {what}"))
+}
+
 /// Why a [`ReleaseListener`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
@@ -142,6 +169,96 @@ pub trait LockBackend: Send + Sync + 'static {
     fn name(&self) -> &'static str {
         "backend"
     }
+
+    // ---- Semaphore: `permits` leases under one key, each with its own token and expiry. ----
+
+    /// Take one of `permits` permits for `token` (idempotent: a token that holds one gets it
+    /// back with its ttl reset). Expired permits are reclaimed first. When all are taken,
+    /// `Held { remaining }` gives the time until the first one expires. A permit count lower
+    /// than the number of live permits refuses new permits until enough are released; live
+    /// permits are never revoked.
+    async fn try_acquire_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+        permits: u32,
+    ) -> Result<AcquireResult, BackendError> {
+        let _ = (key, token, ttl, permits);
+        Err(unsupported(self.name(), "semaphores"))
+    }
+
+    /// Give back `token`'s permit and wake waiters. `false`: not a holder.
+    async fn release_permit(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        let _ = (key, token);
+        Err(unsupported(self.name(), "semaphores"))
+    }
+
+    /// Reset the ttl of `token`'s permit. `false`: not a holder.
+    async fn extend_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let _ = (key, token, ttl);
+        Err(unsupported(self.name(), "semaphores"))
+    }
+
+    /// The live permits of the semaphore at `key`.
+    async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
+        let _ = key;
+        Err(unsupported(self.name(), "semaphores"))
+    }
+
+    // ---- Read-write lock: many readers or one writer, writer-preferring. ----
+
+    /// Take a read lease unless a writer holds the lock or waits for it.
+    async fn try_acquire_read(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        let _ = (key, token, ttl);
+        Err(unsupported(self.name(), "read-write locks"))
+    }
+
+    /// Take the write lease if nobody reads or writes. While readers remain, record that this
+    /// writer waits (for at most `ttl`, refreshed by every attempt), so no new reader gets in.
+    async fn try_acquire_write(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        let _ = (key, token, ttl);
+        Err(unsupported(self.name(), "read-write locks"))
+    }
+
+    /// Release `token`'s read or write lease (and its waiting-writer mark), waking waiters.
+    /// `false`: `token` held neither.
+    async fn release_rw(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        let _ = (key, token);
+        Err(unsupported(self.name(), "read-write locks"))
+    }
+
+    /// Reset the ttl of `token`'s read or write lease. `false`: not a holder.
+    async fn extend_rw(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let _ = (key, token, ttl);
+        Err(unsupported(self.name(), "read-write locks"))
+    }
+
+    /// Readers, writer and waiting writer of the read-write lock at `key`.
+    async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
+        let _ = key;
+        Err(unsupported(self.name(), "read-write locks"))
+    }
 }
 
 macro_rules! forward_backend {
@@ -156,7 +273,11 @@ macro_rules! forward_backend {
             ) -> Result<AcquireResult, BackendError> {
                 (**self).try_acquire(key, token, ttl).await
             }
-            async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+            async fn release(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+            ) -> Result<bool, BackendError> {
                 (**self).release(key, token).await
             }
             async fn extend(
@@ -181,6 +302,67 @@ macro_rules! forward_backend {
             }
             fn name(&self) -> &'static str {
                 (**self).name()
+            }
+            async fn try_acquire_permit(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+                ttl: Duration,
+                permits: u32,
+            ) -> Result<AcquireResult, BackendError> {
+                (**self).try_acquire_permit(key, token, ttl, permits).await
+            }
+            async fn release_permit(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+            ) -> Result<bool, BackendError> {
+                (**self).release_permit(key, token).await
+            }
+            async fn extend_permit(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+                ttl: Duration,
+            ) -> Result<bool, BackendError> {
+                (**self).extend_permit(key, token, ttl).await
+            }
+            async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
+                (**self).permit_holders(key).await
+            }
+            async fn try_acquire_read(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+                ttl: Duration,
+            ) -> Result<AcquireResult, BackendError> {
+                (**self).try_acquire_read(key, token, ttl).await
+            }
+            async fn try_acquire_write(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+                ttl: Duration,
+            ) -> Result<AcquireResult, BackendError> {
+                (**self).try_acquire_write(key, token, ttl).await
+            }
+            async fn release_rw(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+            ) -> Result<bool, BackendError> {
+                (**self).release_rw(key, token).await
+            }
+            async fn extend_rw(
+                &self,
+                key: &LockKey,
+                token: OwnerToken,
+                ttl: Duration,
+            ) -> Result<bool, BackendError> {
+                (**self).extend_rw(key, token, ttl).await
+            }
+            async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
+                (**self).inspect_rw(key).await
             }
         }
     };

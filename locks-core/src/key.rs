@@ -99,10 +99,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), LockError> {
         ));
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
-        return invalid(format!(
-            "the key contains the control character {:?}",
-            c
-        ));
+        return invalid(format!("the key contains the control character {:?}", c));
     }
     Ok(())
 }

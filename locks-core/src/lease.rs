@@ -35,6 +35,9 @@ pub enum LostReason {
     Released,
     /// The service was shut down, which released it.
     Shutdown,
+    /// The holder abandoned it with [`LockGuard::abandon`]: no release, no renewal; the store
+    /// expires it by its ttl.
+    Abandoned,
 }
 
 impl fmt::Display for LostReason {
@@ -45,6 +48,7 @@ impl fmt::Display for LostReason {
             LostReason::MaxHoldReached => "the maximum hold time was reached",
             LostReason::Released => "it was released",
             LostReason::Shutdown => "the service shut down",
+            LostReason::Abandoned => "it was abandoned (left to expire)",
         })
     }
 }
@@ -57,6 +61,7 @@ impl LostReason {
             LostReason::MaxHoldReached => "max_hold",
             LostReason::Released => "released",
             LostReason::Shutdown => "shutdown",
+            LostReason::Abandoned => "abandoned",
         }
     }
 }
@@ -100,6 +105,12 @@ pub trait LeaseResource: Send + Sync + 'static {
     /// of an exclusive resource queue in FIFO order inside the service.
     fn exclusive(&self) -> bool {
         true
+    }
+    /// Whether a failed attempt may leave state in the store that must be cleaned up with
+    /// [`release`](LeaseResource::release) when the caller stops waiting (a writer's "waiting"
+    /// mark). Default `false`.
+    fn cleanup_after_wait(&self) -> bool {
+        false
     }
 }
 
@@ -246,7 +257,7 @@ impl LeaseShared {
                 true
             }
         });
-        if changed && !matches!(reason, LostReason::Released) {
+        if changed && !matches!(reason, LostReason::Released | LostReason::Abandoned) {
             metrics::counter!("locks_lost_total", "backend" => self.resource.backend_name(), "reason" => reason.label())
                 .increment(1);
             tracing::warn!(key = %self.resource.key(), fence = self.fence, %reason, "lease lost");
@@ -579,6 +590,24 @@ impl LockGuard {
             }),
             Err(e) => Err(LockError::backend("release", e)),
         }
+    }
+}
+
+impl LockGuard {
+    /// Stop renewing and forget the lease *without* releasing it: the store keeps it until its
+    /// ttl runs out. This is what a crashed process leaves behind, so tests use it to simulate
+    /// a crash; it also keeps a lock for its ttl after the work (a simple rate limit).
+    pub fn abandon(self) {
+        let shared = &self.handle.shared;
+        if shared.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        shared.stop.cancel();
+        if let Some(registry) = shared.registry.upgrade() {
+            registry.remove(shared.id);
+        }
+        metrics::gauge!("locks_held", "backend" => shared.resource.backend_name()).decrement(1.0);
+        shared.mark_lost(LostReason::Abandoned);
     }
 }
 

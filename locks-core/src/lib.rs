@@ -52,18 +52,18 @@ pub mod error;
 pub mod key;
 pub mod lease;
 pub mod options;
+pub mod primitives;
 pub mod service;
 pub mod token;
 
 pub use backend::{
-    AcquireResult, Lease, LeaseInfo, LockBackend, ReleaseListener, SleepingListener, Wake,
+    AcquireResult, Lease, LeaseInfo, LockBackend, ReleaseListener, RwInfo, SleepingListener, Wake,
 };
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BackendError, BackendErrorKind, LockError};
 pub use key::{LockKey, MAX_KEY_LEN, MAX_PREFIX_LEN};
-pub use lease::{
-    LeaseHandle, LeaseResource, LeaseState, LockGuard, LostReason, drift_margin,
-};
+pub use lease::{LeaseHandle, LeaseResource, LeaseState, LockGuard, LostReason, drift_margin};
 pub use options::{AcquireOptions, RetryPolicy};
+pub use primitives::{Election, Leadership, MultiGuard, RwLock, Semaphore};
 pub use service::{LockService, LockServiceBuilder, ShutdownReport};
 pub use token::OwnerToken;

@@ -239,17 +239,29 @@ mod tests {
     #[test]
     fn invalid_policies_are_typed_errors() {
         let bad = [
-            ("retry.initial_delay", RetryPolicy::default().initial_delay(Duration::ZERO)),
+            (
+                "retry.initial_delay",
+                RetryPolicy::default().initial_delay(Duration::ZERO),
+            ),
             ("retry.multiplier", RetryPolicy::default().multiplier(0.9)),
-            ("retry.multiplier", RetryPolicy::default().multiplier(f64::NAN)),
-            ("retry.multiplier", RetryPolicy::default().multiplier(f64::INFINITY)),
+            (
+                "retry.multiplier",
+                RetryPolicy::default().multiplier(f64::NAN),
+            ),
+            (
+                "retry.multiplier",
+                RetryPolicy::default().multiplier(f64::INFINITY),
+            ),
             (
                 "retry.max_delay",
                 RetryPolicy::default().max_delay(Duration::from_millis(1)),
             ),
             ("retry.jitter", RetryPolicy::default().jitter(1.5)),
             ("retry.jitter", RetryPolicy::default().jitter(-0.1)),
-            ("retry.max_attempts", RetryPolicy::default().max_attempts(Some(0))),
+            (
+                "retry.max_attempts",
+                RetryPolicy::default().max_attempts(Some(0)),
+            ),
         ];
         for (name, p) in bad {
             match p.validate() {

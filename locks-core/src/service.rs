@@ -236,7 +236,10 @@ impl LockServiceBuilder {
         validate_prefix(&self.prefix)?;
         let d = &self.defaults;
         if d.max_ttl < Duration::from_millis(1) {
-            return Err(LockError::invalid_option("max_ttl", "must be at least 1 ms"));
+            return Err(LockError::invalid_option(
+                "max_ttl",
+                "must be at least 1 ms",
+            ));
         }
         validate_ttl(d.ttl, d.max_ttl)?;
         d.retry.validate()?;
@@ -493,6 +496,11 @@ impl LockService {
             .map_or(0, |line| line.callers)
     }
 
+    /// The wait timeout `acquire` uses when a call does not set one.
+    pub fn default_wait_timeout(&self) -> Duration {
+        self.inner.defaults.wait_timeout
+    }
+
     /// How many leases this service holds now.
     pub fn held_count(&self) -> usize {
         self.inner.registry.len()
@@ -528,11 +536,7 @@ impl LockService {
         report
     }
 
-    async fn join_line(
-        &self,
-        key: &LockKey,
-        deadline: Instant,
-    ) -> Result<Option<LineTicket>, ()> {
+    async fn join_line(&self, key: &LockKey, deadline: Instant) -> Result<Option<LineTicket>, ()> {
         let full = key.full();
         let mutex = {
             let mut lines = lock(&self.inner.lines);
@@ -583,11 +587,13 @@ impl LockService {
         };
 
         let _ticket = match mode {
-            Mode::Wait if resource.exclusive() => match self.join_line(resource.key(), deadline).await {
-                Ok(Some(t)) => Some(t),
-                Ok(None) => return Err(timeout(0, None)),
-                Err(()) => return Err(LockError::ShuttingDown),
-            },
+            Mode::Wait if resource.exclusive() => {
+                match self.join_line(resource.key(), deadline).await {
+                    Ok(Some(t)) => Some(t),
+                    Ok(None) => return Err(timeout(0, None)),
+                    Err(()) => return Err(LockError::ShuttingDown),
+                }
+            }
             _ => None,
         };
 
@@ -613,7 +619,9 @@ impl LockService {
                 }
                 Ok(AcquireResult::Held { remaining }) => {
                     // Acquire is idempotent per token: "held" means not by us.
-                    maybe_held.armed = None;
+                    if !resource.cleanup_after_wait() {
+                        maybe_held.armed = None;
+                    }
                     remaining
                 }
                 Err(e) if e.is_transient() => {

@@ -33,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,7 +42,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use locks_core::{
     AcquireResult, BackendError, Clock, Lease, LeaseInfo, LockBackend, LockKey, OwnerToken,
-    ReleaseListener, TokioClock, Wake,
+    ReleaseListener, RwInfo, TokioClock, Wake,
 };
 use tokio::sync::watch;
 
@@ -52,20 +53,66 @@ struct Held {
     fence: u64,
 }
 
+/// Everything stored under one key: the mutex lease, semaphore permits, read-write leases,
+/// one fence counter for all of them, and the release notifications.
 #[derive(Debug)]
 struct Slot {
     lease: Option<Held>,
+    permits: HashMap<OwnerToken, Held>,
+    readers: HashMap<OwnerToken, Held>,
+    writer: Option<Held>,
+    writer_waiting: Option<(OwnerToken, Duration)>,
     last_fence: u64,
     releases: watch::Sender<u64>,
+}
+
+fn info(h: &Held, now: Duration) -> LeaseInfo {
+    LeaseInfo::new(h.owner, h.expires_at.saturating_sub(now), h.fence)
+}
+
+fn soonest(holders: &HashMap<OwnerToken, Held>, now: Duration) -> Option<Duration> {
+    holders
+        .values()
+        .map(|h| h.expires_at.saturating_sub(now))
+        .min()
 }
 
 impl Slot {
     fn new() -> Self {
         Slot {
             lease: None,
+            permits: HashMap::new(),
+            readers: HashMap::new(),
+            writer: None,
+            writer_waiting: None,
             last_fence: 0,
             releases: watch::Sender::new(0),
         }
+    }
+
+    fn next_fence(&mut self) -> u64 {
+        self.last_fence += 1;
+        self.last_fence
+    }
+
+    /// Drop expired permits, readers, writer and waiting-writer marks.
+    fn purge(&mut self, now: Duration) {
+        self.permits.retain(|_, h| h.expires_at > now);
+        self.readers.retain(|_, h| h.expires_at > now);
+        if self.writer.is_some_and(|h| h.expires_at <= now) {
+            self.writer = None;
+        }
+        if self.writer_waiting.is_some_and(|(_, until)| until <= now) {
+            self.writer_waiting = None;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.lease = None;
+        self.permits.clear();
+        self.readers.clear();
+        self.writer = None;
+        self.writer_waiting = None;
     }
 
     /// The lease if it has not expired by `now`; drops an expired one.
@@ -214,14 +261,38 @@ impl MemoryBackend {
         &*self.inner.clock
     }
 
-    /// Expire the lease of `key` now, as if its ttl had run out: nobody is told (the holder
-    /// finds out at its next renewal, waiters at their next poll).
+    /// Expire every lease under `key` now (mutex lease, permits, read and write leases), as
+    /// if their ttls had run out: nobody is told (holders find out at their next renewal,
+    /// waiters at their next poll). `true` if there was anything to expire.
     pub fn expire_now(&self, key: &LockKey) -> bool {
-        self.inner
-            .slots
-            .get_mut(&key.full())
-            .and_then(|mut slot| slot.lease.take())
-            .is_some()
+        let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+            return false;
+        };
+        let had = slot.lease.is_some()
+            || !slot.permits.is_empty()
+            || !slot.readers.is_empty()
+            || slot.writer.is_some();
+        slot.clear();
+        had
+    }
+
+    /// Expire one holder's permit, read or write lease under `key` now, without telling it
+    /// (a crashed holder whose ttl ran out). `true` if it held something.
+    pub fn expire_holder(&self, key: &LockKey, token: OwnerToken) -> bool {
+        let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+            return false;
+        };
+        let mut had = slot.permits.remove(&token).is_some();
+        had |= slot.readers.remove(&token).is_some();
+        if slot.writer.is_some_and(|h| h.owner == token) {
+            slot.writer = None;
+            had = true;
+        }
+        if slot.lease.is_some_and(|h| h.owner == token) {
+            slot.lease = None;
+            had = true;
+        }
+        had
     }
 
     /// Number of live (unexpired) leases.
@@ -346,9 +417,8 @@ impl LockBackend for MemoryBackend {
         self.run(|| {
             let now = self.inner.clock.now();
             let mut slot = self.inner.slots.get_mut(&key.full())?;
-            slot.live(now).map(|h| {
-                LeaseInfo::new(h.owner, h.expires_at.saturating_sub(now), h.fence)
-            })
+            slot.live(now)
+                .map(|h| LeaseInfo::new(h.owner, h.expires_at.saturating_sub(now), h.fence))
         })
         .await
     }
@@ -380,5 +450,251 @@ impl LockBackend for MemoryBackend {
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    async fn try_acquire_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+        permits: u32,
+    ) -> Result<AcquireResult, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let expires_at = self.expiry(ttl);
+            let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
+            slot.purge(now);
+            if let Some(h) = slot.permits.get_mut(&token) {
+                h.expires_at = expires_at;
+                return AcquireResult::Acquired(Lease::new(h.fence));
+            }
+            if slot.permits.len() >= usize::try_from(permits).unwrap_or(usize::MAX) {
+                return AcquireResult::Held {
+                    remaining: soonest(&slot.permits, now),
+                };
+            }
+            let fence = slot.next_fence();
+            slot.permits.insert(
+                token,
+                Held {
+                    owner: token,
+                    expires_at,
+                    fence,
+                },
+            );
+            AcquireResult::Acquired(Lease::new(fence))
+        })
+        .await
+    }
+
+    async fn release_permit(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return false;
+            };
+            slot.purge(now);
+            let had = slot.permits.remove(&token).is_some();
+            if had {
+                slot.wake();
+            }
+            had
+        })
+        .await
+    }
+
+    async fn extend_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let expires_at = self.expiry(ttl);
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return false;
+            };
+            slot.purge(now);
+            match slot.permits.get_mut(&token) {
+                Some(h) => {
+                    h.expires_at = expires_at;
+                    true
+                }
+                None => false,
+            }
+        })
+        .await
+    }
+
+    async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return Vec::new();
+            };
+            slot.purge(now);
+            let mut out: Vec<LeaseInfo> = slot.permits.values().map(|h| info(h, now)).collect();
+            out.sort_by_key(|i| i.fence);
+            out
+        })
+        .await
+    }
+
+    async fn try_acquire_read(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let expires_at = self.expiry(ttl);
+            let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
+            slot.purge(now);
+            if let Some(h) = slot.readers.get_mut(&token) {
+                h.expires_at = expires_at;
+                return AcquireResult::Acquired(Lease::new(h.fence));
+            }
+            if let Some(w) = slot.writer {
+                return AcquireResult::Held {
+                    remaining: Some(w.expires_at.saturating_sub(now)),
+                };
+            }
+            if let Some((_, until)) = slot.writer_waiting {
+                return AcquireResult::Held {
+                    remaining: Some(until.saturating_sub(now)),
+                };
+            }
+            let fence = slot.next_fence();
+            slot.readers.insert(
+                token,
+                Held {
+                    owner: token,
+                    expires_at,
+                    fence,
+                },
+            );
+            AcquireResult::Acquired(Lease::new(fence))
+        })
+        .await
+    }
+
+    async fn try_acquire_write(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let expires_at = self.expiry(ttl);
+            let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
+            slot.purge(now);
+            if let Some(w) = slot.writer.as_mut() {
+                if w.owner == token {
+                    w.expires_at = expires_at;
+                    return AcquireResult::Acquired(Lease::new(w.fence));
+                }
+                return AcquireResult::Held {
+                    remaining: Some(w.expires_at.saturating_sub(now)),
+                };
+            }
+            let other_waiting = slot
+                .writer_waiting
+                .filter(|(t, _)| *t != token)
+                .map(|(_, until)| until.saturating_sub(now));
+            if !slot.readers.is_empty() || other_waiting.is_some() {
+                if other_waiting.is_none() {
+                    slot.writer_waiting = Some((token, expires_at));
+                }
+                let readers = soonest(&slot.readers, now);
+                return AcquireResult::Held {
+                    remaining: match (readers, other_waiting) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    },
+                };
+            }
+            slot.writer_waiting = None;
+            let fence = slot.next_fence();
+            slot.writer = Some(Held {
+                owner: token,
+                expires_at,
+                fence,
+            });
+            AcquireResult::Acquired(Lease::new(fence))
+        })
+        .await
+    }
+
+    async fn release_rw(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return false;
+            };
+            slot.purge(now);
+            let mut had = slot.readers.remove(&token).is_some();
+            if slot.writer.is_some_and(|w| w.owner == token) {
+                slot.writer = None;
+                had = true;
+            }
+            let was_waiting = slot.writer_waiting.is_some_and(|(t, _)| t == token);
+            if was_waiting {
+                slot.writer_waiting = None;
+            }
+            if had || was_waiting {
+                slot.wake();
+            }
+            had
+        })
+        .await
+    }
+
+    async fn extend_rw(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let expires_at = self.expiry(ttl);
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return false;
+            };
+            slot.purge(now);
+            if let Some(h) = slot.readers.get_mut(&token) {
+                h.expires_at = expires_at;
+                return true;
+            }
+            match slot.writer.as_mut() {
+                Some(w) if w.owner == token => {
+                    w.expires_at = expires_at;
+                    true
+                }
+                _ => false,
+            }
+        })
+        .await
+    }
+
+    async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
+        self.run(|| {
+            let now = self.inner.clock.now();
+            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+                return RwInfo::default();
+            };
+            slot.purge(now);
+            let mut readers: Vec<LeaseInfo> = slot.readers.values().map(|h| info(h, now)).collect();
+            readers.sort_by_key(|i| i.fence);
+            RwInfo::new(
+                readers,
+                slot.writer.as_ref().map(|h| info(h, now)),
+                slot.writer_waiting.is_some(),
+            )
+        })
+        .await
     }
 }

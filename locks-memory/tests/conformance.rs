@@ -29,3 +29,5 @@ async fn harness() -> MemoryHarness {
 }
 
 locks_testkit::conformance_tests!(harness);
+locks_testkit::primitives_tests!(harness);
+locks_testkit::adapter_conformance_tests!(harness);

@@ -35,10 +35,19 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!($factory, time = paused);
     };
     ($factory:path, time = paused) => {
-        $crate::__conformance_cases!($factory, [::tokio::test(flavor = "current_thread", start_paused = true)]);
+        $crate::__conformance_cases!(
+            $factory,
+            [::tokio::test(
+                flavor = "current_thread",
+                start_paused = true
+            )]
+        );
     };
     ($factory:path, time = real) => {
-        $crate::__conformance_cases!($factory, [::tokio::test(flavor = "multi_thread", worker_threads = 2)]);
+        $crate::__conformance_cases!(
+            $factory,
+            [::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        );
     };
 }
 
@@ -120,7 +129,10 @@ async fn within<F: Future>(what: &str, f: F) -> F::Output {
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < LIMIT, "{what}: condition never became true");
+        assert!(
+            start.elapsed() < LIMIT,
+            "{what}: condition never became true"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -135,11 +147,18 @@ pub async fn mutual_exclusion_100_tasks<H: Harness>(h: H) {
     let mut tasks = Vec::new();
     for i in 0..100 {
         let svc = services[i % services.len()].clone();
-        let (key, inside, max_inside, done) =
-            (key.clone(), inside.clone(), max_inside.clone(), done.clone());
+        let (key, inside, max_inside, done) = (
+            key.clone(),
+            inside.clone(),
+            max_inside.clone(),
+            done.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let guard = svc
-                .acquire_with(&key, AcquireOptions::new().wait_timeout(Duration::from_secs(60)))
+                .acquire_with(
+                    &key,
+                    AcquireOptions::new().wait_timeout(Duration::from_secs(60)),
+                )
                 .await
                 .expect("acquire");
             let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
@@ -156,7 +175,11 @@ pub async fn mutual_exclusion_100_tasks<H: Harness>(h: H) {
         .await
         .expect("no task panicked");
     assert_eq!(done.load(Ordering::SeqCst), 100);
-    assert_eq!(max_inside.load(Ordering::SeqCst), 1, "two holders overlapped");
+    assert_eq!(
+        max_inside.load(Ordering::SeqCst),
+        1,
+        "two holders overlapped"
+    );
     assert!(!services[0].is_locked(&key).await.expect("inspect"));
 }
 
@@ -198,7 +221,10 @@ pub async fn non_owner_cannot_release_or_extend<H: Harness>(h: H) {
     let (owner, intruder) = (OwnerToken::new(), OwnerToken::new());
     let ttl = Duration::from_secs(2);
     assert!(matches!(
-        backend.try_acquire(&key, owner, ttl).await.expect("acquire"),
+        backend
+            .try_acquire(&key, owner, ttl)
+            .await
+            .expect("acquire"),
         AcquireResult::Acquired(_)
     ));
     assert!(!backend.release(&key, intruder).await.expect("release"));
@@ -229,7 +255,10 @@ pub async fn non_owner_cannot_release_or_extend<H: Harness>(h: H) {
         guard.release().await,
         Err(LockError::NotOwner { .. }) | Err(LockError::Lost { .. })
     ));
-    assert!(thief.is_held().await.expect("inspect"), "thief keeps its lease");
+    assert!(
+        thief.is_held().await.expect("inspect"),
+        "thief keeps its lease"
+    );
     thief.release().await.expect("release");
 }
 
@@ -283,14 +312,20 @@ pub async fn expiry_lets_the_next_holder_in<H: Harness>(h: H) {
         .expect("acquire");
     let next = within(
         "waiter after ttl",
-        b.acquire_with(&key, AcquireOptions::new().wait_timeout(Duration::from_secs(10))),
+        b.acquire_with(
+            &key,
+            AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
+        ),
     )
     .await
     .expect("acquired after expiry");
     assert!(start.elapsed() >= ttl, "got in before the ttl ran out");
     assert!(next.fence() > held.fence());
     next.release().await.expect("release");
-    assert!(matches!(held.release().await, Err(LockError::NotOwner { .. }) | Err(LockError::Lost { .. })));
+    assert!(matches!(
+        held.release().await,
+        Err(LockError::NotOwner { .. }) | Err(LockError::Lost { .. })
+    ));
 }
 
 /// Fences strictly increase across holders, through release, expiry and force-release.
@@ -331,11 +366,19 @@ pub async fn extend_resets_ttl_and_later_renewals_use_it<H: Harness>(h: H) {
     guard.extend(Duration::from_secs(5)).await.expect("extend");
     assert_eq!(guard.ttl(), Duration::from_secs(5));
     let info = svc.inspect(&key).await.expect("inspect").expect("held");
-    assert!(info.remaining > Duration::from_secs(4), "{:?}", info.remaining);
+    assert!(
+        info.remaining > Duration::from_secs(4),
+        "{:?}",
+        info.remaining
+    );
     // Past the old ttl: a renewal with the old ttl would leave < 500 ms.
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let info = svc.inspect(&key).await.expect("inspect").expect("held");
-    assert!(info.remaining > Duration::from_millis(1500), "{:?}", info.remaining);
+    assert!(
+        info.remaining > Duration::from_millis(1500),
+        "{:?}",
+        info.remaining
+    );
     assert!(matches!(
         guard.extend(Duration::ZERO).await,
         Err(LockError::InvalidTtl { .. })
@@ -392,7 +435,12 @@ pub async fn lost_fires_when_store_revokes<H: Harness>(h: H) {
         .acquire_with(&key, AcquireOptions::new().ttl(ttl))
         .await
         .expect("acquire");
-    assert!(service(h.backend()).force_release(&key).await.expect("force"));
+    assert!(
+        service(h.backend())
+            .force_release(&key)
+            .await
+            .expect("force")
+    );
     let reason = timeout(ttl * 3, guard.lost()).await.expect("lost() fired");
     assert_eq!(reason, LostReason::NotOwner);
 }
@@ -425,7 +473,10 @@ pub async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harness>(h: 
         let key = key.clone();
         tokio::spawn(async move {
             let g = other
-                .acquire_with(&key, AcquireOptions::new().wait_timeout(Duration::from_secs(10)))
+                .acquire_with(
+                    &key,
+                    AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
+                )
                 .await;
             (Instant::now(), g)
         })
@@ -485,7 +536,11 @@ pub async fn max_hold_stops_renewal<H: Harness>(h: H) {
         .expect("acquire");
     let reason = within("lost()", guard.lost()).await;
     assert_eq!(reason, LostReason::MaxHoldReached);
-    assert!(start.elapsed() >= Duration::from_millis(800), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        start.elapsed()
+    );
     within("free after max hold", async {
         loop {
             if !svc.is_locked(&key).await.expect("inspect") {
@@ -523,7 +578,10 @@ pub async fn wait_budget_is_honoured<H: Harness>(h: H) {
         }
         other => panic!("expected AcquireTimeout, got {other:?}"),
     }
-    assert!(waited_outside < Duration::from_secs(2), "overran the budget");
+    assert!(
+        waited_outside < Duration::from_secs(2),
+        "overran the budget"
+    );
     guard.release().await.expect("release");
 }
 
@@ -557,8 +615,11 @@ pub async fn waiter_gets_lock_after_release<H: Harness>(h: H) {
         let key = key.clone();
         let b = b.clone();
         tokio::spawn(async move {
-            b.acquire_with(&key, AcquireOptions::new().wait_timeout(Duration::from_secs(10)))
-                .await
+            b.acquire_with(
+                &key,
+                AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
+            )
+            .await
         })
     };
     eventually("waiter queued", || b.waiters(&key) == 1).await;
@@ -670,12 +731,17 @@ pub async fn shutdown_releases_and_refuses<H: Harness>(h: H) {
     assert_eq!(report.released, 3, "{report:?}");
     assert_eq!(svc.held_count(), 0);
     for k in &keys {
-        assert!(!observer.is_locked(k).await.expect("inspect"), "{k} still locked");
+        assert!(
+            !observer.is_locked(k).await.expect("inspect"),
+            "{k} still locked"
+        );
     }
     for g in &guards {
         assert_eq!(g.state(), LeaseState::Lost(LostReason::Shutdown));
         assert_eq!(
-            timeout(Duration::from_secs(1), g.lost()).await.expect("fired"),
+            timeout(Duration::from_secs(1), g.lost())
+                .await
+                .expect("fired"),
             LostReason::Shutdown
         );
     }
@@ -724,8 +790,10 @@ pub async fn with_lock_releases_on_success_error_and_panic<H: Harness>(h: H) {
 
     let (svc2, key2) = (svc.clone(), key.clone());
     let panicked = tokio::spawn(async move {
-        svc2.with_lock(&key2, |_| async { panic!("boom inside the critical section") })
-            .await
+        svc2.with_lock(&key2, |_| async {
+            panic!("boom inside the critical section")
+        })
+        .await
     })
     .await;
     assert!(panicked.expect_err("the panic resumes").is_panic());
@@ -822,7 +890,10 @@ pub async fn validation_errors_are_typed_and_write_nothing<H: Harness>(h: H) {
         );
         assert!(svc.try_acquire_with(&key, opts).await.is_err());
     }
-    assert!(!svc.is_locked(&key).await.expect("inspect"), "a rejected call wrote");
+    assert!(
+        !svc.is_locked(&key).await.expect("inspect"),
+        "a rejected call wrote"
+    );
     assert_eq!(svc.held_count(), 0);
 
     let b = || LockService::builder_arc(h.backend());
@@ -833,7 +904,10 @@ pub async fn validation_errors_are_typed_and_write_nothing<H: Harness>(h: H) {
         ("key_prefix", b().key_prefix("{braces}")),
         ("max_hold", b().max_hold(Some(Duration::ZERO))),
         ("max_ttl", b().max_ttl(Duration::ZERO)),
-        ("retry.max_delay", b().retry(RetryPolicy::default().max_delay(Duration::from_micros(1)))),
+        (
+            "retry.max_delay",
+            b().retry(RetryPolicy::default().max_delay(Duration::from_micros(1))),
+        ),
     ];
     for (option, builder) in bad_builders {
         match builder.build() {

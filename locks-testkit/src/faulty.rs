@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use locks_core::{
     AcquireResult, BackendError, LeaseInfo, LockBackend, LockKey, OwnerToken, ReleaseListener,
+    RwInfo,
 };
 
 #[derive(Debug, Default)]
@@ -100,8 +101,7 @@ impl FaultyBackend {
             c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
         };
-        let fault = if self.plan.unavailable.load(Ordering::SeqCst) || take(&self.plan.fail_next)
-        {
+        let fault = if self.plan.unavailable.load(Ordering::SeqCst) || take(&self.plan.fail_next) {
             Fault::Before
         } else if take(&self.plan.lose_replies) {
             Fault::After
@@ -165,5 +165,70 @@ impl LockBackend for FaultyBackend {
 
     fn name(&self) -> &'static str {
         self.inner.name()
+    }
+
+    async fn try_acquire_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+        permits: u32,
+    ) -> Result<AcquireResult, BackendError> {
+        self.call(self.inner.try_acquire_permit(key, token, ttl, permits))
+            .await
+    }
+
+    async fn release_permit(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        self.call(self.inner.release_permit(key, token)).await
+    }
+
+    async fn extend_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        self.call(self.inner.extend_permit(key, token, ttl)).await
+    }
+
+    async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
+        self.call(self.inner.permit_holders(key)).await
+    }
+
+    async fn try_acquire_read(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        self.call(self.inner.try_acquire_read(key, token, ttl))
+            .await
+    }
+
+    async fn try_acquire_write(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        self.call(self.inner.try_acquire_write(key, token, ttl))
+            .await
+    }
+
+    async fn release_rw(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        self.call(self.inner.release_rw(key, token)).await
+    }
+
+    async fn extend_rw(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        self.call(self.inner.extend_rw(key, token, ttl)).await
+    }
+
+    async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
+        self.call(self.inner.inspect_rw(key)).await
     }
 }

@@ -5,13 +5,23 @@
 //!
 //! - [`conformance`]: the suite every backend must pass, instantiated with
 //!   [`conformance_tests!`](crate::conformance_tests).
+//! - [`primitives_suite`]: the semaphore / read-write / election / multi-lock suite,
+//!   [`primitives_tests!`](crate::primitives_tests), and the mutex suite through
+//!   [`adapters`] ([`adapter_conformance_tests!`](crate::adapter_conformance_tests)).
 //! - [`faulty`]: a wrapper that injects transient failures and latency into any backend.
 //! - [`sim`]: the contention simulator behind the `locks-sim` binary.
+//! - [`redis_server`]: a private real `redis-server` for tests (or an external/Docker one).
+//! - [`broken`]: deliberately broken backends (such as
+//!   [`GrantAllBackend`](broken::GrantAllBackend)) that prove a checker can fail.
 
 #![warn(missing_docs)]
 
+pub mod adapters;
+pub mod broken;
 pub mod conformance;
 pub mod faulty;
+pub mod primitives_suite;
+pub mod redis_server;
 pub mod sim;
 
 use std::sync::Arc;
@@ -25,7 +35,8 @@ pub trait Harness: Send + Sync + 'static {
     /// The backend under test. Every call returns a handle to the *same* store.
     fn backend(&self) -> Arc<dyn LockBackend>;
 
-    /// Make the lease of `key` expire now in the store, without telling its holder (as if its
-    /// ttl had run out while the holder was paused).
+    /// Make every lease under `key` (mutex lease, semaphore permits, read and write leases)
+    /// expire now in the store, without telling the holders (as if their ttls had run out
+    /// while they were paused).
     async fn expire(&self, key: &LockKey);
 }

@@ -1,0 +1,229 @@
+//! Errors: what [`RedisBackend::connect`](crate::RedisBackend::connect) returns, and how
+//! Redis errors map to [`BackendError`].
+
+use std::time::Duration;
+
+use locks_core::{BackendError, LockError};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// Why a [`RedisBackend`](crate::RedisBackend) could not be built.
+///
+/// Match on the variant; the Redis error, where there is one, is the
+/// [`source`](std::error::Error::source). Messages never contain the password of the URL.
+///
+/// It converts into [`BackendError`] (transient for [`Connect`](Self::Connect) and
+/// [`ConnectTimeout`](Self::ConnectTimeout), permanent otherwise) and into [`LockError`]
+/// (`LockError::Backend` with operation `"connect"`), so `?` works in functions returning
+/// either.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisBackendError {
+    /// The URL does not parse, names an unsupported scheme, or asks for TLS (`rediss://`)
+    /// without the `tls` feature of this crate.
+    #[error("invalid Redis URL: {reason}")]
+    InvalidUrl {
+        /// What is wrong with it.
+        reason: String,
+        /// The redis crate's error, if it reported one.
+        #[source]
+        source: Option<RedisError>,
+    },
+    /// A builder value is out of range (a zero timeout).
+    #[error("invalid option `{option}`: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server did not complete the connection (TCP, TLS, `AUTH`, `PING`, and the pub/sub
+    /// connection) within the connect timeout.
+    #[error("Redis at {addr} did not answer within the connect timeout of {timeout:?}")]
+    ConnectTimeout {
+        /// The server address (`host:port` or a socket path).
+        addr: String,
+        /// The connect timeout.
+        timeout: Duration,
+    },
+    /// The server rejected the credentials of the URL (`WRONGPASS`, `NOAUTH`: a password is
+    /// required) or the ACL user lacks a permission the backend needs (`NOPERM`). Not retried.
+    #[error("Redis at {addr} rejected the credentials: check the user and password of the URL")]
+    Authentication {
+        /// The server address.
+        addr: String,
+        /// The redis crate's error.
+        #[source]
+        source: RedisError,
+    },
+    /// The connection failed: refused, reset, unreachable, DNS, TLS handshake, ...
+    #[error("could not connect to Redis at {addr}")]
+    Connect {
+        /// The server address.
+        addr: String,
+        /// The redis crate's error.
+        #[source]
+        source: RedisError,
+    },
+}
+
+impl RedisBackendError {
+    /// True when trying again later may succeed ([`Connect`](Self::Connect),
+    /// [`ConnectTimeout`](Self::ConnectTimeout)).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RedisBackendError::Connect { .. } | RedisBackendError::ConnectTimeout { .. }
+        )
+    }
+}
+
+impl From<RedisBackendError> for BackendError {
+    fn from(e: RedisBackendError) -> Self {
+        let base = if e.is_transient() {
+            BackendError::transient(e.to_string())
+        } else {
+            BackendError::permanent(e.to_string())
+        };
+        base.with_source(e)
+    }
+}
+
+impl From<RedisBackendError> for LockError {
+    fn from(e: RedisBackendError) -> Self {
+        LockError::Backend {
+            operation: "connect",
+            source: e.into(),
+        }
+    }
+}
+
+/// Server error codes that go away by themselves: a busy script, a server loading its data, a
+/// cluster resharding or failing over, a demoted master.
+const TRANSIENT_CODES: &[&str] = &[
+    "BUSY",
+    "LOADING",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "READONLY",
+];
+
+/// Server error codes that mean "these credentials will not work".
+const AUTH_CODES: &[&str] = &["NOAUTH", "WRONGPASS", "NOPERM"];
+
+/// Whether a Redis error may go away if the operation is sent again.
+///
+/// Transient: I/O errors, timeouts, dropped or refused connections, `BUSY`, `LOADING`,
+/// `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`. Everything else is permanent:
+/// authentication and permissions, `NOSCRIPT` after the script was reloaded, script errors,
+/// `WRONGTYPE` (something else owns the key), malformed replies.
+pub(crate) fn is_transient(e: &RedisError) -> bool {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return true;
+    }
+    match e.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ReadOnly,
+        )
+        | ErrorKind::ClusterConnectionNotFound => true,
+        _ => e.code().is_some_and(|code| TRANSIENT_CODES.contains(&code)),
+    }
+}
+
+/// Whether a Redis error says the credentials (or the user's permissions) are wrong.
+pub(crate) fn is_auth(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed
+        || e.code().is_some_and(|code| AUTH_CODES.contains(&code))
+}
+
+/// A Redis error as a [`BackendError`], keeping it as the source.
+pub(crate) fn backend_error(operation: &'static str, e: RedisError) -> BackendError {
+    let message = format!("redis {operation} failed: {e}");
+    let base = if is_transient(&e) {
+        BackendError::transient(message)
+    } else {
+        BackendError::permanent(message)
+    };
+    base.with_source(e)
+}
+
+/// A connection-time Redis error as a [`RedisBackendError`].
+pub(crate) fn connect_error(addr: &str, e: RedisError) -> RedisBackendError {
+    if is_auth(&e) {
+        RedisBackendError::Authentication {
+            addr: addr.to_owned(),
+            source: e,
+        }
+    } else if e.kind() == ErrorKind::InvalidClientConfig {
+        RedisBackendError::InvalidUrl {
+            reason: e.to_string(),
+            source: Some(e),
+        }
+    } else {
+        RedisBackendError::Connect {
+            addr: addr.to_owned(),
+            source: e,
+        }
+    }
+}
+
+/// A reply the scripts never produce: the store holds something this backend did not write.
+pub(crate) fn malformed(operation: &'static str, what: impl std::fmt::Display) -> BackendError {
+    BackendError::permanent(format!("redis {operation}: malformed reply: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> RedisError {
+        redis::make_extension_error(code.to_owned(), Some("detail".to_owned()))
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_transient(&io));
+        let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(is_transient(&timeout));
+        for code in ["BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"] {
+            assert!(is_transient(&server(code)), "{code}");
+        }
+        for code in ["WRONGTYPE", "NOAUTH", "WRONGPASS", "ERR"] {
+            assert!(!is_transient(&server(code)), "{code}");
+        }
+        assert!(is_auth(&server("WRONGPASS")));
+        assert!(is_auth(&server("NOAUTH")));
+        let auth = RedisError::from((ErrorKind::AuthenticationFailed, "bad"));
+        assert!(is_auth(&auth));
+        assert!(!is_transient(&auth));
+        let parse = RedisError::from((ErrorKind::UnexpectedReturnType, "bad"));
+        assert!(!backend_error("acquire", parse).is_transient());
+        assert!(backend_error("acquire", io).is_transient());
+    }
+
+    #[test]
+    fn connect_errors_convert() {
+        let e = RedisBackendError::ConnectTimeout {
+            addr: "127.0.0.1:1".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(BackendError::from(e).is_transient());
+        let e = RedisBackendError::InvalidUrl {
+            reason: "nope".into(),
+            source: None,
+        };
+        let lock: LockError = e.into();
+        assert!(matches!(
+            lock,
+            LockError::Backend {
+                operation: "connect",
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,536 @@
+//! # locks-redis
+//!
+//! The Redis [`LockBackend`] for [`locks_core::LockService`]: atomic Lua scripts over a
+//! multiplexed, auto-reconnecting connection, fencing tokens seeded from the server clock, and
+//! release notifications over one shared pub/sub connection.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use locks_core::{AcquireOptions, LockService};
+//! use locks_redis::RedisBackend;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = RedisBackend::builder("redis://app:s3cret@127.0.0.1:6380/0")
+//!     .connect_timeout(Duration::from_secs(2))
+//!     .response_timeout(Duration::from_secs(1))
+//!     .connect()
+//!     .await?;
+//! let locks = LockService::new(backend)?;
+//!
+//! let opts = AcquireOptions::new().ttl(Duration::from_secs(10));
+//! let guard = locks.acquire_with("payment:42", opts).await?;
+//! tokio::select! {
+//!     _ = async { /* charge, passing guard.fence() to the payment store */ } => {}
+//!     reason = guard.lost() => eprintln!("lock lost: {reason}; stop writing"),
+//! }
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Connecting
+//!
+//! - [`RedisBackend::connect`]`(url)` or [`RedisBackend::builder`]`(url)` with
+//!   [`connect_timeout`](RedisBackendBuilder::connect_timeout) (default 5 s) and
+//!   [`response_timeout`](RedisBackendBuilder::response_timeout) (default 5 s);
+//!   [`RedisBackend::builder_from_client`] takes an existing [`redis::Client`].
+//! - URL forms: `redis://host:port/db`, `redis://:password@host:port`, ACL users as
+//!   `redis://user:password@host:port`, Unix sockets as `unix:///path/to/redis.sock`, and TLS
+//!   as `rediss://host:port` with the crate feature **`tls`** (rustls; server certificates are
+//!   checked against the platform's roots; `rediss://host:port/#insecure` turns the check
+//!   off and needs the redis crate's own `tls-rustls-insecure` feature). With `tls`, the
+//!   `ring` crypto provider is installed as the process default unless the application
+//!   installed one first.
+//! - `connect` returns a typed [`RedisBackendError`] within the connect timeout: a bad URL, an
+//!   unreachable server, a wrong password (never retried) are told apart.
+//! - An ACL user needs the commands `EVAL`, `EVALSHA`, `SCRIPT`, `PING`, `SUBSCRIBE`,
+//!   `UNSUBSCRIBE` and, inside the scripts, `HGET`, `HMGET`, `HSET`, `GET`, `SET`, `DEL`,
+//!   `PEXPIRE`, `PTTL`, `TIME`, `PUBLISH`; the keys `~_lock:*` and the channels `&_lock:*`
+//!   (with the default prefix), e.g.
+//!   `ACL SETUSER app on >s3cret ~_lock:* &_lock:* +@scripting +@pubsub +ping +@hash +@string +@keyspace +time`.
+//!   Without channel permissions, locking still works (`PUBLISH` runs under `pcall`) and
+//!   waiters poll.
+//!
+//! ## Key layout
+//!
+//! One function, [`RedisKeys::new`], maps a [`LockKey`] to Redis names. All three share the
+//! hash tag `{name}`, so a script touches one Redis Cluster slot:
+//!
+//! | what | name (prefix `_lock:`, name `payment:42`) | content |
+//! |---|---|---|
+//! | lease | `_lock:{payment:42}` | hash: `owner` = owner token, `fence` = decimal fence; `PX` = lease ttl |
+//! | fence counter | `_lock:{payment:42}:fence` | string: last fence; `PX` = `max(10 × ttl, 1 day)` |
+//! | release channel | `_lock:{payment:42}:released` | pub/sub channel, message `released` |
+//!
+//! ## Scripts
+//!
+//! Every operation is one Lua script, run with `EVALSHA` (reloaded after `NOSCRIPT`, e.g. after
+//! `SCRIPT FLUSH` or a restart). User values reach Lua through `KEYS`/`ARGV` only. Each is
+//! atomic and idempotent for the same owner token, because a command that failed on a dropped
+//! connection may or may not have run and the service may send it again.
+//!
+//! - **acquire**: own lease → reset its ttl, same fence; someone else's → "held" with its
+//!   `PTTL`; none → new fence `max(TIME in µs, counter + 1)`, counter stored with a long
+//!   expiry, lease hash written with `PX` ttl.
+//! - **release**: compare owner and `DEL`, then `PUBLISH` on the release channel.
+//! - **extend**: compare owner and `PEXPIRE`.
+//! - **inspect**: `HMGET owner fence` and `PTTL`, atomically.
+//! - **force release**: `DEL` whoever holds it, `PUBLISH` if there was a lease.
+//!
+//! ## Guarantees and limits
+//!
+//! - Expiry is Redis's own clock (`PX`). Ttls are rounded up to whole milliseconds.
+//! - Fencing tokens are strictly increasing per key across all holders: each is
+//!   `max(server time in microseconds, last fence + 1)`. They keep increasing after the counter
+//!   expired and after a restart that lost all data, because the server clock has moved on.
+//!   **The one thing that breaks them is the server clock stepping backwards** (NTP step, a
+//!   failover to a replica whose clock is behind). Fences are about 1.8 × 10^15 today, exact in
+//!   Lua's doubles until the year 2255.
+//! - A single Redis server (or a failover pair) is a single point of truth: a failover that
+//!   loses a fresh lease lets a second holder in. The core's lost-lock detection makes the
+//!   first holder stop at its local deadline; fences let the protected store reject it.
+//! - Release notifications are at most once (pub/sub): waiters also poll at
+//!   `min(backoff, holder's remaining ttl)`, and every waiter re-checks when the subscription
+//!   connection drops. An expired lease publishes nothing.
+//! - A lease key that holds something this backend did not write (wrong type) is a permanent
+//!   error, never overwritten.
+//!
+//! ## Errors
+//!
+//! Operations report [`BackendError`] with the [`redis::RedisError`] as source. Transient (the
+//! service retries): I/O errors, timeouts, dropped or refused connections, `BUSY`, `LOADING`,
+//! `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`. Permanent: authentication and
+//! permissions, `NOSCRIPT` after a reload, script errors, `WRONGTYPE`, malformed replies.
+//!
+//! ## Notifications
+//!
+//! One pub/sub connection per backend (shared by its clones) carries every waiter's channel,
+//! driven by one background task. [`LockBackend::listen`] returns once the `SUBSCRIBE` is
+//! confirmed; the last listener of a channel unsubscribes lazily. When the connection drops,
+//! every waiter is woken to re-check, and the task reconnects with backoff and resubscribes.
+
+#![warn(missing_docs)]
+
+mod error;
+mod keys;
+mod pubsub;
+mod scripts;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use locks_core::{
+    AcquireResult, BackendError, Lease, LeaseInfo, LockBackend, LockKey, OwnerToken,
+    ReleaseListener,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Value};
+
+pub use crate::error::RedisBackendError;
+pub use crate::keys::RedisKeys;
+/// The redis crate this backend is built on, for [`RedisBackend::builder_from_client`] and raw
+/// commands.
+pub use redis;
+
+use crate::error::{backend_error, connect_error, malformed};
+use crate::pubsub::Notifier;
+
+/// The default [`RedisBackendBuilder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default [`RedisBackendBuilder::response_timeout`].
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shortest time the fence counter of a key is kept after its last new lease.
+pub const MIN_FENCE_COUNTER_TTL: Duration = Duration::from_secs(86_400);
+
+/// Longest expiry sent to Redis, in milliseconds (about 100 years); longer ttls are capped.
+const MAX_PX_MS: u64 = 100 * 365 * 86_400 * 1000;
+
+/// A [`LockBackend`] on Redis. Cheap to clone: clones share the connection, the subscription
+/// and its background task. See the [crate docs](crate) for layout, scripts and guarantees.
+///
+/// Must be created (and used) inside a tokio runtime.
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    conn: ConnectionManager,
+    notifier: Arc<Notifier>,
+    addr: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("addr", &self.inner.addr)
+            .field("connect_timeout", &self.inner.connect_timeout)
+            .field("response_timeout", &self.inner.response_timeout)
+            .field("release_channels", &self.inner.notifier.channel_count())
+            .finish()
+    }
+}
+
+/// Where the builder connects to.
+enum Target {
+    Url(String),
+    Client(Box<Client>),
+}
+
+/// Builds a [`RedisBackend`]: [`RedisBackend::builder`] or
+/// [`RedisBackend::builder_from_client`], optional timeouts, then
+/// [`connect`](RedisBackendBuilder::connect).
+pub struct RedisBackendBuilder {
+    target: Target,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl fmt::Debug for RedisBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the URL: it may carry a password.
+        let target = match &self.target {
+            Target::Url(_) => "url (redacted)".to_owned(),
+            Target::Client(c) => c.get_connection_info().addr().to_string(),
+        };
+        f.debug_struct("RedisBackendBuilder")
+            .field("target", &target)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+impl RedisBackendBuilder {
+    /// How long [`connect`](Self::connect) may take in total (TCP, TLS, `AUTH`, `PING` and the
+    /// pub/sub connection), and each later reconnection attempt. Default 5 s; must be > 0.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one command may wait for its reply before it fails with a transient error.
+    /// Default 5 s; must be > 0.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connect: the command connection (checked with `PING`) and the pub/sub connection.
+    ///
+    /// Fails within the connect timeout with [`RedisBackendError`]: `InvalidUrl`,
+    /// `InvalidOption`, `Authentication` (not retried), `Connect` or `ConnectTimeout`.
+    pub async fn connect(self) -> Result<RedisBackend, RedisBackendError> {
+        for (option, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(RedisBackendError::InvalidOption {
+                    option,
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
+        let client = match self.target {
+            Target::Client(client) => *client,
+            Target::Url(url) => open_client(&url)?,
+        };
+        #[cfg(feature = "tls")]
+        install_crypto_provider(&client);
+        let addr = client.get_connection_info().addr().to_string();
+        let (ct, rt) = (self.connect_timeout, self.response_timeout);
+        let connected = tokio::time::timeout(ct, async {
+            // No retries inside the connection manager: a dropped connection fails the command
+            // (transient) and reconnects on the next one; the service decides about retrying.
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(ct))
+                .set_response_timeout(Some(rt))
+                .set_number_of_retries(0);
+            let mut conn = ConnectionManager::new_with_config(client.clone(), config)
+                .await
+                .map_err(|e| connect_error(&addr, e))?;
+            // The connection setup authenticates; PING catches `NOAUTH` (password missing).
+            redis::cmd("PING")
+                .query_async::<Value>(&mut conn)
+                .await
+                .map_err(|e| connect_error(&addr, e))?;
+            let pubsub = client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| connect_error(&addr, e))?;
+            Ok::<_, RedisBackendError>((conn, pubsub))
+        })
+        .await;
+        let (conn, pubsub) = match connected {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(RedisBackendError::ConnectTimeout { addr, timeout: ct });
+            }
+        };
+        let notifier = Notifier::start(client.clone(), pubsub, ct, rt);
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                notifier,
+                addr,
+                connect_timeout: ct,
+                response_timeout: rt,
+            }),
+        })
+    }
+}
+
+fn open_client(url: &str) -> Result<Client, RedisBackendError> {
+    Client::open(url).map_err(|e| {
+        let reason = if url.starts_with("rediss://") && cfg!(not(feature = "tls")) {
+            "rediss:// (TLS) needs the `tls` feature of locks-redis".to_owned()
+        } else {
+            e.to_string()
+        };
+        RedisBackendError::InvalidUrl {
+            reason,
+            source: Some(e),
+        }
+    })
+}
+
+/// rustls needs a process-wide crypto provider; install `ring` unless the application did.
+#[cfg(feature = "tls")]
+fn install_crypto_provider(client: &Client) {
+    if matches!(
+        client.get_connection_info().addr(),
+        redis::ConnectionAddr::TcpTls { .. }
+    ) && rustls::crypto::CryptoProvider::get_default().is_none()
+    {
+        // Losing the race to another installer is fine: some provider is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+impl RedisBackend {
+    /// Connect to `url` with the default timeouts. See [`RedisBackendBuilder::connect`].
+    pub async fn connect(url: &str) -> Result<RedisBackend, RedisBackendError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Start building a backend for `url` (`redis://`, `rediss://` with feature `tls`,
+    /// `unix://`); the URL is parsed by [`connect`](RedisBackendBuilder::connect).
+    pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
+        Self::builder_with(Target::Url(url.into()))
+    }
+
+    /// Start building a backend on an existing [`redis::Client`] (e.g. one built with custom
+    /// TLS certificates through `Client::build_with_tls`).
+    pub fn builder_from_client(client: Client) -> RedisBackendBuilder {
+        Self::builder_with(Target::Client(Box::new(client)))
+    }
+
+    fn builder_with(target: Target) -> RedisBackendBuilder {
+        RedisBackendBuilder {
+            target,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
+
+    /// The redis client this backend connects with (for raw commands on the same server).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The server address (`host:port` or a socket path), without credentials.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// How many release channels the shared subscription tracks right now (channels with a
+    /// waiter, plus those waiting for their lazy `UNSUBSCRIBE`).
+    pub fn release_channels(&self) -> usize {
+        self.inner.notifier.channel_count()
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+}
+
+/// A ttl in whole milliseconds, rounded up, at least 1, at most [`MAX_PX_MS`].
+fn px(ttl: Duration) -> u64 {
+    let ms = ttl.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX).clamp(1, MAX_PX_MS)
+}
+
+/// How long the fence counter outlives the last new lease: `max(10 × ttl, 1 day)`.
+fn counter_px(ttl_ms: u64) -> u64 {
+    let floor = u64::try_from(MIN_FENCE_COUNTER_TTL.as_millis()).unwrap_or(MAX_PX_MS);
+    ttl_ms.saturating_mul(10).max(floor).min(MAX_PX_MS)
+}
+
+fn parse_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        Value::Int(i) => u64::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl LockBackend for RedisBackend {
+    async fn try_acquire(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        let keys = RedisKeys::new(key);
+        let ttl_ms = px(ttl);
+        let (status, value): (i64, Value) = scripts::ACQUIRE
+            .prepare_invoke()
+            .key(&keys.lease)
+            .key(&keys.fence)
+            .arg(token.to_hyphenated())
+            .arg(ttl_ms)
+            .arg(counter_px(ttl_ms))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("acquire", e))?;
+        match status {
+            1 => parse_u64(&value)
+                .map(|fence| AcquireResult::Acquired(Lease::new(fence)))
+                .ok_or_else(|| malformed("acquire", format_args!("fence {value:?}"))),
+            0 => {
+                let remaining = match value {
+                    Value::Int(ms) => u64::try_from(ms).ok().map(Duration::from_millis),
+                    other => return Err(malformed("acquire", format_args!("pttl {other:?}"))),
+                };
+                Ok(AcquireResult::Held { remaining })
+            }
+            other => Err(malformed("acquire", format_args!("status {other}"))),
+        }
+    }
+
+    async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        let keys = RedisKeys::new(key);
+        let released: i64 = scripts::RELEASE
+            .prepare_invoke()
+            .key(&keys.lease)
+            .key(&keys.channel)
+            .arg(token.to_hyphenated())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("release", e))?;
+        Ok(released == 1)
+    }
+
+    async fn extend(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let keys = RedisKeys::new(key);
+        let extended: i64 = scripts::EXTEND
+            .prepare_invoke()
+            .key(&keys.lease)
+            .arg(token.to_hyphenated())
+            .arg(px(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("extend", e))?;
+        Ok(extended == 1)
+    }
+
+    async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
+        let keys = RedisKeys::new(key);
+        let reply: Option<(String, Value, i64)> = scripts::INSPECT
+            .prepare_invoke()
+            .key(&keys.lease)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("inspect", e))?;
+        let Some((owner, fence, pttl)) = reply else {
+            return Ok(None);
+        };
+        let owner: OwnerToken = owner
+            .parse()
+            .map_err(|e| malformed("inspect", format_args!("owner: {e}")))?;
+        let fence = parse_u64(&fence)
+            .ok_or_else(|| malformed("inspect", format_args!("fence {fence:?}")))?;
+        let remaining = match pttl {
+            // No expiry: something outside this backend persisted the key.
+            -1 => Duration::MAX,
+            ms => Duration::from_millis(u64::try_from(ms).unwrap_or(0)),
+        };
+        Ok(Some(LeaseInfo::new(owner, remaining, fence)))
+    }
+
+    async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError> {
+        let keys = RedisKeys::new(key);
+        let deleted: i64 = scripts::FORCE_RELEASE
+            .prepare_invoke()
+            .key(&keys.lease)
+            .key(&keys.channel)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("force_release", e))?;
+        Ok(deleted == 1)
+    }
+
+    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
+        let listener = self
+            .inner
+            .notifier
+            .listen(RedisKeys::new(key).channel)
+            .await?;
+        Ok(Box::new(listener))
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_up_to_milliseconds() {
+        assert_eq!(px(Duration::from_micros(1)), 1);
+        assert_eq!(px(Duration::ZERO), 1);
+        assert_eq!(px(Duration::from_millis(300)), 300);
+        assert_eq!(px(Duration::from_micros(300_001)), 301);
+        assert_eq!(px(Duration::MAX), MAX_PX_MS);
+        assert_eq!(counter_px(300), 86_400_000);
+        assert_eq!(counter_px(10_000_000), 100_000_000);
+        assert_eq!(counter_px(u64::MAX), MAX_PX_MS);
+    }
+
+    #[test]
+    fn parses_fences() {
+        assert_eq!(
+            parse_u64(&Value::BulkString(b"1734000000000123".to_vec())),
+            Some(1_734_000_000_000_123)
+        );
+        assert_eq!(parse_u64(&Value::Int(7)), Some(7));
+        assert_eq!(parse_u64(&Value::Int(-7)), None);
+        assert_eq!(parse_u64(&Value::Nil), None);
+        assert_eq!(parse_u64(&Value::BulkString(b"1.5e15".to_vec())), None);
+    }
+
+    #[test]
+    fn builder_debug_hides_the_url() {
+        let b = RedisBackend::builder("redis://user:hunter2@example.invalid:1");
+        assert!(!format!("{b:?}").contains("hunter2"));
+    }
+}

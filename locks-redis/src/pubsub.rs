@@ -1,0 +1,439 @@
+//! Release notifications: one shared pub/sub connection per backend, multiplexing every waiter.
+//!
+//! - A map `channel → (refcount, subscribed, watch::Sender<u64> generation)`. A message on a
+//!   channel bumps its generation; a [`RedisListener`] waits for its receiver to change.
+//! - [`Notifier::listen`] returns only once the `SUBSCRIBE` of its channel is confirmed by the
+//!   server (or was already), so a release published after `listen` returns is never missed
+//!   while the connection lives.
+//! - Dropping the last listener of a channel queues it for a lazy, batched `UNSUBSCRIBE` done by
+//!   the background task, which re-checks the refcount under the subscription lock so that a
+//!   concurrent `listen` of the same channel is never left unsubscribed.
+//! - When the connection drops (or a periodic `PING` fails), the task bumps *every*
+//!   generation (every waiter re-checks at once: a release may have been missed), reconnects
+//!   with exponential backoff and jitter, resubscribes every live channel (pipelined), and bumps
+//!   every generation again (releases published while it was away).
+//! - While it is reconnecting, `listen` fails fast with a transient error; the service then
+//!   polls.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::future::try_join_all;
+use locks_core::{BackendError, ReleaseListener, Wake};
+use redis::Client;
+use redis::aio::{PubSub, PubSubSink, PubSubStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::error::backend_error;
+
+/// How often the idle subscription connection is checked with a `PING`.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+/// First pause between reconnection attempts.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+/// Longest pause between reconnection attempts.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+struct Channel {
+    /// Live listeners of this channel.
+    refs: usize,
+    /// A `SUBSCRIBE` for it was confirmed on the current connection.
+    subscribed: bool,
+    /// Bumped on every message and on every (re)connection event.
+    generation: watch::Sender<u64>,
+}
+
+impl Channel {
+    fn new() -> Self {
+        Channel {
+            refs: 0,
+            subscribed: false,
+            generation: watch::Sender::new(0),
+        }
+    }
+
+    fn wake(&self) {
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    }
+}
+
+/// State shared by the background task, the backend and the listeners.
+struct Shared {
+    client: Client,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// The command side of the subscription connection; `None` while reconnecting. Held
+    /// across every (un)subscribe so that they reach the server in decision order.
+    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+}
+
+enum Flow {
+    Disconnected,
+    Shutdown,
+}
+
+impl Shared {
+    fn channels(&self) -> MutexGuard<'_, HashMap<String, Channel>> {
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake(&self, channel: &str) {
+        if let Some(c) = self.channels().get(channel) {
+            c.wake();
+        }
+    }
+
+    fn wake_all(&self) {
+        for c in self.channels().values() {
+            c.wake();
+        }
+    }
+
+    fn is_subscribed(&self, channel: &str) -> bool {
+        self.channels().get(channel).is_some_and(|c| c.subscribed)
+    }
+
+    fn set_subscribed(&self, channel: &str) {
+        if let Some(c) = self.channels().get_mut(channel) {
+            c.subscribed = true;
+        }
+    }
+
+    /// Subscribe `channel` on the current connection unless it already is.
+    async fn subscribe(&self, channel: &str) -> Result<(), BackendError> {
+        let mut sink = self.sink.lock().await;
+        if self.is_subscribed(channel) {
+            return Ok(());
+        }
+        let Some(sink) = sink.as_mut() else {
+            return Err(BackendError::transient(
+                "the redis release subscription is reconnecting",
+            ));
+        };
+        sink.subscribe(channel)
+            .await
+            .map_err(|e| backend_error("subscribe", e))?;
+        self.set_subscribed(channel);
+        Ok(())
+    }
+
+    /// Read messages and housekeeping requests until the connection ends or every handle is
+    /// gone.
+    async fn pump(
+        &self,
+        mut stream: PubSubStream,
+        idle: &mut mpsc::UnboundedReceiver<String>,
+    ) -> Flow {
+        let mut health = tokio::time::interval_at(
+            Instant::now() + HEALTH_CHECK_INTERVAL,
+            HEALTH_CHECK_INTERVAL,
+        );
+        health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => self.wake(msg.get_channel_name()),
+                    None => return Flow::Disconnected,
+                },
+                first = idle.recv() => match first {
+                    Some(first) => {
+                        if !self.unsubscribe_idle(first, idle).await {
+                            return Flow::Disconnected;
+                        }
+                    }
+                    None => return Flow::Shutdown,
+                },
+                _ = health.tick() => {
+                    if !self.ping().await {
+                        return Flow::Disconnected;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unsubscribe every queued channel that still has no listener. `false`: the connection
+    /// failed.
+    async fn unsubscribe_idle(
+        &self,
+        first: String,
+        idle: &mut mpsc::UnboundedReceiver<String>,
+    ) -> bool {
+        let mut batch = HashSet::from([first]);
+        while let Ok(more) = idle.try_recv() {
+            batch.insert(more);
+        }
+        let mut sink = self.sink.lock().await;
+        let gone: Vec<String> = {
+            let mut channels = self.channels();
+            batch
+                .into_iter()
+                .filter(|name| {
+                    let idle = channels.get(name).is_some_and(|c| c.refs == 0);
+                    if idle {
+                        channels.remove(name);
+                    }
+                    idle
+                })
+                .collect()
+        };
+        let Some(sink) = sink.as_mut() else {
+            return true;
+        };
+        let unsubscribes = gone.iter().map(|name| {
+            let mut sink = sink.clone();
+            async move { sink.unsubscribe(name).await }
+        });
+        matches!(
+            tokio::time::timeout(self.response_timeout, try_join_all(unsubscribes)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    async fn ping(&self) -> bool {
+        let mut sink = self.sink.lock().await;
+        let Some(sink) = sink.as_mut() else {
+            return true;
+        };
+        matches!(
+            tokio::time::timeout(self.response_timeout, sink.ping::<redis::Value>()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Reconnect with backoff until it works (`Some`) or every handle is gone (`None`).
+    async fn reconnect(&self, idle: &mut mpsc::UnboundedReceiver<String>) -> Option<PubSubStream> {
+        {
+            let mut sink = self.sink.lock().await;
+            *sink = None;
+            for c in self.channels().values_mut() {
+                c.subscribed = false;
+            }
+        }
+        // A release may have been published while the connection was going down.
+        self.wake_all();
+        let mut delay = RECONNECT_MIN_DELAY;
+        loop {
+            if idle.is_closed() {
+                return None;
+            }
+            match self.try_reconnect().await {
+                Ok(stream) => {
+                    tracing::debug!("redis release subscription reconnected");
+                    // Releases published while we were away were missed: re-check.
+                    self.wake_all();
+                    return Some(stream);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay,
+                        "redis release subscription is down; waiters poll until it is back");
+                }
+            }
+            let pause = delay.mul_f64(0.5 + 0.5 * fastrand::f64());
+            let until = Instant::now() + pause;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    // Channels dropped meanwhile are cleaned up by the next resubscription.
+                    req = idle.recv() => {
+                        req.as_ref()?;
+                    }
+                }
+            }
+            delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+        }
+    }
+
+    async fn try_reconnect(&self) -> Result<PubSubStream, BackendError> {
+        let pubsub = match tokio::time::timeout(
+            self.connect_timeout,
+            self.client.get_async_pubsub(),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(|e| backend_error("subscribe", e))?,
+            Err(_) => {
+                return Err(BackendError::transient(
+                    "timed out reconnecting the redis release subscription",
+                ));
+            }
+        };
+        let (new_sink, stream) = pubsub.split();
+        let mut sink = self.sink.lock().await;
+        let names: Vec<String> = {
+            let mut channels = self.channels();
+            channels.retain(|_, c| c.refs > 0);
+            channels.keys().cloned().collect()
+        };
+        // One channel per SUBSCRIBE (one confirmation each), pipelined on the connection.
+        let subscribes = names.iter().map(|name| {
+            let mut sink = new_sink.clone();
+            async move { sink.subscribe(name).await }
+        });
+        match tokio::time::timeout(self.response_timeout, try_join_all(subscribes)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(backend_error("subscribe", e)),
+            Err(_) => {
+                return Err(BackendError::transient(
+                    "timed out resubscribing the redis release channels",
+                ));
+            }
+        }
+        {
+            let mut channels = self.channels();
+            for name in &names {
+                if let Some(c) = channels.get_mut(name) {
+                    c.subscribed = true;
+                }
+            }
+        }
+        *sink = Some(new_sink);
+        Ok(stream)
+    }
+}
+
+/// The background task: pump messages, reconnect when needed, stop when every handle is gone.
+async fn run(
+    shared: Arc<Shared>,
+    mut stream: PubSubStream,
+    mut idle: mpsc::UnboundedReceiver<String>,
+) {
+    loop {
+        match shared.pump(stream, &mut idle).await {
+            Flow::Shutdown => return,
+            Flow::Disconnected => {
+                tracing::debug!("redis release subscription lost; every waiter re-checks");
+            }
+        }
+        stream = match shared.reconnect(&mut idle).await {
+            Some(s) => s,
+            None => return,
+        };
+    }
+}
+
+/// The backend's handle on the shared subscription. The background task stops when the last
+/// handle (backend clone or listener) is dropped.
+pub(crate) struct Notifier {
+    shared: Arc<Shared>,
+    idle: mpsc::UnboundedSender<String>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("channels", &self.shared.channels().len())
+            .finish()
+    }
+}
+
+impl Notifier {
+    /// Take over a connected pub/sub connection and start the background task.
+    pub(crate) fn start(
+        client: Client,
+        pubsub: PubSub,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Arc<Notifier> {
+        let (sink, stream) = pubsub.split();
+        let shared = Arc::new(Shared {
+            client,
+            connect_timeout,
+            response_timeout,
+            channels: Mutex::new(HashMap::new()),
+            sink: tokio::sync::Mutex::new(Some(sink)),
+        });
+        let (idle_tx, idle_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(Arc::clone(&shared), stream, idle_rx));
+        Arc::new(Notifier {
+            shared,
+            idle: idle_tx,
+        })
+    }
+
+    /// Listen on `channel`; returns once the subscription is confirmed.
+    pub(crate) async fn listen(
+        self: &Arc<Self>,
+        channel: String,
+    ) -> Result<RedisListener, BackendError> {
+        let (rx, subscribed) = {
+            let mut channels = self.shared.channels();
+            let c = channels.entry(channel.clone()).or_insert_with(Channel::new);
+            c.refs += 1;
+            (c.generation.subscribe(), c.subscribed)
+        };
+        // From here on, dropping the listener gives the reference back.
+        let listener = RedisListener {
+            notifier: Arc::clone(self),
+            channel,
+            rx,
+        };
+        if !subscribed {
+            match tokio::time::timeout(
+                self.shared.response_timeout,
+                self.shared.subscribe(&listener.channel),
+            )
+            .await
+            {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(BackendError::transient(
+                        "timed out subscribing to the redis release channel",
+                    ));
+                }
+            }
+        }
+        Ok(listener)
+    }
+
+    /// Number of channels with a subscription entry (live or waiting to be unsubscribed).
+    pub(crate) fn channel_count(&self) -> usize {
+        self.shared.channels().len()
+    }
+}
+
+/// Waits for the releases of one key: see the [module docs](self).
+pub(crate) struct RedisListener {
+    notifier: Arc<Notifier>,
+    channel: String,
+    rx: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl ReleaseListener for RedisListener {
+    async fn wait_for_release(&mut self, max: Duration) -> Result<Wake, BackendError> {
+        match tokio::time::timeout(max, self.rx.changed()).await {
+            Ok(Ok(())) => Ok(Wake::Notified),
+            // Cannot happen while this listener holds a reference; do not spin if it does.
+            Ok(Err(_)) => Err(BackendError::transient(
+                "redis release notifications stopped",
+            )),
+            Err(_) => Ok(Wake::TimedOut),
+        }
+    }
+}
+
+impl Drop for RedisListener {
+    fn drop(&mut self) {
+        let idle = {
+            let mut channels = self.notifier.shared.channels();
+            match channels.get_mut(&self.channel) {
+                Some(c) => {
+                    c.refs = c.refs.saturating_sub(1);
+                    c.refs == 0
+                }
+                None => false,
+            }
+        };
+        if idle {
+            // The task re-checks the refcount before it unsubscribes. If it is gone, so is
+            // the connection.
+            let _ = self.notifier.idle.send(std::mem::take(&mut self.channel));
+        }
+    }
+}

@@ -1,0 +1,917 @@
+//! The Redis backend against a real `redis-server` (the testkit fixture), never a mock.
+//!
+//! Real-time tests: every wait is bounded by `tokio::time::timeout`, and no assertion is about
+//! speed beyond "well inside the budget".
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use locks_core::{
+    AcquireOptions, AcquireResult, BackendError, LeaseInfo, LockBackend, LockError, LockKey,
+    LockService, LostReason, OwnerToken, RetryPolicy, Wake,
+};
+use locks_memory::MemoryBackend;
+use locks_redis::redis::{self, AsyncCommands, aio::MultiplexedConnection};
+use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
+use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+
+/// Bound for anything that should happen "at once" in real time.
+const SOON: Duration = Duration::from_secs(5);
+
+fn fail<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{context}: {e}")
+}
+
+async fn start_server(private: bool) -> RedisServer {
+    let cfg = if private {
+        RedisServerConfig::new().local_only()
+    } else {
+        RedisServerConfig::new()
+    };
+    RedisServer::start_with(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("redis fixture: {e}"))
+}
+
+async fn backend(server: &RedisServer) -> RedisBackend {
+    RedisBackend::builder(server.url())
+        .connect_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", server.url()))
+}
+
+async fn raw(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap_or_else(|e| panic!("client: {e}"))
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("raw connection: {e}"))
+}
+
+/// A key name no other test (or run, on a shared external server) uses.
+fn unique(name: &str) -> String {
+    format!("{name}:{}", OwnerToken::new())
+}
+
+fn key(name: &str) -> LockKey {
+    LockKey::new("_lock:", name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(SOON, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {SOON:?}"))
+}
+
+/// Poll `check` until it holds (bounded by [`SOON`]).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> i64 {
+    redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async::<(String, i64)>(conn)
+        .await
+        .map(|(_, n)| n)
+        .unwrap_or(-1)
+}
+
+/// Retry a backend call through the transient errors of a reconnection.
+async fn retry<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BackendError>>,
+{
+    within(what, async {
+        loop {
+            match op().await {
+                Ok(v) => return v,
+                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => panic!("{what}: permanent error {e}"),
+            }
+        }
+    })
+    .await
+}
+
+fn acquired(r: Result<AcquireResult, BackendError>) -> u64 {
+    match r {
+        Ok(AcquireResult::Acquired(lease)) => lease.fence,
+        other => panic!("expected Acquired, got {other:?}"),
+    }
+}
+
+/// One scripted sequence of operations, recorded with fences replaced by their rank, so that
+/// two backends can be compared outcome by outcome.
+async fn trace(backend: &dyn LockBackend, name: &str) -> Vec<String> {
+    let k = key(name);
+    let (a, b) = (OwnerToken::new(), OwnerToken::new());
+    let ttl = Duration::from_secs(10);
+    let mut fences: Vec<u64> = Vec::new();
+    let mut out = Vec::new();
+    let rank = |f: u64, fences: &mut Vec<u64>| -> String {
+        if !fences.contains(&f) {
+            fences.push(f);
+        }
+        let pos = fences.iter().position(|x| *x == f).unwrap_or(usize::MAX);
+        format!("fence#{pos}")
+    };
+    let who = |t: OwnerToken| if t == a { "a" } else { "b" };
+    macro_rules! step {
+        ($label:expr, $e:expr) => {{
+            let shown = match $e {
+                Ok(AcquireResult::Acquired(l)) => format!("acquired {}", rank(l.fence, &mut fences)),
+                Ok(AcquireResult::Held { remaining }) => format!(
+                    "held, remaining in (0, ttl]: {}",
+                    remaining.is_some_and(|r| !r.is_zero() && r <= ttl)
+                ),
+                Err(e) => format!("error {e}"),
+            };
+            out.push(format!("{}: {shown}", $label));
+        }};
+    }
+    macro_rules! flag {
+        ($label:expr, $e:expr) => {{
+            out.push(format!("{}: {:?}", $label, $e.map_err(|e| e.to_string())));
+        }};
+    }
+    let inspect = |i: Result<Option<LeaseInfo>, BackendError>, fences: &mut Vec<u64>| match i {
+        Ok(Some(info)) => format!(
+            "held by {} with {}, remaining <= 20 s: {}",
+            who(info.owner),
+            rank(info.fence, fences),
+            info.remaining <= Duration::from_secs(20)
+        ),
+        Ok(None) => "free".to_owned(),
+        Err(e) => format!("error {e}"),
+    };
+
+    step!("a acquires", backend.try_acquire(&k, a, ttl).await);
+    step!("a acquires again", backend.try_acquire(&k, a, ttl).await);
+    step!("b acquires", backend.try_acquire(&k, b, ttl).await);
+    out.push(format!(
+        "inspect: {}",
+        inspect(backend.inspect(&k).await, &mut fences)
+    ));
+    flag!("b releases", backend.release(&k, b).await);
+    flag!("b extends", backend.extend(&k, b, ttl).await);
+    flag!(
+        "a extends",
+        backend.extend(&k, a, Duration::from_secs(20)).await
+    );
+    let remaining = backend
+        .inspect(&k)
+        .await
+        .ok()
+        .flatten()
+        .map(|i| i.remaining);
+    out.push(format!(
+        "extended past the old ttl: {}",
+        remaining.is_some_and(|r| r > ttl)
+    ));
+    flag!("a releases", backend.release(&k, a).await);
+    flag!("a releases again", backend.release(&k, a).await);
+    flag!("a extends after release", backend.extend(&k, a, ttl).await);
+    out.push(format!(
+        "inspect: {}",
+        inspect(backend.inspect(&k).await, &mut fences)
+    ));
+    step!("b acquires", backend.try_acquire(&k, b, ttl).await);
+    flag!("force release", backend.force_release(&k).await);
+    flag!("force release again", backend.force_release(&k).await);
+    out.push(format!(
+        "inspect: {}",
+        inspect(backend.inspect(&k).await, &mut fences)
+    ));
+    flag!("b releases after force", backend.release(&k, b).await);
+    // Expiry by the store's own clock.
+    step!(
+        "a acquires for 100 ms",
+        backend.try_acquire(&k, a, Duration::from_millis(100)).await
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    out.push(format!(
+        "inspect after expiry: {}",
+        inspect(backend.inspect(&k).await, &mut fences)
+    ));
+    flag!("a extends after expiry", backend.extend(&k, a, ttl).await);
+    step!(
+        "b acquires after expiry",
+        backend.try_acquire(&k, b, ttl).await
+    );
+    flag!("b releases", backend.release(&k, b).await);
+    // Fences are ranked in order of appearance; each new holder got the next rank, so the
+    // ranks prove the sequence. Check the raw values increase too.
+    out.push(format!(
+        "fences strictly increase: {}",
+        fences.windows(2).all(|w| w[0] < w[1])
+    ));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantics_match_the_memory_backend() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let memory = MemoryBackend::new();
+    let name = unique("semantics");
+    let expected = trace(&memory, &name).await;
+    let got = trace(&redis, &name).await;
+    assert_eq!(got, expected);
+    assert!(expected.iter().any(|l| l == "b acquires: acquired fence#1"));
+    assert_eq!(
+        expected.last().map(String::as_str),
+        Some("fences strictly increase: true")
+    );
+    assert_eq!(redis.name(), "redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_is_idempotent_for_the_same_token() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let k = key(&unique("idempotent"));
+    let token = OwnerToken::new();
+    let first = acquired(redis.try_acquire(&k, token, Duration::from_secs(2)).await);
+    // A retried acquire (reply lost) gets the same fence and a fresh, longer ttl.
+    let again = acquired(redis.try_acquire(&k, token, Duration::from_secs(30)).await);
+    assert_eq!(first, again);
+    let info = redis
+        .inspect(&k)
+        .await
+        .map_err(fail("inspect"))
+        .and_then(|i| i.ok_or_else(|| "no lease".to_owned()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.owner, token);
+    assert_eq!(info.fence, first);
+    assert!(info.remaining > Duration::from_secs(2), "{info:?}");
+    // Fences are seeded from the server clock in microseconds.
+    assert!(first > 1_600_000_000_000_000, "{first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_strictly_increase_across_holders() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let k = key(&unique("fences"));
+    let mut last = 0;
+    for _ in 0..50 {
+        let token = OwnerToken::new();
+        let fence = acquired(redis.try_acquire(&k, token, Duration::from_secs(5)).await);
+        assert!(fence > last, "{fence} after {last}");
+        last = fence;
+        assert_eq!(redis.release(&k, token).await.ok(), Some(true));
+    }
+    // Through the service, with contention: every holder's fence is larger than the one before.
+    let locks = LockService::new(redis.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let name = unique("fences-contended");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (locks, name, seen) = (locks.clone(), name.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let guard = locks.acquire(&name).await.map_err(|e| e.to_string())?;
+                seen.lock().map_err(|e| e.to_string())?.push(guard.fence());
+                guard.release().await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        within("contended workers", t)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 40);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_still_work_after_script_flush() {
+    let server = start_server(true).await;
+    let redis = backend(&server).await;
+    let mut conn = raw(&server).await;
+    let k = key("flush");
+    let (a, b) = (OwnerToken::new(), OwnerToken::new());
+    let ttl = Duration::from_secs(5);
+    let f1 = acquired(redis.try_acquire(&k, a, ttl).await);
+    let flush = || {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("SCRIPT FLUSH: {e}"));
+        }
+    };
+    flush().await;
+    assert_eq!(redis.extend(&k, a, ttl).await.ok(), Some(true));
+    flush().await;
+    assert_eq!(
+        redis.inspect(&k).await.ok().flatten().map(|i| i.owner),
+        Some(a)
+    );
+    flush().await;
+    assert_eq!(redis.release(&k, a).await.ok(), Some(true));
+    flush().await;
+    let f2 = acquired(redis.try_acquire(&k, b, ttl).await);
+    assert!(f2 > f1);
+    flush().await;
+    assert_eq!(redis.force_release(&k).await.ok(), Some(true));
+    let loaded: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg("0000000000000000000000000000000000000000")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    assert_eq!(loaded, vec![false]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_keep_increasing_after_an_empty_restart() {
+    let mut server = start_server(true).await;
+    let redis = backend(&server).await;
+    let mut max = 0;
+    for i in 0..5 {
+        let k = key(&format!("restart:{i}"));
+        for _ in 0..3 {
+            let t = OwnerToken::new();
+            max = max.max(acquired(
+                redis.try_acquire(&k, t, Duration::from_secs(60)).await,
+            ));
+            assert_eq!(redis.release(&k, t).await.ok(), Some(true));
+        }
+        // Leave the last one held: the restart loses it.
+        max = max.max(acquired(
+            redis
+                .try_acquire(&k, OwnerToken::new(), Duration::from_secs(60))
+                .await,
+        ));
+    }
+    server
+        .restart()
+        .await
+        .unwrap_or_else(|e| panic!("restart: {e}"));
+    for i in 0..5 {
+        let k = key(&format!("restart:{i}"));
+        let info = retry("inspect after restart", || redis.inspect(&k)).await;
+        assert_eq!(info, None, "the restart lost every lease");
+        let fence = match retry("acquire after restart", || {
+            redis.try_acquire(&k, OwnerToken::new(), Duration::from_secs(60))
+        })
+        .await
+        {
+            AcquireResult::Acquired(l) => l.fence,
+            other => panic!("{other:?}"),
+        };
+        assert!(fence > max, "fence {fence} after restart <= {max}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holder_notices_loss_when_the_server_is_down_longer_than_the_ttl() {
+    let mut server = start_server(true).await;
+    let redis = backend(&server).await;
+    let locks = LockService::new(redis).unwrap_or_else(|e| panic!("{e}"));
+    let guard = locks
+        .acquire_with(
+            "lost",
+            AcquireOptions::new().ttl(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lost = guard.lost();
+    server.stop().await.unwrap_or_else(|e| panic!("stop: {e}"));
+    let reason = within("lost()", lost).await;
+    assert_eq!(reason, LostReason::DeadlineExpired);
+    assert!(!guard.is_held().await.unwrap_or(false));
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_address_fails_within_the_connect_timeout() {
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let result = RedisBackend::builder(format!("redis://127.0.0.1:{port}"))
+        .connect_timeout(timeout)
+        .connect()
+        .await;
+    let took = started.elapsed();
+    match result {
+        Err(e @ RedisBackendError::Connect { .. }) => {
+            assert!(e.is_transient());
+            assert!(std::error::Error::source(&e).is_some());
+        }
+        Err(RedisBackendError::ConnectTimeout { .. }) => {}
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    assert!(took <= timeout + Duration::from_millis(500), "{took:?}");
+
+    // Bad URLs and options are typed too, and never echo a password.
+    let err = RedisBackend::connect("http://user:hunter2@127.0.0.1:1")
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(RedisBackendError::InvalidUrl { .. })),
+        "{err:?}"
+    );
+    assert!(
+        !err.map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("hunter2")
+    );
+    let err = RedisBackend::builder(format!("redis://127.0.0.1:{port}"))
+        .response_timeout(Duration::ZERO)
+        .connect()
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(RedisBackendError::InvalidOption {
+                option: "response_timeout",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    #[cfg(not(feature = "tls"))]
+    {
+        let err = RedisBackend::connect("rediss://127.0.0.1:1").await.err();
+        assert!(
+            err.as_ref()
+                .is_some_and(|e| e.to_string().contains("`tls` feature")),
+            "{err:?}"
+        );
+    }
+    // As a LockError, for `?` in applications.
+    let lock: LockError = RedisBackendError::ConnectTimeout {
+        addr: "x".into(),
+        timeout,
+    }
+    .into();
+    assert!(matches!(
+        lock,
+        LockError::Backend {
+            operation: "connect",
+            ..
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_a_typed_error() {
+    let server =
+        RedisServer::start_with(RedisServerConfig::new().args(["--requirepass", "s3cret"]))
+            .await
+            .unwrap_or_else(|e| panic!("redis fixture: {e}"));
+    let port = server.port();
+    let connect = |url: String| async move {
+        within(
+            "connect",
+            RedisBackend::builder(url)
+                .connect_timeout(Duration::from_secs(2))
+                .connect(),
+        )
+        .await
+    };
+    let wrong = connect(format!("redis://:wrong@127.0.0.1:{port}")).await;
+    assert!(
+        matches!(wrong, Err(RedisBackendError::Authentication { .. })),
+        "{wrong:?}"
+    );
+    let err = wrong.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(!err.contains("wrong@"), "{err}");
+    let missing = connect(format!("redis://127.0.0.1:{port}")).await;
+    assert!(
+        matches!(missing, Err(RedisBackendError::Authentication { .. })),
+        "{missing:?}"
+    );
+    let ok = connect(format!("redis://:s3cret@127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let k = key("auth");
+    acquired(
+        ok.try_acquire(&k, OwnerToken::new(), Duration::from_secs(5))
+            .await,
+    );
+
+    // An ACL user with just the keys and channels of the locks.
+    let mut admin = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{port}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", "app", "on", ">apppw", "~_lock:*", "&_lock:*", "+@all",
+        ])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("ACL SETUSER: {e}"));
+    let app = connect(format!("redis://app:apppw@127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = OwnerToken::new();
+    let k = key("acl");
+    acquired(app.try_acquire(&k, t, Duration::from_secs(5)).await);
+    assert_eq!(app.release(&k, t).await.ok(), Some(true));
+    let bad_user = connect(format!("redis://app:nope@127.0.0.1:{port}")).await;
+    assert!(
+        matches!(bad_user, Err(RedisBackendError::Authentication { .. })),
+        "{bad_user:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_spaces_braces_colons_and_unicode_round_trip() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let mut conn = raw(&server).await;
+    let locks = LockService::new(redis).unwrap_or_else(|e| panic!("{e}"));
+    let run = OwnerToken::new();
+    for base in [
+        "a b",
+        "{tag}",
+        "x:y:z",
+        "zahlung-übersicht-支付",
+        "}{",
+        "🔒 {x}:y z",
+    ] {
+        let name = format!("{base} {run}");
+        let guard = locks
+            .try_acquire(&name)
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        assert!(locks.is_locked(&name).await.unwrap_or(false), "{name:?}");
+        let info = locks.inspect(&name).await.ok().flatten();
+        assert_eq!(
+            info.map(|i| (i.owner, i.fence)),
+            Some((guard.token(), guard.fence()))
+        );
+        let stored = format!("_lock:{{{name}}}");
+        let exists: bool = conn.exists(&stored).await.unwrap_or(false);
+        assert!(exists, "{stored:?} not found");
+        let owner: Option<String> = conn.hget(&stored, "owner").await.unwrap_or(None);
+        assert_eq!(owner, Some(guard.token().to_hyphenated()));
+        let fence: Option<String> = conn.hget(&stored, "fence").await.unwrap_or(None);
+        assert_eq!(fence, Some(guard.fence().to_string()));
+        let counter: Option<String> = conn.get(format!("{stored}:fence")).await.unwrap_or(None);
+        assert_eq!(counter, Some(guard.fence().to_string()));
+        let counter_ttl: i64 = conn.pttl(format!("{stored}:fence")).await.unwrap_or(-3);
+        assert!(counter_ttl > 86_000_000, "{counter_ttl}");
+        assert_eq!(RedisKeys::new(&key(&name)).lease, stored);
+        guard.release().await.unwrap_or_else(|e| panic!("{e}"));
+        let exists: bool = conn.exists(&stored).await.unwrap_or(true);
+        assert!(!exists, "{stored:?} still there after release");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_is_a_permanent_error() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let mut conn = raw(&server).await;
+    let name = unique("wrongtype");
+    let _: () = conn
+        .set(format!("_lock:{{{name}}}"), "not a lease")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = redis
+        .try_acquire(&key(&name), OwnerToken::new(), Duration::from_secs(1))
+        .await
+        .err();
+    assert!(err.as_ref().is_some_and(|e| !e.is_transient()), "{err:?}");
+    assert!(
+        err.as_ref()
+            .and_then(|e| std::error::Error::source(e))
+            .is_some(),
+        "the redis error is kept as the source"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_hears_a_release_after_listen_returns() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let other = backend(&server).await;
+    let mut conn = raw(&server).await;
+    let k = key(&unique("listen"));
+    let channel = RedisKeys::new(&k).channel;
+    let holder = OwnerToken::new();
+    acquired(other.try_acquire(&k, holder, Duration::from_secs(60)).await);
+
+    let mut listener = redis.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    // `listen` returned: the SUBSCRIBE is confirmed, so this release cannot be missed.
+    assert_eq!(numsub(&mut conn, &channel).await, 1);
+    assert_eq!(other.release(&k, holder).await.ok(), Some(true));
+    let wake = within(
+        "notification",
+        listener.wait_for_release(Duration::from_secs(60)),
+    )
+    .await;
+    assert_eq!(wake.ok(), Some(Wake::Notified));
+    // Nothing else happened: the next wait times out.
+    let wake = listener.wait_for_release(Duration::from_millis(50)).await;
+    assert_eq!(wake.ok(), Some(Wake::TimedOut));
+
+    // Force release notifies too; a second listener shares the subscription.
+    let mut second = redis.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(redis.release_channels(), 1);
+    acquired(other.try_acquire(&k, holder, Duration::from_secs(60)).await);
+    assert_eq!(other.force_release(&k).await.ok(), Some(true));
+    for l in [&mut listener, &mut second] {
+        let wake = within("notification", l.wait_for_release(Duration::from_secs(60))).await;
+        assert_eq!(wake.ok(), Some(Wake::Notified));
+    }
+
+    // The last listener gone, the channel is unsubscribed (lazily).
+    drop(listener);
+    drop(second);
+    eventually("UNSUBSCRIBE", || {
+        let mut conn = conn.clone();
+        let channel = channel.clone();
+        async move { numsub(&mut conn, &channel).await == 0 }
+    })
+    .await;
+    assert_eq!(redis.release_channels(), 0);
+}
+
+/// A waiter whose polling delay is 60 s (and whose holder's ttl is 60 s) can only be woken in
+/// time by the release notification.
+fn notification_only() -> AcquireOptions {
+    AcquireOptions::new()
+        .ttl(Duration::from_secs(60))
+        .wait_timeout(Duration::from_secs(120))
+        .retry(
+            RetryPolicy::default()
+                .initial_delay(Duration::from_secs(60))
+                .max_delay(Duration::from_secs(60))
+                .jitter(0.0),
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiter_is_woken_by_the_release_notification() {
+    let server = start_server(false).await;
+    let conn = raw(&server).await;
+    let holder = LockService::new(backend(&server).await).unwrap_or_else(|e| panic!("{e}"));
+    let waiter = LockService::new(backend(&server).await).unwrap_or_else(|e| panic!("{e}"));
+    let name = unique("wake");
+    let channel = RedisKeys::new(&key(&name)).channel;
+    let guard = holder
+        .acquire_with(&name, notification_only())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first_fence = guard.fence();
+    let waiting = tokio::spawn({
+        let (waiter, name) = (waiter.clone(), name.clone());
+        async move { waiter.acquire_with(&name, notification_only()).await }
+    });
+    eventually("the waiter subscribes", || {
+        let mut conn = conn.clone();
+        let channel = channel.clone();
+        async move { numsub(&mut conn, &channel).await >= 1 }
+    })
+    .await;
+    guard.release().await.unwrap_or_else(|e| panic!("{e}"));
+    let got = within("the waiter acquires", waiting)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(got.fence() > first_fence);
+    got.release().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiter_acquires_after_the_subscription_connection_is_killed() {
+    let server = start_server(true).await;
+    let conn = raw(&server).await;
+    let redis = backend(&server).await;
+    let holder = LockService::new(backend(&server).await).unwrap_or_else(|e| panic!("{e}"));
+    let waiter = LockService::new(redis.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let name = "killed";
+    let k = key(name);
+    let channel = RedisKeys::new(&k).channel;
+    let subscribers = |want: fn(i64) -> bool| {
+        let conn = conn.clone();
+        let channel = channel.clone();
+        move || {
+            let mut conn = conn.clone();
+            let channel = channel.clone();
+            async move { want(numsub(&mut conn, &channel).await) }
+        }
+    };
+    let subscribed = || subscribers(|n| n >= 1);
+    let unsubscribed = || subscribers(|n| n == 0);
+    let kill_pubsub = || {
+        let mut conn = conn.clone();
+        async move {
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", "pubsub"])
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"));
+            assert!(killed >= 1, "no pub/sub client was killed");
+        }
+    };
+
+    // A bare listener is woken by the disconnection itself (a release may have been missed).
+    let guard = holder
+        .acquire_with(name, notification_only())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut listener = redis.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    kill_pubsub().await;
+    let wake = within(
+        "wake-up on disconnect",
+        listener.wait_for_release(Duration::from_secs(60)),
+    )
+    .await;
+    assert_eq!(wake.ok(), Some(Wake::Notified));
+    eventually("resubscription", subscribed()).await;
+    drop(listener);
+    eventually("lazy UNSUBSCRIBE", unsubscribed()).await;
+
+    // A waiter parked across a disconnection still hears the release afterwards.
+    let waiting = tokio::spawn({
+        let waiter = waiter.clone();
+        async move { waiter.acquire_with(name, notification_only()).await }
+    });
+    eventually("the waiter subscribes", subscribed()).await;
+    kill_pubsub().await;
+    eventually("resubscription", subscribed()).await;
+    guard.release().await.unwrap_or_else(|e| panic!("{e}"));
+    let got = within("the waiter acquires", waiting)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    got.release().await.unwrap_or_else(|e| panic!("{e}"));
+    eventually("lazy UNSUBSCRIBE", unsubscribed()).await;
+
+    // And a waiter that starts after the reconnection is woken as well.
+    let guard = holder
+        .acquire_with(name, notification_only())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let waiting = tokio::spawn({
+        let waiter = waiter.clone();
+        async move { waiter.acquire_with(name, notification_only()).await }
+    });
+    eventually("the waiter subscribes", subscribed()).await;
+    guard.release().await.unwrap_or_else(|e| panic!("{e}"));
+    let got = within("the waiter acquires", waiting)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    got.release().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `rediss://` through the `tls` feature, against a server whose certificate a test CA signed
+/// (made with the `openssl` command-line tool).
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_work() {
+    let dir = std::env::temp_dir().join(format!("locks-redis-tls-{}", OwnerToken::new()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("the TLS test needs the openssl command: {e}"));
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    // A test CA, and a server certificate for localhost signed by it.
+    let (ca, ca_key, cert, key_file) = (
+        file("ca.pem"),
+        file("ca.key"),
+        file("cert.pem"),
+        file("key.pem"),
+    );
+    let (csr, ext) = (file("server.csr"), file("ext.cnf"));
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=locks test CA",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key_file,
+        "-out",
+        &csr,
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert,
+    ]);
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = RedisServer::start_with(RedisServerConfig::new().args([
+        "--tls-port".to_owned(),
+        tls_port.to_string(),
+        "--tls-cert-file".to_owned(),
+        cert.clone(),
+        "--tls-key-file".to_owned(),
+        key_file.clone(),
+        "--tls-ca-cert-file".to_owned(),
+        ca.clone(),
+        "--tls-auth-clients".to_owned(),
+        "no".to_owned(),
+    ]))
+    .await
+    .unwrap_or_else(|e| panic!("redis fixture with TLS: {e}"));
+    let url = format!("rediss://localhost:{tls_port}");
+
+    // The platform's roots do not trust the test CA: a typed error.
+    let untrusted = RedisBackend::builder(url.as_str())
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await;
+    assert!(
+        matches!(
+            untrusted,
+            Err(RedisBackendError::Connect { .. } | RedisBackendError::ConnectTimeout { .. })
+        ),
+        "{untrusted:?}"
+    );
+
+    let root = std::fs::read(&ca).unwrap_or_else(|e| panic!("{e}"));
+    let client = redis::Client::build_with_tls(
+        url.as_str(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tls = RedisBackend::builder_from_client(client)
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("TLS connect: {e}: {:?}", std::error::Error::source(&e)));
+    let plain = backend(&server).await;
+    let k = key("tls");
+    let t = OwnerToken::new();
+    acquired(tls.try_acquire(&k, t, Duration::from_secs(60)).await);
+    let mut listener = plain.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tls.release(&k, t).await.ok(), Some(true));
+    let wake = within("notification", listener.wait_for_release(SOON)).await;
+    assert_eq!(wake.ok(), Some(Wake::Notified));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,99 @@
+//! Deliberately broken backends, for proving that checkers can fail.
+//!
+//! A safety checker that never fails proves nothing. These test doubles break the
+//! [`LockBackend`] contract on purpose, so a test can show that the contention simulator (or
+//! any other assertion) notices. **Never use them to protect anything.**
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use locks_core::{AcquireResult, BackendError, Lease, LeaseInfo, LockBackend, LockKey, OwnerToken};
+
+/// A test double that **violates mutual exclusion on purpose**: every `try_acquire` succeeds,
+/// whoever holds the key.
+///
+/// - `try_acquire` always returns [`AcquireResult::Acquired`] with a new fence, strictly
+///   increasing across all keys (so fences alone look fine; only overlap gives it away, unless
+///   two holders are checked out of order).
+/// - `release` and `extend` always return `true`; `inspect` always returns `None`;
+///   `force_release` returns `false` (it remembers nothing).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use locks_testkit::broken::GrantAllBackend;
+/// use locks_testkit::sim::{self, SimConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), locks_core::LockError> {
+/// let cfg = SimConfig {
+///     workers: 4,
+///     keys: 1,
+///     duration: None,
+///     ops_per_worker: Some(5),
+///     hold_min: Duration::from_millis(1),
+///     hold_max: Duration::from_millis(1),
+///     ..SimConfig::default()
+/// };
+/// let report = sim::run(Arc::new(GrantAllBackend::new()), &cfg).await?;
+/// assert!(!report.passed(), "the checker must catch two holders at once");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct GrantAllBackend {
+    last_fence: AtomicU64,
+}
+
+impl GrantAllBackend {
+    /// A backend that grants everything, starting at fence 1.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many leases it has handed out (the last fence).
+    pub fn granted(&self) -> u64 {
+        self.last_fence.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl LockBackend for GrantAllBackend {
+    async fn try_acquire(
+        &self,
+        _key: &LockKey,
+        _token: OwnerToken,
+        _ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        let fence = self
+            .last_fence
+            .fetch_add(1, Ordering::SeqCst)
+            .wrapping_add(1);
+        Ok(AcquireResult::Acquired(Lease::new(fence)))
+    }
+
+    async fn release(&self, _key: &LockKey, _token: OwnerToken) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+
+    async fn extend(
+        &self,
+        _key: &LockKey,
+        _token: OwnerToken,
+        _ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+
+    async fn inspect(&self, _key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
+        Ok(None)
+    }
+
+    async fn force_release(&self, _key: &LockKey) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
+    fn name(&self) -> &'static str {
+        "grant-all"
+    }
+}
