@@ -300,12 +300,14 @@ impl LeaseShared {
         metrics::gauge!("locks_held", "backend" => backend).decrement(1.0);
         metrics::histogram!("locks_hold_seconds", "backend" => backend)
             .record(self.acquired_at.elapsed().as_secs_f64());
-        let result = if self.current_state() == LeaseState::Lost(LostReason::NotOwner) {
+        let revoked = self.current_state() == LeaseState::Lost(LostReason::NotOwner);
+        // Tell the holder first (lost() fires), then give the lease back.
+        self.mark_lost(reason);
+        let result = if revoked {
             Ok(false)
         } else {
             self.resource.release(self.token).await
         };
-        self.mark_lost(reason);
         result.map(Some)
     }
 

@@ -423,18 +423,45 @@ impl Election {
     ///
     /// Each time this candidate is elected, `task` runs with the leadership's handle. When the
     /// leadership is lost (`lost()` fires: revoked, deadline passed, shutdown), the task's
-    /// future is dropped — cancelled — *before* campaigning again; since a holder's local
-    /// deadline comes before the store's expiry, a partitioned leader stops before a new one
-    /// can be elected. When `task` finishes by itself, the role is resigned and `run` returns
-    /// `Ok`. `run` also returns `Ok` when the service shuts down; a permanent store error is
-    /// returned as `Err`. Dropping the `run` future resigns in the background.
-    pub async fn run<F, Fut>(&self, opts: AcquireOptions, mut task: F) -> Result<(), LockError>
+    /// future is dropped — cancelled — and the candidate campaigns again. Since a holder's
+    /// local deadline comes before the store's expiry, a leader cut off from the store stops
+    /// before a new one can be elected. When `task` finishes by itself, the role is resigned
+    /// and `run` returns `Ok`. `run` also returns `Ok` when the service shuts down; a
+    /// permanent store error is returned as `Err`. Dropping the `run` future cancels the task
+    /// and resigns in the background.
+    ///
+    /// To hand leadership over cleanly (a deploy), use [`run_until`](Election::run_until):
+    /// [`LockService::shutdown`] releases the role at once, so the next leader may start while
+    /// this task is still being cancelled — the term (fence) protects the resource then.
+    pub async fn run<F, Fut>(&self, opts: AcquireOptions, task: F) -> Result<(), LockError>
     where
         F: FnMut(LeaseHandle) -> Fut,
         Fut: Future<Output = ()>,
     {
+        self.run_until(opts, task, std::future::pending()).await
+    }
+
+    /// [`run`](Election::run), until `stop` completes: then the leader task (if running) is
+    /// cancelled *first*, the role is resigned, and `run_until` returns `Ok`. A stop while
+    /// campaigning just stops campaigning.
+    pub async fn run_until<F, Fut, S>(
+        &self,
+        opts: AcquireOptions,
+        mut task: F,
+        stop: S,
+    ) -> Result<(), LockError>
+    where
+        F: FnMut(LeaseHandle) -> Fut,
+        Fut: Future<Output = ()>,
+        S: Future<Output = ()>,
+    {
+        let mut stop = std::pin::pin!(stop);
         loop {
-            let leadership = match self.campaign_with(opts.clone()).await {
+            let campaign = tokio::select! {
+                r = self.campaign_with(opts.clone()) => r,
+                _ = &mut stop => return Ok(()),
+            };
+            let leadership = match campaign {
                 Ok(l) => l,
                 Err(LockError::AcquireTimeout { .. }) => continue,
                 Err(LockError::ShuttingDown) => return Ok(()),
@@ -442,15 +469,27 @@ impl Election {
                 Err(e) => return Err(e),
             };
             let lost = leadership.lost();
-            tokio::select! {
-                _ = task(leadership.guard.handle()) => {
+            let ended = {
+                let work = task(leadership.guard.handle());
+                tokio::select! {
+                    _ = work => Ended::TaskDone,
+                    reason = lost => Ended::Lost(reason),
+                    _ = &mut stop => Ended::Stopped,
+                }
+                // `work` (the leader task) is dropped here, before resigning.
+            };
+            match ended {
+                Ended::TaskDone | Ended::Stopped => {
                     return match leadership.resign().await {
-                        Ok(()) | Err(LockError::NotOwner { .. }) | Err(LockError::Lost { .. }) => Ok(()),
+                        Ok(()) | Err(LockError::NotOwner { .. }) | Err(LockError::Lost { .. }) => {
+                            Ok(())
+                        }
                         Err(e) => Err(e),
                     };
                 }
-                reason = lost => {
-                    tracing::warn!(role = %self.role, term = leadership.term(), %reason, "leadership lost; leader task cancelled");
+                Ended::Lost(reason) => {
+                    tracing::warn!(role = %self.role, term = leadership.term(), %reason,
+                        "leadership lost; leader task cancelled");
                     drop(leadership);
                     if reason == LostReason::Shutdown {
                         return Ok(());
@@ -459,6 +498,12 @@ impl Election {
             }
         }
     }
+}
+
+enum Ended {
+    TaskDone,
+    Stopped,
+    Lost(LostReason),
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -651,33 +651,44 @@ impl LockService {
                 return Err(timeout(attempts, last_error));
             }
             if listener.is_none() {
-                match resource.listen().await {
-                    Ok(l) => {
+                let listening = tokio::select! {
+                    r = tokio::time::timeout(deadline.saturating_duration_since(now), resource.listen()) => r,
+                    _ = self.inner.closing.cancelled() => return Err(LockError::ShuttingDown),
+                };
+                match listening {
+                    Ok(Ok(l)) => {
                         listener = Some(l);
                         // A release may have happened before we listened: look again at once.
                         continue;
                     }
-                    Err(e) => {
+                    // Poll this round; listening is tried again on the next one.
+                    Ok(Err(e)) => {
                         tracing::debug!(key = %name, error = %e, "cannot listen for releases; polling");
-                        listener = Some(Box::new(crate::backend::SleepingListener));
+                    }
+                    Err(_) => {
+                        tracing::debug!(key = %name, "listening for releases timed out; polling");
                     }
                 }
             }
+            let now = Instant::now();
             let mut delay = opts.retry.delay(attempts);
             if let Some(remaining) = hint {
                 delay = delay.min(remaining.max(Duration::from_millis(1)));
             }
             delay = delay.min(deadline.saturating_duration_since(now));
-            if let Some(l) = listener.as_mut() {
-                tokio::select! {
-                    r = l.wait_for_release(delay) => {
-                        if let Err(e) = r {
-                            tracing::debug!(key = %name, error = %e, "release listener failed; polling");
-                            listener = Some(Box::new(crate::backend::SleepingListener));
-                        }
-                    }
+            let waited = match listener.as_mut() {
+                Some(l) => tokio::select! {
+                    r = l.wait_for_release(delay) => r.map(|_| ()),
                     _ = self.inner.closing.cancelled() => return Err(LockError::ShuttingDown),
-                }
+                },
+                None => tokio::select! {
+                    _ = tokio::time::sleep(delay) => Ok(()),
+                    _ = self.inner.closing.cancelled() => return Err(LockError::ShuttingDown),
+                },
+            };
+            if let Err(e) = waited {
+                tracing::debug!(key = %name, error = %e, "release listener failed; listening again");
+                listener = None;
             }
         }
     }

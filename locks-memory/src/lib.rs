@@ -330,8 +330,9 @@ impl ReleaseListener for MemoryListener {
     async fn wait_for_release(&mut self, max: Duration) -> Result<Wake, BackendError> {
         match tokio::time::timeout(max, self.rx.changed()).await {
             Ok(Ok(())) => Ok(Wake::Notified),
-            // The sender lives in the store for as long as the backend: closed means gone.
-            Ok(Err(_)) => Ok(Wake::Notified),
+            // Slots are never removed, so this cannot happen; if it did, the service would
+            // listen again rather than spin on a closed channel.
+            Ok(Err(_)) => Err(BackendError::transient("release channel closed")),
             Err(_) => Ok(Wake::TimedOut),
         }
     }

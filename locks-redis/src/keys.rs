@@ -8,13 +8,22 @@ use locks_core::LockKey;
 /// | what | name (prefix `_lock:`, name `payment:42`) | type |
 /// |---|---|---|
 /// | lease | `_lock:{payment:42}` | hash `owner` (token), `fence` (decimal), with a `PX` ttl |
-/// | fence counter | `_lock:{payment:42}:fence` | string, the last fence handed out |
-/// | release channel | `_lock:{payment:42}:released` | pub/sub channel |
+/// | fence counter | `_lock:{payment:42}:fence` | string, the last fence handed out (one counter for the lease, permits, readers and writer) |
+/// | release channel | `_lock:{payment:42}:released` | pub/sub channel (every kind of release) |
+/// | semaphore permits | `_lock:{payment:42}:sem` | sorted set: member = owner token, score = expiry in ms by the server's `TIME` |
+/// | permit fences | `_lock:{payment:42}:sem:fences` | hash: owner token → fence |
+/// | readers | `_lock:{payment:42}:rw:readers` | sorted set: member = owner token, score = expiry in ms by the server's `TIME` |
+/// | reader fences | `_lock:{payment:42}:rw:fences` | hash: owner token → fence |
+/// | writer | `_lock:{payment:42}:rw:writer` | hash `owner`, `fence`, with a `PX` ttl |
+/// | waiting writer | `_lock:{payment:42}:rw:waiting` | string: the waiting writer's token, with a `PX` ttl |
+///
+/// The sorted sets and their fence hashes carry a `PEXPIRE` of their longest-living member,
+/// so an abandoned semaphore or read-write lock disappears by itself.
 ///
 /// The prefix comes from [`LockKey::prefix`] (it never contains braces), the name from
 /// [`LockKey::name`], byte for byte: spaces, colons, braces and any UTF-8 text are kept as they
 /// are. Redis Cluster hashes the text between the first `{` and the next `}`; a name that
-/// contains `}` therefore has a shorter hash tag, but still one shared by all three names.
+/// contains `}` therefore has a shorter hash tag, but still one shared by all the names.
 /// (A name that *starts* with `}` gives an empty tag, which Redis Cluster ignores: such keys
 /// only work on a standalone server.)
 ///
@@ -26,6 +35,8 @@ use locks_core::LockKey;
 /// assert_eq!(keys.lease, "_lock:{payment:42}");
 /// assert_eq!(keys.fence, "_lock:{payment:42}:fence");
 /// assert_eq!(keys.channel, "_lock:{payment:42}:released");
+/// assert_eq!(keys.semaphore, "_lock:{payment:42}:sem");
+/// assert_eq!(keys.rw_writer, "_lock:{payment:42}:rw:writer");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -36,6 +47,19 @@ pub struct RedisKeys {
     pub fence: String,
     /// The pub/sub channel a release is announced on: the lease key followed by `:released`.
     pub channel: String,
+    /// The semaphore's permits (sorted set, token scored by expiry in ms): `…:sem`.
+    pub semaphore: String,
+    /// The fences of the semaphore's permits (hash, token → fence): `…:sem:fences`.
+    pub semaphore_fences: String,
+    /// The read-write lock's readers (sorted set, token scored by expiry in ms):
+    /// `…:rw:readers`.
+    pub rw_readers: String,
+    /// The fences of the readers (hash, token → fence): `…:rw:fences`.
+    pub rw_fences: String,
+    /// The read-write lock's writer (hash `owner`, `fence`, with a `PX` ttl): `…:rw:writer`.
+    pub rw_writer: String,
+    /// The waiting writer's mark (string token, with a `PX` ttl): `…:rw:waiting`.
+    pub rw_waiting: String,
 }
 
 impl RedisKeys {
@@ -51,6 +75,12 @@ impl RedisKeys {
         let fence = format!("{lease}:fence");
         let channel = format!("{lease}:released");
         RedisKeys {
+            semaphore: format!("{lease}:sem"),
+            semaphore_fences: format!("{lease}:sem:fences"),
+            rw_readers: format!("{lease}:rw:readers"),
+            rw_fences: format!("{lease}:rw:fences"),
+            rw_writer: format!("{lease}:rw:writer"),
+            rw_waiting: format!("{lease}:rw:waiting"),
             lease,
             fence,
             channel,
@@ -69,6 +99,12 @@ mod tests {
             assert_eq!(keys.lease, format!("_lock:{{{name}}}"));
             assert_eq!(keys.fence, format!("_lock:{{{name}}}:fence"));
             assert_eq!(keys.channel, format!("_lock:{{{name}}}:released"));
+            assert_eq!(keys.semaphore, format!("_lock:{{{name}}}:sem"));
+            assert_eq!(keys.semaphore_fences, format!("_lock:{{{name}}}:sem:fences"));
+            assert_eq!(keys.rw_readers, format!("_lock:{{{name}}}:rw:readers"));
+            assert_eq!(keys.rw_fences, format!("_lock:{{{name}}}:rw:fences"));
+            assert_eq!(keys.rw_writer, format!("_lock:{{{name}}}:rw:writer"));
+            assert_eq!(keys.rw_waiting, format!("_lock:{{{name}}}:rw:waiting"));
         }
         let keys = RedisKeys::new(&LockKey::new("", "k").unwrap());
         assert_eq!(keys.lease, "{k}");

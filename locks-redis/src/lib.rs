@@ -94,6 +94,10 @@
 //!   connection drops. An expired lease publishes nothing.
 //! - A lease key that holds something this backend did not write (wrong type) is a permanent
 //!   error, never overwritten.
+//! - The backend talks to one server (standalone, or the address of a primary). The key layout
+//!   is ready for Redis Cluster, but cluster connections, Redlock and `WAIT` are not part of
+//!   this crate yet; neither are semaphores and read-write locks (those `LockBackend`
+//!   methods keep their default "unsupported" answer).
 //!
 //! ## Errors
 //!

@@ -794,9 +794,16 @@ async fn waiter_acquires_after_the_subscription_connection_is_killed() {
 #[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connections_work() {
-    let dir = std::env::temp_dir().join(format!("locks-redis-tls-{}", OwnerToken::new()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    /// Removed on drop, also when the test fails.
+    struct Dir(std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = Dir(std::env::temp_dir().join(format!("locks-redis-tls-{}", OwnerToken::new())));
+    std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let file = |name: &str| dir.0.join(name).to_string_lossy().into_owned();
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)
@@ -913,5 +920,4 @@ async fn tls_connections_work() {
     assert_eq!(tls.release(&k, t).await.ok(), Some(true));
     let wake = within("notification", listener.wait_for_release(SOON)).await;
     assert_eq!(wake.ok(), Some(Wake::Notified));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -255,3 +255,55 @@ fn binary_json_output() {
     assert!(stdout.contains("\"acquired\":20"), "{stdout}");
     assert!(stdout.contains("\"passed\":true"), "{stdout}");
 }
+
+/// The same contention scenario against a real, private Redis server: 0 violations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_passes_on_redis() {
+    let server = locks_testkit::redis_server::RedisServer::start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a Redis server for the tests: {e}"));
+    let url = server.url();
+    let (output, text) = tokio::task::spawn_blocking(move || {
+        run_binary(&[
+            "--redis",
+            &url,
+            "--duration",
+            "1s",
+            "--workers",
+            "8",
+            "--keys",
+            "2",
+        ])
+    })
+    .await
+    .expect("binary ran");
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("backend=redis"), "{text}");
+    assert!(text.contains("violations"), "{text}");
+    let acquired: u64 = text
+        .lines()
+        .find(|l| l.starts_with("acquired"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .expect("an acquired row");
+    assert!(acquired > 0, "{text}");
+}
+
+/// The library entry point on Redis, many workers on one key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_keeps_one_holder_per_key() {
+    let server = locks_testkit::redis_server::RedisServer::start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a Redis server for the tests: {e}"));
+    let backend = locks_redis::RedisBackend::connect(&server.url())
+        .await
+        .expect("connect");
+    let cfg = SimConfig {
+        duration: None,
+        hold_max: Duration::from_millis(1),
+        ..ops_config(12, 1, 10)
+    };
+    let report = sim::run(Arc::new(backend), &cfg).await.expect("run");
+    assert_eq!(report.violations, 0, "{}", report.table());
+    assert_eq!(report.acquired, 120, "{}", report.table());
+}

@@ -37,8 +37,8 @@ enum BackendKind {
     Memory,
     /// `GrantAllBackend`: grants every acquire, to show what a violation looks like.
     Broken,
-    // Redis: add a `Redis` variant here, a `--redis URL` flag on `Args`, and a match arm in
-    // `make_backend`.
+    /// A Redis server (`--redis URL`, default `redis://127.0.0.1:6379`).
+    Redis,
 }
 
 impl fmt::Display for BackendKind {
@@ -46,6 +46,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Memory => "memory",
             BackendKind::Broken => "broken",
+            BackendKind::Redis => "redis",
         })
     }
 }
@@ -96,9 +97,14 @@ struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
 
-    /// The store to run against.
-    #[arg(long, value_enum, default_value_t = BackendKind::Memory)]
-    backend: BackendKind,
+    /// The store to run against (`--redis URL` alone implies `redis`).
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+
+    /// Redis URL for `--backend redis`, e.g. `redis://127.0.0.1:6379` (ACL users and
+    /// `rediss://` work as in `locks-redis`).
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 
     /// Print the report as one JSON object instead of the table.
     #[arg(long)]
@@ -187,11 +193,21 @@ fn config(args: &Args) -> SimConfig {
     }
 }
 
-fn make_backend(kind: BackendKind) -> Arc<dyn LockBackend> {
-    match kind {
+async fn make_backend(
+    kind: BackendKind,
+    redis_url: Option<&str>,
+) -> Result<Arc<dyn LockBackend>, String> {
+    Ok(match kind {
         BackendKind::Memory => Arc::new(MemoryBackend::new()),
         BackendKind::Broken => Arc::new(GrantAllBackend::new()),
-    }
+        BackendKind::Redis => {
+            let url = redis_url.unwrap_or("redis://127.0.0.1:6379");
+            let backend = locks_redis::RedisBackend::connect(url)
+                .await
+                .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
+            Arc::new(backend)
+        }
+    })
 }
 
 fn header(kind: BackendKind, cfg: &SimConfig) -> String {
@@ -297,9 +313,24 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let backend = make_backend(args.backend);
+    let kind = match (args.backend, args.redis.as_deref()) {
+        (Some(kind), _) => kind,
+        (None, Some(_)) => BackendKind::Redis,
+        (None, None) => BackendKind::Memory,
+    };
+    if args.redis.is_some() && kind != BackendKind::Redis {
+        eprintln!("locks-sim: --redis needs --backend redis (or no --backend)");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    let backend = match runtime.block_on(make_backend(kind, args.redis.as_deref())) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("locks-sim: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
     if !args.json {
-        println!("{}", header(args.backend, &cfg));
+        println!("{}", header(kind, &cfg));
     }
     let report = match runtime.block_on(sim::run(backend, &cfg)) {
         Ok(report) => report,
@@ -310,7 +341,7 @@ fn main() -> ExitCode {
     };
     let violations = violation_lines(&report);
     if args.json {
-        println!("{}", json(args.backend, &cfg, &report));
+        println!("{}", json(kind, &cfg, &report));
         for line in &violations {
             eprintln!("{line}");
         }
