@@ -100,7 +100,10 @@ mod tests {
             assert_eq!(keys.fence, format!("_lock:{{{name}}}:fence"));
             assert_eq!(keys.channel, format!("_lock:{{{name}}}:released"));
             assert_eq!(keys.semaphore, format!("_lock:{{{name}}}:sem"));
-            assert_eq!(keys.semaphore_fences, format!("_lock:{{{name}}}:sem:fences"));
+            assert_eq!(
+                keys.semaphore_fences,
+                format!("_lock:{{{name}}}:sem:fences")
+            );
             assert_eq!(keys.rw_readers, format!("_lock:{{{name}}}:rw:readers"));
             assert_eq!(keys.rw_fences, format!("_lock:{{{name}}}:rw:fences"));
             assert_eq!(keys.rw_writer, format!("_lock:{{{name}}}:rw:writer"));

@@ -2,7 +2,10 @@
 //!
 //! The Redis [`LockBackend`] for [`locks_core::LockService`]: atomic Lua scripts over a
 //! multiplexed, auto-reconnecting connection, fencing tokens seeded from the server clock, and
-//! release notifications over one shared pub/sub connection.
+//! release notifications over one shared pub/sub connection. Mutex leases, semaphores
+//! ([`LockService::semaphore`](locks_core::LockService::semaphore)), read-write locks
+//! ([`LockService::rwlock`](locks_core::LockService::rwlock)), and everything built on them
+//! (leader election, ordered multi-lock).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -44,23 +47,33 @@
 //! - `connect` returns a typed [`RedisBackendError`] within the connect timeout: a bad URL, an
 //!   unreachable server, a wrong password (never retried) are told apart.
 //! - An ACL user needs the commands `EVAL`, `EVALSHA`, `SCRIPT`, `PING`, `SUBSCRIBE`,
-//!   `UNSUBSCRIBE` and, inside the scripts, `HGET`, `HMGET`, `HSET`, `GET`, `SET`, `DEL`,
-//!   `PEXPIRE`, `PTTL`, `TIME`, `PUBLISH`; the keys `~_lock:*` and the channels `&_lock:*`
-//!   (with the default prefix), e.g.
-//!   `ACL SETUSER app on >s3cret ~_lock:* &_lock:* +@scripting +@pubsub +ping +@hash +@string +@keyspace +time`.
+//!   `UNSUBSCRIBE` and, inside the scripts, `HGET`, `HMGET`, `HSET`, `HDEL`, `GET`, `SET`,
+//!   `DEL`, `EXISTS`, `PEXPIRE`, `PTTL`, `TIME`, `PUBLISH`, and for semaphores and read-write
+//!   locks `ZADD`, `ZREM`, `ZSCORE`, `ZCARD`, `ZRANGE`, `ZRANGEBYSCORE`, `ZREMRANGEBYSCORE`;
+//!   the keys `~_lock:*` and the channels `&_lock:*` (with the default prefix), e.g.
+//!   `ACL SETUSER app on >s3cret ~_lock:* &_lock:* +@scripting +@pubsub +ping +@hash +@string +@sortedset +@keyspace +time`.
 //!   Without channel permissions, locking still works (`PUBLISH` runs under `pcall`) and
 //!   waiters poll.
 //!
 //! ## Key layout
 //!
-//! One function, [`RedisKeys::new`], maps a [`LockKey`] to Redis names. All three share the
-//! hash tag `{name}`, so a script touches one Redis Cluster slot:
+//! One function, [`RedisKeys::new`], maps a [`LockKey`] to Redis names. All of them share
+//! the hash tag `{name}`, so a script touches one Redis Cluster slot:
 //!
 //! | what | name (prefix `_lock:`, name `payment:42`) | content |
 //! |---|---|---|
 //! | lease | `_lock:{payment:42}` | hash: `owner` = owner token, `fence` = decimal fence; `PX` = lease ttl |
-//! | fence counter | `_lock:{payment:42}:fence` | string: last fence; `PX` = `max(10 × ttl, 1 day)` |
-//! | release channel | `_lock:{payment:42}:released` | pub/sub channel, message `released` |
+//! | fence counter | `_lock:{payment:42}:fence` | string: last fence of *any* kind (lease, permit, reader, writer); `PX` = `max(10 × ttl, 1 day)` |
+//! | release channel | `_lock:{payment:42}:released` | pub/sub channel, message `released`, for every kind of release |
+//! | semaphore permits | `_lock:{payment:42}:sem` | sorted set: member = owner token, score = expiry in ms by the server's `TIME`; `PX` = latest expiry |
+//! | permit fences | `_lock:{payment:42}:sem:fences` | hash: owner token → decimal fence; `PX` as the set |
+//! | readers | `_lock:{payment:42}:rw:readers` | sorted set: member = owner token, score = expiry in ms by the server's `TIME`; `PX` = latest expiry |
+//! | reader fences | `_lock:{payment:42}:rw:fences` | hash: owner token → decimal fence; `PX` as the set |
+//! | writer | `_lock:{payment:42}:rw:writer` | hash: `owner`, `fence`; `PX` = write lease ttl |
+//! | waiting writer | `_lock:{payment:42}:rw:waiting` | string: the waiting writer's token; `PX` = its ttl, refreshed by each attempt |
+//!
+//! A mutex, a semaphore and a read-write lock under the same name are independent locks that
+//! share the fence counter (so their fences never repeat) and the release channel.
 //!
 //! ## Scripts
 //!
@@ -77,9 +90,37 @@
 //! - **inspect**: `HMGET owner fence` and `PTTL`, atomically.
 //! - **force release**: `DEL` whoever holds it, `PUBLISH` if there was a lease.
 //!
+//! Semaphores and read-write locks keep their permits and readers in a sorted set scored by
+//! expiry, computed inside the script from the server's `TIME` (never the client's clock).
+//! Every script that touches a set first removes the members whose expiry has passed
+//! (`ZREMRANGEBYSCORE -inf now`) together with their fences, and every script that changes
+//! it sets the set's and the fence hash's `PEXPIRE` to the latest member expiry, so an
+//! abandoned semaphore disappears by itself. New permits, readers and writers get their fence
+//! from the shared counter, exactly like a lease.
+//!
+//! - **acquire permit**: reclaim expired permits; own permit → new expiry, same fence; fewer
+//!   live permits than the count → `ZADD` with a new fence; else "held" with the time until
+//!   the first permit expires. A count below the live permits refuses new ones, never
+//!   revokes.
+//! - **release / extend permit**: `ZREM` (then `PUBLISH`) / `ZADD XX` if the token holds a
+//!   live permit.
+//! - **permit holders**: the live members with `score - TIME` and their fences.
+//! - **acquire read**: own read lease → new expiry, same fence; a writer holds the lock, or
+//!   one waits → "held" with that key's `PTTL`; else a new reader.
+//! - **acquire write** (writer-preferring): own write lease → ttl reset, same fence; another
+//!   writer → "held" with its `PTTL`; live readers → the writer marks itself as waiting
+//!   (`SET …:rw:waiting token PX ttl`, unless another writer's mark is there) so no new reader
+//!   gets in, and gets "held" with the time until the first reader (or the other mark)
+//!   expires; nobody → mark cleared, write lease written with a new fence.
+//! - **release rw**: removes the token's read or write lease and its waiting mark, and
+//!   publishes if anything was removed (a writer giving up lets the blocked readers in).
+//! - **extend rw / inspect rw**: compare-and-extend; readers, writer and mark in one read.
+//!
 //! ## Guarantees and limits
 //!
-//! - Expiry is Redis's own clock (`PX`). Ttls are rounded up to whole milliseconds.
+//! - Expiry is Redis's own clock (`PX`, and `TIME` for permits and readers). Ttls are rounded
+//!   up to whole milliseconds. Both are absolute server times, so a step of the server clock
+//!   moves every expiry with it.
 //! - Fencing tokens are strictly increasing per key across all holders: each is
 //!   `max(server time in microseconds, last fence + 1)`. They keep increasing after the counter
 //!   expired and after a restart that lost all data, because the server clock has moved on.
@@ -96,8 +137,9 @@
 //!   error, never overwritten.
 //! - The backend talks to one server (standalone, or the address of a primary). The key layout
 //!   is ready for Redis Cluster, but cluster connections, Redlock and `WAIT` are not part of
-//!   this crate yet; neither are semaphores and read-write locks (those `LockBackend`
-//!   methods keep their default "unsupported" answer).
+//!   this crate yet.
+//! - An expired permit, reader or writer publishes nothing (like an expired lease): waiters
+//!   find out at their next poll, at most the holder's remaining ttl later.
 //!
 //! ## Errors
 //!
@@ -127,7 +169,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use locks_core::{
     AcquireResult, BackendError, Lease, LeaseInfo, LockBackend, LockKey, OwnerToken,
-    ReleaseListener,
+    ReleaseListener, RwInfo,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Value};
@@ -365,6 +407,33 @@ impl RedisBackend {
     fn conn(&self) -> ConnectionManager {
         self.inner.conn.clone()
     }
+
+    /// Run `ACQUIRE_READ` or `ACQUIRE_WRITE` (same keys and arguments).
+    async fn acquire_rw(
+        &self,
+        script: &redis::Script,
+        operation: &'static str,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        let keys = RedisKeys::new(key);
+        let ttl_ms = px(ttl);
+        let reply: (i64, Value) = script
+            .prepare_invoke()
+            .key(&keys.rw_readers)
+            .key(&keys.rw_fences)
+            .key(&keys.rw_writer)
+            .key(&keys.rw_waiting)
+            .key(&keys.fence)
+            .arg(token.to_hyphenated())
+            .arg(ttl_ms)
+            .arg(counter_px(ttl_ms))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error(operation, e))?;
+        acquire_result(operation, reply)
+    }
 }
 
 /// A ttl in whole milliseconds, rounded up, at least 1, at most [`MAX_PX_MS`].
@@ -388,6 +457,106 @@ fn parse_u64(v: &Value) -> Option<u64> {
     }
 }
 
+/// The `{status, value}` reply of an acquire script: `{1, fence}` or `{0, remaining ms}` (a
+/// negative remaining time means "unknown").
+fn acquire_result(
+    operation: &'static str,
+    (status, value): (i64, Value),
+) -> Result<AcquireResult, BackendError> {
+    match status {
+        1 => parse_u64(&value)
+            .map(|fence| AcquireResult::Acquired(Lease::new(fence)))
+            .ok_or_else(|| malformed(operation, format_args!("fence {value:?}"))),
+        0 => {
+            let remaining = match value {
+                Value::Int(ms) => u64::try_from(ms).ok().map(Duration::from_millis),
+                other => return Err(malformed(operation, format_args!("pttl {other:?}"))),
+            };
+            Ok(AcquireResult::Held { remaining })
+        }
+        other => Err(malformed(operation, format_args!("status {other}"))),
+    }
+}
+
+fn parse_token(operation: &'static str, v: &Value) -> Result<OwnerToken, BackendError> {
+    let text = match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s.as_str()),
+        _ => None,
+    };
+    text.and_then(|t| t.parse().ok())
+        .ok_or_else(|| malformed(operation, format_args!("owner {v:?}")))
+}
+
+fn parse_fence(operation: &'static str, v: &Value) -> Result<u64, BackendError> {
+    parse_u64(v).ok_or_else(|| malformed(operation, format_args!("fence {v:?}")))
+}
+
+/// A remaining time in ms as a script computed it (`score - TIME`, or a `PTTL`): `-1` (no
+/// expiry: something outside this backend persisted the key) is "forever".
+fn parse_remaining(operation: &'static str, v: &Value) -> Result<Duration, BackendError> {
+    match v {
+        Value::Int(-1) => Ok(Duration::MAX),
+        Value::Int(ms) => Ok(Duration::from_millis(u64::try_from(*ms).unwrap_or(0))),
+        other => Err(malformed(operation, format_args!("remaining {other:?}"))),
+    }
+}
+
+/// The members of a sorted set as a script lists them, flat `{token, remaining ms, fence, ...}`,
+/// sorted by fence.
+fn parse_members(operation: &'static str, v: &Value) -> Result<Vec<LeaseInfo>, BackendError> {
+    let Value::Array(items) = v else {
+        return Err(malformed(operation, format_args!("members {v:?}")));
+    };
+    if items.len() % 3 != 0 {
+        return Err(malformed(
+            operation,
+            format_args!("{} values for token/remaining/fence triples", items.len()),
+        ));
+    }
+    let mut out = items
+        .chunks_exact(3)
+        .map(|m| {
+            Ok(LeaseInfo::new(
+                parse_token(operation, &m[0])?,
+                parse_remaining(operation, &m[1])?,
+                parse_fence(operation, &m[2])?,
+            ))
+        })
+        .collect::<Result<Vec<_>, BackendError>>()?;
+    out.sort_by_key(|i| i.fence);
+    Ok(out)
+}
+
+/// The reply of the `INSPECT_RW` script: `{readers, {owner, fence, pttl} or {}, 0|1}`.
+fn parse_rw(v: &Value) -> Result<RwInfo, BackendError> {
+    const OP: &str = "inspect_rw";
+    let Value::Array(parts) = v else {
+        return Err(malformed(OP, format_args!("{v:?}")));
+    };
+    let [readers, writer, waiting] = parts.as_slice() else {
+        return Err(malformed(OP, format_args!("{} parts", parts.len())));
+    };
+    let readers = parse_members(OP, readers)?;
+    let writer = match writer {
+        Value::Array(w) if w.is_empty() => None,
+        Value::Array(w) => match w.as_slice() {
+            [owner, fence, pttl] => Some(LeaseInfo::new(
+                parse_token(OP, owner)?,
+                parse_remaining(OP, pttl)?,
+                parse_fence(OP, fence)?,
+            )),
+            _ => return Err(malformed(OP, format_args!("writer {writer:?}"))),
+        },
+        other => return Err(malformed(OP, format_args!("writer {other:?}"))),
+    };
+    let waiting = match waiting {
+        Value::Int(n) => *n != 0,
+        other => return Err(malformed(OP, format_args!("waiting {other:?}"))),
+    };
+    Ok(RwInfo::new(readers, writer, waiting))
+}
+
 #[async_trait]
 impl LockBackend for RedisBackend {
     async fn try_acquire(
@@ -398,7 +567,7 @@ impl LockBackend for RedisBackend {
     ) -> Result<AcquireResult, BackendError> {
         let keys = RedisKeys::new(key);
         let ttl_ms = px(ttl);
-        let (status, value): (i64, Value) = scripts::ACQUIRE
+        let reply: (i64, Value) = scripts::ACQUIRE
             .prepare_invoke()
             .key(&keys.lease)
             .key(&keys.fence)
@@ -408,19 +577,7 @@ impl LockBackend for RedisBackend {
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| backend_error("acquire", e))?;
-        match status {
-            1 => parse_u64(&value)
-                .map(|fence| AcquireResult::Acquired(Lease::new(fence)))
-                .ok_or_else(|| malformed("acquire", format_args!("fence {value:?}"))),
-            0 => {
-                let remaining = match value {
-                    Value::Int(ms) => u64::try_from(ms).ok().map(Duration::from_millis),
-                    other => return Err(malformed("acquire", format_args!("pttl {other:?}"))),
-                };
-                Ok(AcquireResult::Held { remaining })
-            }
-            other => Err(malformed("acquire", format_args!("status {other}"))),
-        }
+        acquire_result("acquire", reply)
     }
 
     async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
@@ -501,6 +658,151 @@ impl LockBackend for RedisBackend {
 
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    async fn try_acquire_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+        permits: u32,
+    ) -> Result<AcquireResult, BackendError> {
+        let keys = RedisKeys::new(key);
+        let ttl_ms = px(ttl);
+        let reply: (i64, Value) = scripts::ACQUIRE_PERMIT
+            .prepare_invoke()
+            .key(&keys.semaphore)
+            .key(&keys.semaphore_fences)
+            .key(&keys.fence)
+            .arg(token.to_hyphenated())
+            .arg(ttl_ms)
+            .arg(permits)
+            .arg(counter_px(ttl_ms))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("try_acquire_permit", e))?;
+        acquire_result("try_acquire_permit", reply)
+    }
+
+    async fn release_permit(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        let keys = RedisKeys::new(key);
+        let released: i64 = scripts::RELEASE_PERMIT
+            .prepare_invoke()
+            .key(&keys.semaphore)
+            .key(&keys.semaphore_fences)
+            .key(&keys.channel)
+            .arg(token.to_hyphenated())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("release_permit", e))?;
+        Ok(released == 1)
+    }
+
+    async fn extend_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let keys = RedisKeys::new(key);
+        let extended: i64 = scripts::EXTEND_PERMIT
+            .prepare_invoke()
+            .key(&keys.semaphore)
+            .key(&keys.semaphore_fences)
+            .arg(token.to_hyphenated())
+            .arg(px(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("extend_permit", e))?;
+        Ok(extended == 1)
+    }
+
+    async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
+        let keys = RedisKeys::new(key);
+        let reply: Value = scripts::PERMIT_HOLDERS
+            .prepare_invoke()
+            .key(&keys.semaphore)
+            .key(&keys.semaphore_fences)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("permit_holders", e))?;
+        parse_members("permit_holders", &reply)
+    }
+
+    async fn try_acquire_read(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        self.acquire_rw(&scripts::ACQUIRE_READ, "try_acquire_read", key, token, ttl)
+            .await
+    }
+
+    async fn try_acquire_write(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError> {
+        self.acquire_rw(
+            &scripts::ACQUIRE_WRITE,
+            "try_acquire_write",
+            key,
+            token,
+            ttl,
+        )
+        .await
+    }
+
+    async fn release_rw(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+        let keys = RedisKeys::new(key);
+        let released: i64 = scripts::RELEASE_RW
+            .prepare_invoke()
+            .key(&keys.rw_readers)
+            .key(&keys.rw_fences)
+            .key(&keys.rw_writer)
+            .key(&keys.rw_waiting)
+            .key(&keys.channel)
+            .arg(token.to_hyphenated())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("release_rw", e))?;
+        Ok(released == 1)
+    }
+
+    async fn extend_rw(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let keys = RedisKeys::new(key);
+        let extended: i64 = scripts::EXTEND_RW
+            .prepare_invoke()
+            .key(&keys.rw_readers)
+            .key(&keys.rw_fences)
+            .key(&keys.rw_writer)
+            .arg(token.to_hyphenated())
+            .arg(px(ttl))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("extend_rw", e))?;
+        Ok(extended == 1)
+    }
+
+    async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
+        let keys = RedisKeys::new(key);
+        let reply: Value = scripts::INSPECT_RW
+            .prepare_invoke()
+            .key(&keys.rw_readers)
+            .key(&keys.rw_fences)
+            .key(&keys.rw_writer)
+            .key(&keys.rw_waiting)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| backend_error("inspect_rw", e))?;
+        parse_rw(&reply)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The shared conformance suite on a real Redis server, in real time.
+//! The shared conformance suites (mutex, primitives, and the mutex suite through a 1-permit
+//! semaphore and a write lock) on a real Redis server, in real time.
 
 use std::sync::Arc;
 
@@ -23,11 +24,23 @@ impl Harness for RedisHarness {
 
     async fn expire(&self, key: &LockKey) {
         // Gone by the store's decision, and nobody is told (no PUBLISH): like a ttl running out.
+        // Every lease of the key goes: mutex lease, permits, readers, writer, waiting mark. The
+        // fence counter stays (fences must keep increasing).
+        let keys = RedisKeys::new(key);
         let mut raw = self.raw.clone();
-        let _: Result<(), _> = redis::cmd("DEL")
-            .arg(RedisKeys::new(key).lease)
+        let deleted: Result<i64, _> = redis::cmd("DEL")
+            .arg(&keys.lease)
+            .arg(&keys.semaphore)
+            .arg(&keys.semaphore_fences)
+            .arg(&keys.rw_readers)
+            .arg(&keys.rw_fences)
+            .arg(&keys.rw_writer)
+            .arg(&keys.rw_waiting)
             .query_async(&mut raw)
             .await;
+        if let Err(e) = deleted {
+            panic!("expire {key:?}: DEL failed: {e}");
+        }
     }
 }
 
@@ -51,3 +64,5 @@ async fn harness() -> RedisHarness {
 }
 
 locks_testkit::conformance_tests!(harness, time = real);
+locks_testkit::primitives_tests!(harness, time = real);
+locks_testkit::adapter_conformance_tests!(harness, time = real);

@@ -921,3 +921,700 @@ async fn tls_connections_work() {
     let wake = within("notification", listener.wait_for_release(SOON)).await;
     assert_eq!(wake.ok(), Some(Wake::Notified));
 }
+
+// ---- Semaphores and read-write locks ---------------------------------------------------------
+
+/// The server's clock (`TIME`) in milliseconds.
+async fn server_ms(conn: &mut MultiplexedConnection) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("TIME: {e}"));
+    secs * 1000 + micros / 1000
+}
+
+async fn zscore(conn: &mut MultiplexedConnection, set: &str, token: OwnerToken) -> Option<u64> {
+    let score: Option<f64> = conn
+        .zscore(set, token.to_hyphenated())
+        .await
+        .unwrap_or_else(|e| panic!("ZSCORE {set}: {e}"));
+    score.map(|s| s as u64)
+}
+
+async fn zcard(conn: &mut MultiplexedConnection, set: &str) -> usize {
+    conn.zcard(set)
+        .await
+        .unwrap_or_else(|e| panic!("ZCARD {set}: {e}"))
+}
+
+async fn hlen(conn: &mut MultiplexedConnection, hash: &str) -> usize {
+    conn.hlen(hash)
+        .await
+        .unwrap_or_else(|e| panic!("HLEN {hash}: {e}"))
+}
+
+async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    conn.pttl(key)
+        .await
+        .unwrap_or_else(|e| panic!("PTTL {key}: {e}"))
+}
+
+fn held_remaining(r: Result<AcquireResult, BackendError>) -> Duration {
+    match r {
+        Ok(AcquireResult::Held {
+            remaining: Some(remaining),
+        }) => remaining,
+        other => panic!("expected Held with a hint, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_never_exceeds_its_permits_and_reclaims_expired_ones_on_acquire() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let mut conn = raw(&server).await;
+    let k = key(&unique("sem-reclaim"));
+    let keys = RedisKeys::new(&k);
+    let long = Duration::from_secs(60);
+
+    // A burst of 20 concurrent acquirers on 3 permits: exactly 3 get in.
+    let burst = |n: usize| {
+        let redis = redis.clone();
+        let k = k.clone();
+        async move {
+            let tokens: Vec<OwnerToken> = (0..n).map(|_| OwnerToken::new()).collect();
+            let results = futures::future::join_all(
+                tokens
+                    .iter()
+                    .map(|t| redis.try_acquire_permit(&k, *t, long, 3)),
+            )
+            .await;
+            let mut winners = Vec::new();
+            for (t, r) in tokens.into_iter().zip(results) {
+                match r {
+                    Ok(AcquireResult::Acquired(lease)) => winners.push((t, lease.fence)),
+                    Ok(AcquireResult::Held { remaining }) => assert!(
+                        remaining.is_some_and(|r| !r.is_zero() && r <= long),
+                        "{remaining:?}"
+                    ),
+                    Err(e) => panic!("permit: {e}"),
+                }
+            }
+            winners
+        }
+    };
+    let winners = burst(20).await;
+    assert_eq!(winners.len(), 3, "{winners:?}");
+    assert_eq!(zcard(&mut conn, &keys.semaphore).await, 3);
+    assert_eq!(hlen(&mut conn, &keys.semaphore_fences).await, 3);
+    let holders = redis
+        .permit_holders(&k)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(holders.len(), 3);
+    assert!(holders.windows(2).all(|w| w[0].fence < w[1].fence));
+    for (t, fence) in &winners {
+        assert!(holders.iter().any(|h| h.owner == *t && h.fence == *fence));
+    }
+    for (t, _) in &winners {
+        assert_eq!(redis.release_permit(&k, *t).await.ok(), Some(true));
+    }
+    // The last release leaves nothing behind.
+    let exists: bool = conn.exists(&keys.semaphore).await.unwrap_or(true);
+    assert!(!exists);
+    let exists: bool = conn.exists(&keys.semaphore_fences).await.unwrap_or(true);
+    assert!(!exists);
+
+    // Two permits with a tiny ttl (taken directly through the backend, nothing renews them)
+    // and one long one, which keeps the set (and its PEXPIRE) alive.
+    let tiny = Duration::from_millis(50);
+    let (crashed1, crashed2, alive) = (OwnerToken::new(), OwnerToken::new(), OwnerToken::new());
+    let mut last_fence = 0;
+    for (t, ttl) in [(crashed1, tiny), (crashed2, tiny), (alive, long)] {
+        let fence = acquired(redis.try_acquire_permit(&k, t, ttl, 3).await);
+        assert!(fence > last_fence);
+        last_fence = fence;
+    }
+    let hint = held_remaining(
+        redis
+            .try_acquire_permit(&k, OwnerToken::new(), long, 3)
+            .await,
+    );
+    assert!(hint <= tiny, "the first permit expires first: {hint:?}");
+    let sem_ttl = pttl(&mut conn, &keys.semaphore).await;
+    assert!(sem_ttl > 50_000 && sem_ttl <= 60_000, "{sem_ttl}");
+    // Wait (by the server's clock) until the tiny permits have expired; they are still in the
+    // set, since only a script removes expired members.
+    let expiry = zscore(&mut conn, &keys.semaphore, crashed2)
+        .await
+        .unwrap_or_else(|| panic!("permit missing"));
+    eventually("the server clock passes the tiny permits' expiry", || {
+        let mut conn = conn.clone();
+        async move { server_ms(&mut conn).await > expiry }
+    })
+    .await;
+    assert_eq!(zcard(&mut conn, &keys.semaphore).await, 3);
+
+    let next = OwnerToken::new();
+    let fence = acquired(redis.try_acquire_permit(&k, next, long, 3).await);
+    assert!(fence > last_fence);
+    // The acquire script reclaimed both expired permits, and their fences.
+    assert_eq!(zcard(&mut conn, &keys.semaphore).await, 2);
+    assert_eq!(hlen(&mut conn, &keys.semaphore_fences).await, 2);
+    for t in [crashed1, crashed2] {
+        assert_eq!(zscore(&mut conn, &keys.semaphore, t).await, None);
+        let fence: Option<String> = conn
+            .hget(&keys.semaphore_fences, t.to_hyphenated())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fence, None);
+        assert_eq!(redis.release_permit(&k, t).await.ok(), Some(false));
+        assert_eq!(redis.extend_permit(&k, t, long).await.ok(), Some(false));
+    }
+    // One permit left: of another burst, exactly one gets in.
+    assert_eq!(burst(10).await.len(), 1);
+    assert_eq!(
+        redis.permit_holders(&k).await.map(|h| h.len()).ok(),
+        Some(3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permit_and_reader_expiry_is_the_server_time_plus_the_ttl() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let mut conn = raw(&server).await;
+    let k = key(&unique("sem-time"));
+    let keys = RedisKeys::new(&k);
+    let t = OwnerToken::new();
+    let ttl = Duration::from_secs(60);
+
+    let before = server_ms(&mut conn).await;
+    let fence = acquired(redis.try_acquire_permit(&k, t, ttl, 2).await);
+    let after = server_ms(&mut conn).await;
+    let score = zscore(&mut conn, &keys.semaphore, t)
+        .await
+        .unwrap_or_else(|| panic!("no permit"));
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&score),
+        "score {score} not TIME + ttl within [{before}, {after}] + 60000"
+    );
+    let stored: Option<String> = conn
+        .hget(&keys.semaphore_fences, t.to_hyphenated())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, Some(fence.to_string()));
+    for key in [&keys.semaphore, &keys.semaphore_fences] {
+        let left = pttl(&mut conn, key).await;
+        assert!(left > 0 && left <= 60_000, "{key}: {left}");
+    }
+    // Holders report score - TIME.
+    let now = server_ms(&mut conn).await;
+    let holders = redis
+        .permit_holders(&k)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(holders.len(), 1);
+    assert_eq!((holders[0].owner, holders[0].fence), (t, fence));
+    let reported = u64::try_from(holders[0].remaining.as_millis()).unwrap_or(u64::MAX);
+    assert!(
+        reported <= score - now && reported + 1000 >= score - now,
+        "{reported} vs {}",
+        score - now
+    );
+
+    // Extending moves the expiry to TIME + the new ttl, and the keys' PEXPIRE with it.
+    let before = server_ms(&mut conn).await;
+    assert_eq!(
+        redis
+            .extend_permit(&k, t, Duration::from_secs(120))
+            .await
+            .ok(),
+        Some(true)
+    );
+    let after = server_ms(&mut conn).await;
+    let score = zscore(&mut conn, &keys.semaphore, t)
+        .await
+        .unwrap_or_else(|| panic!("no permit"));
+    assert!(
+        (before + 120_000..=after + 120_000).contains(&score),
+        "{score}"
+    );
+    assert!(pttl(&mut conn, &keys.semaphore).await > 60_000);
+    assert!(pttl(&mut conn, &keys.semaphore_fences).await > 60_000);
+    // Idempotent: the same token gets its permit back, same fence, new expiry.
+    assert_eq!(
+        acquired(redis.try_acquire_permit(&k, t, ttl, 2).await),
+        fence
+    );
+    let score = zscore(&mut conn, &keys.semaphore, t).await.unwrap_or(0);
+    assert!(score <= server_ms(&mut conn).await + 60_000);
+    assert!(pttl(&mut conn, &keys.semaphore).await <= 60_000);
+
+    // Readers too.
+    let r = OwnerToken::new();
+    let before = server_ms(&mut conn).await;
+    let read_fence = acquired(redis.try_acquire_read(&k, r, ttl).await);
+    let after = server_ms(&mut conn).await;
+    assert!(read_fence > fence, "one fence counter per key");
+    let score = zscore(&mut conn, &keys.rw_readers, r)
+        .await
+        .unwrap_or_else(|| panic!("no reader"));
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&score),
+        "{score}"
+    );
+    let left = pttl(&mut conn, &keys.rw_readers).await;
+    assert!(left > 0 && left <= 60_000, "{left}");
+    let stored: Option<String> = conn
+        .hget(&keys.rw_fences, r.to_hyphenated())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, Some(read_fence.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_writer_blocks_new_readers_until_release_rw_clears_its_mark() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let other = backend(&server).await;
+    let mut conn = raw(&server).await;
+    let k = key(&unique("rw-waiting"));
+    let keys = RedisKeys::new(&k);
+    let (r1, r2, w, w2) = (
+        OwnerToken::new(),
+        OwnerToken::new(),
+        OwnerToken::new(),
+        OwnerToken::new(),
+    );
+    let ttl = Duration::from_secs(30);
+    let reader_ttl = Duration::from_secs(10);
+
+    let f1 = acquired(redis.try_acquire_read(&k, r1, reader_ttl).await);
+    // The writer finds a reader: it waits, marked, with the reader's remaining ttl as its hint.
+    let hint = held_remaining(redis.try_acquire_write(&k, w, ttl).await);
+    assert!(hint <= reader_ttl && !hint.is_zero(), "{hint:?}");
+    let mark: Option<String> = conn.get(&keys.rw_waiting).await.unwrap_or(None);
+    assert_eq!(mark, Some(w.to_hyphenated()));
+    let mark_ttl = pttl(&mut conn, &keys.rw_waiting).await;
+    assert!(mark_ttl > 20_000 && mark_ttl <= 30_000, "{mark_ttl}");
+    let info = redis.inspect_rw(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(info.writer_waiting && info.writer.is_none());
+    assert_eq!(
+        info.readers
+            .iter()
+            .map(|i| (i.owner, i.fence))
+            .collect::<Vec<_>>(),
+        vec![(r1, f1)]
+    );
+
+    // New readers are refused while the mark stands (hint: the mark's ttl); the reader that is
+    // in keeps its lease (idempotent re-acquire, extend).
+    let hint = held_remaining(other.try_acquire_read(&k, r2, ttl).await);
+    assert!(hint > reader_ttl && hint <= ttl, "{hint:?}");
+    assert_eq!(
+        acquired(redis.try_acquire_read(&k, r1, reader_ttl).await),
+        f1
+    );
+    assert_eq!(redis.extend_rw(&k, r1, reader_ttl).await.ok(), Some(true));
+    // A second writer does not take over the mark.
+    held_remaining(other.try_acquire_write(&k, w2, ttl).await);
+    let mark: Option<String> = conn.get(&keys.rw_waiting).await.unwrap_or(None);
+    assert_eq!(mark, Some(w.to_hyphenated()));
+    assert_eq!(other.release_rw(&k, w2).await.ok(), Some(false));
+    let mark: Option<String> = conn.get(&keys.rw_waiting).await.unwrap_or(None);
+    assert_eq!(mark, Some(w.to_hyphenated()), "only its own mark goes");
+
+    // The writer gives up: release_rw clears its mark (it held nothing: false) and wakes the
+    // readers that were turned away.
+    let mut listener = other.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(redis.release_rw(&k, w).await.ok(), Some(false));
+    let wake = within(
+        "notification",
+        listener.wait_for_release(Duration::from_secs(60)),
+    )
+    .await;
+    assert_eq!(wake.ok(), Some(Wake::Notified));
+    let exists: bool = conn.exists(&keys.rw_waiting).await.unwrap_or(true);
+    assert!(!exists, "mark still there");
+    assert!(!redis.inspect_rw(&k).await.is_ok_and(|i| i.writer_waiting));
+    let f2 = acquired(other.try_acquire_read(&k, r2, ttl).await);
+    assert!(f2 > f1);
+
+    // Readers gone, the writer gets in; readers are then refused with the writer's ttl.
+    assert_eq!(redis.release_rw(&k, r1).await.ok(), Some(true));
+    assert_eq!(other.release_rw(&k, r2).await.ok(), Some(true));
+    let fw = acquired(redis.try_acquire_write(&k, w, ttl).await);
+    assert!(fw > f2);
+    assert_eq!(acquired(redis.try_acquire_write(&k, w, ttl).await), fw);
+    let hint = held_remaining(other.try_acquire_read(&k, r1, ttl).await);
+    assert!(hint <= ttl && hint > reader_ttl, "{hint:?}");
+    let owner: Option<String> = conn.hget(&keys.rw_writer, "owner").await.unwrap_or(None);
+    assert_eq!(owner, Some(w.to_hyphenated()));
+    let info = redis.inspect_rw(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.writer.map(|i| (i.owner, i.fence)), Some((w, fw)));
+    assert!(info.readers.is_empty() && !info.writer_waiting);
+    assert_eq!(redis.extend_rw(&k, r1, ttl).await.ok(), Some(false));
+    assert_eq!(redis.release_rw(&k, w).await.ok(), Some(true));
+    assert_eq!(redis.release_rw(&k, w).await.ok(), Some(false));
+
+    // A mark also ends by itself: a writer that crashed while waiting blocks readers for its
+    // ttl at most.
+    let r3 = OwnerToken::new();
+    acquired(redis.try_acquire_read(&k, r3, ttl).await);
+    held_remaining(
+        redis
+            .try_acquire_write(&k, OwnerToken::new(), Duration::from_millis(100))
+            .await,
+    );
+    held_remaining(redis.try_acquire_read(&k, OwnerToken::new(), ttl).await);
+    eventually("the mark expires", || {
+        let redis = redis.clone();
+        let k = k.clone();
+        async move {
+            matches!(
+                redis.try_acquire_read(&k, OwnerToken::new(), ttl).await,
+                Ok(AcquireResult::Acquired(_))
+            )
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_and_rwlock_names_with_spaces_braces_and_unicode_round_trip() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let mut conn = raw(&server).await;
+    let locks = LockService::new(redis.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let run = OwnerToken::new();
+    for base in [
+        "a b",
+        "{tag}",
+        "x:y:z",
+        "zahlung-übersicht-支付",
+        "}{",
+        "🔒 {x}:y z",
+    ] {
+        let name = format!("{base} {run}");
+        let stored = format!("_lock:{{{name}}}");
+        let keys = RedisKeys::new(&key(&name));
+        assert_eq!(keys.semaphore, format!("{stored}:sem"));
+        assert_eq!(keys.rw_readers, format!("{stored}:rw:readers"));
+
+        let sem = locks
+            .semaphore(&name, 2)
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        let p = sem
+            .try_acquire()
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        let holders = sem.holders().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            holders
+                .iter()
+                .map(|i| (i.owner, i.fence))
+                .collect::<Vec<_>>(),
+            vec![(p.token(), p.fence())],
+            "{name:?}"
+        );
+        assert!(
+            zscore(&mut conn, &format!("{stored}:sem"), p.token())
+                .await
+                .is_some(),
+            "{name:?}"
+        );
+        let fence: Option<String> = conn
+            .hget(format!("{stored}:sem:fences"), p.token().to_hyphenated())
+            .await
+            .unwrap_or(None);
+        assert_eq!(fence, Some(p.fence().to_string()));
+        let permit_fence = p.fence();
+        p.release().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(sem.holders().await.is_ok_and(|h| h.is_empty()));
+
+        let rw = locks.rwlock(&name).unwrap_or_else(|e| panic!("{e}"));
+        let r = rw.try_read().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.fence() > permit_fence);
+        assert!(
+            zscore(&mut conn, &format!("{stored}:rw:readers"), r.token())
+                .await
+                .is_some(),
+            "{name:?}"
+        );
+        let info = rw.inspect().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            info.readers
+                .iter()
+                .map(|i| (i.owner, i.fence))
+                .collect::<Vec<_>>(),
+            vec![(r.token(), r.fence())]
+        );
+        r.release().await.unwrap_or_else(|e| panic!("{e}"));
+        let w = rw.try_write().await.unwrap_or_else(|e| panic!("{e}"));
+        let owner: Option<String> = conn
+            .hget(format!("{stored}:rw:writer"), "owner")
+            .await
+            .unwrap_or(None);
+        assert_eq!(owner, Some(w.token().to_hyphenated()));
+        let info = rw.inspect().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            info.writer.map(|i| (i.owner, i.fence)),
+            Some((w.token(), w.fence()))
+        );
+        let write_fence = w.fence();
+        w.release().await.unwrap_or_else(|e| panic!("{e}"));
+
+        // Nothing is left behind but the fence counter.
+        for suffix in [
+            ":sem",
+            ":sem:fences",
+            ":rw:readers",
+            ":rw:fences",
+            ":rw:writer",
+            ":rw:waiting",
+        ] {
+            let exists: bool = conn
+                .exists(format!("{stored}{suffix}"))
+                .await
+                .unwrap_or(true);
+            assert!(!exists, "{stored}{suffix} still there");
+        }
+        let counter: Option<String> = conn.get(format!("{stored}:fence")).await.unwrap_or(None);
+        assert_eq!(counter, Some(write_fence.to_string()));
+    }
+
+    // A permit set of another type is a permanent error, never overwritten.
+    let name = unique("sem-wrongtype");
+    let _: () = conn
+        .set(format!("_lock:{{{name}}}:sem"), "not a semaphore")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = redis
+        .try_acquire_permit(&key(&name), OwnerToken::new(), Duration::from_secs(1), 1)
+        .await
+        .err();
+    assert!(err.as_ref().is_some_and(|e| !e.is_transient()), "{err:?}");
+}
+
+/// One scripted sequence of semaphore and read-write operations, recorded like [`trace`].
+async fn primitives_trace(backend: &dyn LockBackend, name: &str) -> Vec<String> {
+    let k = key(name);
+    let (a, b, c, w, w2) = (
+        OwnerToken::new(),
+        OwnerToken::new(),
+        OwnerToken::new(),
+        OwnerToken::new(),
+        OwnerToken::new(),
+    );
+    let ttl = Duration::from_secs(10);
+    let mut fences: Vec<u64> = Vec::new();
+    let mut out = Vec::new();
+    let rank = |f: u64, fences: &mut Vec<u64>| -> String {
+        if !fences.contains(&f) {
+            fences.push(f);
+        }
+        let pos = fences.iter().position(|x| *x == f).unwrap_or(usize::MAX);
+        format!("fence#{pos}")
+    };
+    let who = |t: OwnerToken| {
+        [(a, "a"), (b, "b"), (c, "c"), (w, "w"), (w2, "w2")]
+            .iter()
+            .find(|(x, _)| *x == t)
+            .map_or("?", |(_, n)| *n)
+    };
+    macro_rules! step {
+        ($label:expr, $e:expr) => {{
+            let shown = match $e {
+                Ok(AcquireResult::Acquired(l)) => format!("acquired {}", rank(l.fence, &mut fences)),
+                Ok(AcquireResult::Held { remaining }) => format!(
+                    "held, remaining in (0, ttl]: {}",
+                    remaining.is_some_and(|r| !r.is_zero() && r <= ttl)
+                ),
+                Err(e) => format!("error {e}"),
+            };
+            out.push(format!("{}: {shown}", $label));
+        }};
+    }
+    macro_rules! flag {
+        ($label:expr, $e:expr) => {{
+            out.push(format!("{}: {:?}", $label, $e.map_err(|e| e.to_string())));
+        }};
+    }
+    let list = |infos: &[LeaseInfo], fences: &mut Vec<u64>| -> String {
+        infos
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {} (<= 20 s: {})",
+                    who(i.owner),
+                    rank(i.fence, fences),
+                    i.remaining <= Duration::from_secs(20)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    macro_rules! holders {
+        ($label:expr) => {{
+            let shown = match backend.permit_holders(&k).await {
+                Ok(h) => list(&h, &mut fences),
+                Err(e) => format!("error {e}"),
+            };
+            out.push(format!("{}: [{shown}]", $label));
+        }};
+    }
+    macro_rules! rw {
+        ($label:expr) => {{
+            let shown = match backend.inspect_rw(&k).await {
+                Ok(i) => format!(
+                    "readers [{}], writer [{}], waiting {}",
+                    list(&i.readers, &mut fences),
+                    list(i.writer.as_slice(), &mut fences),
+                    i.writer_waiting
+                ),
+                Err(e) => format!("error {e}"),
+            };
+            out.push(format!("{}: {shown}", $label));
+        }};
+    }
+
+    step!("mutex a", backend.try_acquire(&k, a, ttl).await);
+    step!("permit a", backend.try_acquire_permit(&k, a, ttl, 2).await);
+    step!(
+        "permit a again",
+        backend.try_acquire_permit(&k, a, ttl, 2).await
+    );
+    step!("permit b", backend.try_acquire_permit(&k, b, ttl, 2).await);
+    step!("permit c", backend.try_acquire_permit(&k, c, ttl, 2).await);
+    step!(
+        "permit c, 3 permits",
+        backend.try_acquire_permit(&k, c, ttl, 3).await
+    );
+    step!(
+        "permit w, 1 permit",
+        backend.try_acquire_permit(&k, w, ttl, 1).await
+    );
+    holders!("holders");
+    flag!("c releases permit", backend.release_permit(&k, c).await);
+    flag!(
+        "c releases permit again",
+        backend.release_permit(&k, c).await
+    );
+    flag!("w extends permit", backend.extend_permit(&k, w, ttl).await);
+    flag!(
+        "a extends permit",
+        backend.extend_permit(&k, a, Duration::from_secs(20)).await
+    );
+    let longest = backend
+        .permit_holders(&k)
+        .await
+        .ok()
+        .and_then(|h| h.into_iter().find(|i| i.owner == a))
+        .map(|i| i.remaining);
+    out.push(format!(
+        "a's permit extended past the old ttl: {}",
+        longest.is_some_and(|r| r > ttl)
+    ));
+    flag!("a releases permit", backend.release_permit(&k, a).await);
+    flag!("b releases permit", backend.release_permit(&k, b).await);
+    holders!("holders");
+    flag!(
+        "release_rw of a permit holder",
+        backend.release_rw(&k, a).await
+    );
+
+    step!("read a", backend.try_acquire_read(&k, a, ttl).await);
+    step!("read a again", backend.try_acquire_read(&k, a, ttl).await);
+    step!("write w", backend.try_acquire_write(&k, w, ttl).await);
+    rw!("rw");
+    step!("read b", backend.try_acquire_read(&k, b, ttl).await);
+    step!("write w2", backend.try_acquire_write(&k, w2, ttl).await);
+    step!("write w again", backend.try_acquire_write(&k, w, ttl).await);
+    flag!("w2 releases", backend.release_rw(&k, w2).await);
+    rw!("rw");
+    flag!("w releases (gives up)", backend.release_rw(&k, w).await);
+    rw!("rw");
+    step!("read b", backend.try_acquire_read(&k, b, ttl).await);
+    flag!("b extends", backend.extend_rw(&k, b, ttl).await);
+    flag!("w extends", backend.extend_rw(&k, w, ttl).await);
+    flag!("a releases", backend.release_rw(&k, a).await);
+    flag!("b releases", backend.release_rw(&k, b).await);
+    step!("write w", backend.try_acquire_write(&k, w, ttl).await);
+    step!("write w again", backend.try_acquire_write(&k, w, ttl).await);
+    step!("write w2", backend.try_acquire_write(&k, w2, ttl).await);
+    step!("read a", backend.try_acquire_read(&k, a, ttl).await);
+    flag!("w extends", backend.extend_rw(&k, w, ttl).await);
+    rw!("rw");
+    flag!("w releases", backend.release_rw(&k, w).await);
+    flag!("w releases again", backend.release_rw(&k, w).await);
+    rw!("rw");
+    flag!("mutex a releases", backend.release(&k, a).await);
+
+    // Expiry by the store's own clock.
+    step!(
+        "permit a for 100 ms",
+        backend
+            .try_acquire_permit(&k, a, Duration::from_millis(100), 1)
+            .await
+    );
+    step!(
+        "read b for 100 ms",
+        backend
+            .try_acquire_read(&k, b, Duration::from_millis(100))
+            .await
+    );
+    step!(
+        "write w for 100 ms",
+        backend
+            .try_acquire_write(&k, w, Duration::from_millis(100))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    holders!("holders after expiry");
+    rw!("rw after expiry");
+    flag!(
+        "a extends permit after expiry",
+        backend.extend_permit(&k, a, ttl).await
+    );
+    flag!(
+        "b extends after expiry",
+        backend.extend_rw(&k, b, ttl).await
+    );
+    step!("permit c", backend.try_acquire_permit(&k, c, ttl, 1).await);
+    step!("read a", backend.try_acquire_read(&k, a, ttl).await);
+    flag!("c releases permit", backend.release_permit(&k, c).await);
+    flag!("a releases", backend.release_rw(&k, a).await);
+    out.push(format!(
+        "fences strictly increase: {}",
+        fences.windows(2).all(|w| w[0] < w[1])
+    ));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_and_rwlock_semantics_match_the_memory_backend() {
+    let server = start_server(false).await;
+    let redis = backend(&server).await;
+    let memory = MemoryBackend::new();
+    let name = unique("primitives-semantics");
+    let expected = primitives_trace(&memory, &name).await;
+    let got = primitives_trace(&redis, &name).await;
+    assert_eq!(got, expected);
+    // The sequence does exercise refusals: a full semaphore, a waiting writer, a writer.
+    for line in [
+        "permit c: held, remaining in (0, ttl]: true",
+        "read b: held, remaining in (0, ttl]: true",
+        "read a: held, remaining in (0, ttl]: true",
+        "rw after expiry: readers [], writer [], waiting false",
+    ] {
+        assert!(
+            expected.iter().any(|l| l == line),
+            "{line:?} not in {expected:#?}"
+        );
+    }
+    assert_eq!(
+        expected.last().map(String::as_str),
+        Some("fences strictly increase: true")
+    );
+}

@@ -9,8 +9,16 @@
 //!   [`primitives_tests!`](crate::primitives_tests), and the mutex suite through
 //!   [`adapters`] ([`adapter_conformance_tests!`](crate::adapter_conformance_tests)).
 //! - [`faulty`]: a wrapper that injects transient failures and latency into any backend.
+//! - [`recording`]: [`RecordingBackend`](recording::RecordingBackend), which records every lock
+//!   event for assertions in downstream test suites ("ran under lock X", "every lock was
+//!   released", "never held these two at once") and stages contention and revoked leases.
+//! - [`model`]: property tests (proptest) of random operation sequences checked step by step
+//!   against a reference model, with [`check`](model::check) and the [`ops`](model::ops)
+//!   strategies.
 //! - [`sim`]: the contention simulator behind the `locks-sim` binary.
 //! - [`redis_server`]: a private real `redis-server` for tests (or an external/Docker one).
+//! - [`proxy`]: a loopback TCP proxy between a client and a test server that injects network
+//!   faults on command (latency, stalls, blackholes, dropped and refused connections).
 //! - [`broken`]: deliberately broken backends (such as
 //!   [`GrantAllBackend`](broken::GrantAllBackend)) that prove a checker can fail.
 
@@ -20,7 +28,10 @@ pub mod adapters;
 pub mod broken;
 pub mod conformance;
 pub mod faulty;
+pub mod model;
 pub mod primitives_suite;
+pub mod recording;
+pub mod proxy;
 pub mod redis_server;
 pub mod sim;
 

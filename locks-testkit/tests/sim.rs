@@ -1,14 +1,16 @@
-//! The contention simulator: a correct backend passes, a broken one is caught, and the
-//! `locks-sim` binary reports both with the right exit code.
+//! The contention simulator: a correct backend passes every scenario, every scenario's checker
+//! catches its incident when locking is off (or the store is broken), and the `locks-sim`
+//! binary reports all of it with the right exit code and parseable JSON.
 
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use locks_core::LockError;
+use locks_core::{LockBackend, LockError};
 use locks_memory::MemoryBackend;
 use locks_testkit::broken::GrantAllBackend;
-use locks_testkit::sim::{self, SimConfig};
+use locks_testkit::redis_server::RedisServer;
+use locks_testkit::sim::{self, Scenario, SimConfig, SimReport};
 
 fn ops_config(workers: usize, keys: usize, ops: u64) -> SimConfig {
     SimConfig {
@@ -306,4 +308,739 @@ async fn redis_backend_keeps_one_holder_per_key() {
     let report = sim::run(Arc::new(backend), &cfg).await.expect("run");
     assert_eq!(report.violations, 0, "{}", report.table());
     assert_eq!(report.acquired, 120, "{}", report.table());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+fn counter(report: &SimReport, name: &str) -> u64 {
+    report
+        .counter(name)
+        .unwrap_or_else(|| panic!("no counter `{name}`:\n{}", report.table()))
+}
+
+async fn run_memory(cfg: &SimConfig) -> SimReport {
+    sim::run(Arc::new(MemoryBackend::new()), cfg)
+        .await
+        .expect("valid config")
+}
+
+fn assert_clean(report: &SimReport) {
+    assert!(
+        report.passed(),
+        "{}\n{:?}",
+        report.table(),
+        report.violation_lines()
+    );
+    assert_eq!(report.violations, 0, "{}", report.table());
+    assert_eq!(report.fence_regressions, 0, "{}", report.table());
+    assert!(report.violation_lines().is_empty());
+    assert!(report.locking);
+    assert!(report.acquired > 0, "{}", report.table());
+    assert!(report.table().contains("PASS"));
+}
+
+fn double_payment(workers: usize, orders: usize) -> SimConfig {
+    SimConfig {
+        workers,
+        keys: orders,
+        ..SimConfig::for_scenario(Scenario::DoublePayment)
+    }
+}
+
+fn oversell(workers: usize, skus: usize, stock: u64) -> SimConfig {
+    SimConfig {
+        workers,
+        keys: skus,
+        stock,
+        ..SimConfig::for_scenario(Scenario::Oversell)
+    }
+}
+
+fn job_dedup(workers: usize, jobs: usize) -> SimConfig {
+    SimConfig {
+        workers,
+        keys: jobs,
+        ..SimConfig::for_scenario(Scenario::JobDedup)
+    }
+}
+
+fn leader_failover(candidates: usize, duration: Duration) -> SimConfig {
+    SimConfig {
+        workers: candidates,
+        duration: Some(duration),
+        ..SimConfig::for_scenario(Scenario::LeaderFailover)
+    }
+}
+
+fn gc_pause(workers: usize, duration: Duration) -> SimConfig {
+    SimConfig {
+        workers,
+        duration: Some(duration),
+        ..SimConfig::for_scenario(Scenario::GcPause)
+    }
+}
+
+fn unlocked(cfg: SimConfig) -> SimConfig {
+    SimConfig {
+        unsafe_no_lock: true,
+        ..cfg
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn double_payment_charges_every_order_exactly_once() {
+    let cfg = SimConfig {
+        services: 3,
+        ..double_payment(6, 40)
+    };
+    let report = run_memory(&cfg).await;
+    assert_clean(&report);
+    assert_eq!(report.scenario, Scenario::DoublePayment);
+    assert_eq!(counter(&report, "orders"), 40);
+    assert_eq!(counter(&report, "charges"), 40);
+    assert_eq!(counter(&report, "duplicate_charges"), 0);
+    assert_eq!(counter(&report, "unpaid_orders"), 0);
+    // Every instance saw every order: one charged it, the five others found it paid.
+    assert_eq!(counter(&report, "already_paid_skips"), 5 * 40);
+    assert_eq!(report.acquired, 6 * 40);
+    assert!(report.wait.max > 0, "{}", report.table());
+    assert!(report.handoff.count > 0, "{}", report.table());
+    assert!(report.handoff.p50 <= report.handoff.p99);
+    assert!(report.ops_per_sec > 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversell_sells_exactly_the_stock() {
+    let report = run_memory(&oversell(8, 3, 20)).await;
+    assert_clean(&report);
+    assert_eq!(counter(&report, "initial_stock"), 60);
+    assert_eq!(counter(&report, "sold"), 60);
+    assert_eq!(counter(&report, "remaining"), 0);
+    assert_eq!(counter(&report, "oversold"), 0);
+    assert_eq!(counter(&report, "stock_below_zero"), 0);
+    assert!(report.handoff.count > 0, "{}", report.table());
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversell_that_cannot_sell_out_fails() {
+    // 1 ms per sale, one SKU, 500 units, 50 ms: most of the stock is left.
+    let cfg = SimConfig {
+        duration: Some(Duration::from_millis(50)),
+        hold_min: Duration::from_millis(1),
+        hold_max: Duration::from_millis(1),
+        ..oversell(4, 1, 500)
+    };
+    let report = run_memory(&cfg).await;
+    assert_eq!(report.violations, 0, "{}", report.table());
+    assert!(counter(&report, "remaining") > 0);
+    assert!(!report.passed());
+    assert!(
+        report
+            .violation_lines()
+            .iter()
+            .any(|l| l.contains("did not sell out")),
+        "{:?}",
+        report.violation_lines()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn job_dedup_runs_every_job_exactly_once() {
+    let report = run_memory(&job_dedup(6, 60)).await;
+    assert_clean(&report);
+    assert_eq!(counter(&report, "jobs"), 60);
+    assert_eq!(counter(&report, "runs"), 60);
+    assert_eq!(counter(&report, "duplicate_runs"), 0);
+    assert_eq!(counter(&report, "jobs_never_run"), 0);
+    // Every instance walks the same list: some found a job in progress and skipped it.
+    assert!(
+        counter(&report, "skipped_in_progress") > 0,
+        "{}",
+        report.table()
+    );
+    assert_eq!(report.timeouts, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_failover_keeps_one_current_leader_acting() {
+    let report = run_memory(&leader_failover(3, Duration::from_secs(3))).await;
+    assert_clean(&report);
+    // 3 s, a fault every 400 ms (a cut-off lasts 400 ms): deploys and cut-offs both happen,
+    // and a new leader is elected after each.
+    assert!(counter(&report, "deploys") >= 2, "{}", report.table());
+    assert!(counter(&report, "cutoffs") >= 2, "{}", report.table());
+    let faults = counter(&report, "deploys") + counter(&report, "cutoffs");
+    assert!(counter(&report, "elections") > faults, "{}", report.table());
+    assert!(counter(&report, "actions") > 100, "{}", report.table());
+    assert_eq!(counter(&report, "overlapping_actions"), 0);
+    assert_eq!(counter(&report, "stale_actions"), 0);
+    assert_eq!(report.ops, counter(&report, "actions"));
+    assert!(report.handoff.count > 0, "{}", report.table());
+    assert!(report.elapsed >= Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn gc_pause_stale_writes_are_rejected_by_the_fenced_store() {
+    let report = run_memory(&gc_pause(3, Duration::from_secs(2))).await;
+    assert_clean(&report);
+    let attempts = counter(&report, "stale_attempts");
+    assert!(attempts >= 5, "{}", report.table());
+    assert_eq!(counter(&report, "stale_rejected"), attempts);
+    assert_eq!(counter(&report, "stale_accepted"), 0);
+    assert_eq!(counter(&report, "fresh_rejected"), 0);
+    assert!(counter(&report, "gc_pauses") >= attempts);
+    // The paused holder and the next one were both "inside" at once: that is the point.
+    assert_eq!(report.max_concurrent_per_key, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gc_pause_without_a_stale_attempt_fails() {
+    // Too short for the paused holder ever to be overtaken (the pause is 150 ms).
+    let cfg = SimConfig {
+        duration: Some(Duration::from_millis(20)),
+        ..gc_pause(2, Duration::from_millis(20))
+    };
+    let report = run_memory(&cfg).await;
+    assert_eq!(report.violations, 0, "{}", report.table());
+    assert_eq!(counter(&report, "stale_attempts"), 0);
+    assert!(!report.passed());
+    assert!(
+        report
+            .violation_lines()
+            .iter()
+            .any(|l| l.contains("no stale write")),
+        "{:?}",
+        report.violation_lines()
+    );
+}
+
+/// With locking off, every scenario's own checker reports its incident. Yields inside every
+/// critical section (and paused time) make the interleavings certain.
+#[tokio::test(start_paused = true)]
+async fn every_checker_catches_its_incident_with_locking_off() {
+    let cases: [(SimConfig, &str); 6] = [
+        (
+            SimConfig {
+                hold_max: Duration::ZERO,
+                ..ops_config(4, 1, 5)
+            },
+            "overlaps",
+        ),
+        (double_payment(4, 5), "duplicate_charges"),
+        (
+            SimConfig {
+                hold_min: Duration::from_millis(1),
+                hold_max: Duration::from_millis(1),
+                ..oversell(4, 1, 10)
+            },
+            "oversold",
+        ),
+        (job_dedup(4, 5), "duplicate_runs"),
+        (
+            leader_failover(3, Duration::from_secs(1)),
+            "overlapping_actions",
+        ),
+        (gc_pause(3, Duration::from_secs(1)), "stale_accepted"),
+    ];
+    for (cfg, name) in cases {
+        let report = run_memory(&unlocked(cfg)).await;
+        assert!(!report.locking);
+        assert!(counter(&report, name) > 0, "{name}:\n{}", report.table());
+        assert!(report.violations > 0, "{}", report.table());
+        assert!(!report.passed(), "{}", report.table());
+        assert!(report.table().contains("OFF"));
+        let lines = report.violation_lines();
+        let tag = format!("VIOLATION ({})", report.scenario);
+        assert!(lines.iter().any(|l| l.starts_with(&tag)), "{lines:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn exact_interleavings_without_locks() {
+    // 4 instances, 5 orders, every charge yields (no sleep): each order is charged by all 4.
+    let cfg = SimConfig {
+        hold_max: Duration::ZERO,
+        ..double_payment(4, 5)
+    };
+    let report = run_memory(&unlocked(cfg)).await;
+    assert_eq!(counter(&report, "charges"), 20, "{}", report.table());
+    assert_eq!(counter(&report, "duplicate_charges"), 15);
+    assert_eq!(counter(&report, "orders_charged_twice"), 5);
+    assert_eq!(report.violations, 15);
+    // Same for jobs.
+    let cfg = SimConfig {
+        hold_max: Duration::ZERO,
+        ..job_dedup(4, 5)
+    };
+    let report = run_memory(&unlocked(cfg)).await;
+    assert_eq!(counter(&report, "runs"), 20, "{}", report.table());
+    assert_eq!(counter(&report, "duplicate_runs"), 15);
+}
+
+/// A store that grants every request is caught by the incident checkers too.
+#[tokio::test(start_paused = true)]
+async fn grant_all_backend_fails_the_incident_scenarios() {
+    let cases: [(SimConfig, &str); 4] = [
+        (double_payment(4, 5), "duplicate_charges"),
+        (
+            SimConfig {
+                hold_min: Duration::from_millis(1),
+                hold_max: Duration::from_millis(1),
+                ..oversell(4, 1, 10)
+            },
+            "oversold",
+        ),
+        (job_dedup(4, 5), "duplicate_runs"),
+        (
+            leader_failover(3, Duration::from_secs(1)),
+            "overlapping_actions",
+        ),
+    ];
+    for (cfg, name) in cases {
+        let report = sim::run(Arc::new(GrantAllBackend::new()), &cfg)
+            .await
+            .expect("valid config");
+        assert!(report.locking);
+        assert!(counter(&report, name) > 0, "{name}:\n{}", report.table());
+        assert!(!report.passed(), "{}", report.table());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn scenario_configs_are_validated() {
+    let bad = [
+        (
+            "sim.stock",
+            SimConfig {
+                stock: 0,
+                ..SimConfig::for_scenario(Scenario::Oversell)
+            },
+        ),
+        (
+            "sim.duration",
+            SimConfig {
+                duration: None,
+                ..SimConfig::for_scenario(Scenario::LeaderFailover)
+            },
+        ),
+        (
+            "sim.fault_interval",
+            SimConfig {
+                duration: Some(Duration::from_millis(300)),
+                fault_interval: Duration::from_millis(300),
+                ..SimConfig::for_scenario(Scenario::LeaderFailover)
+            },
+        ),
+        (
+            "sim.workers",
+            SimConfig {
+                workers: 1,
+                ..SimConfig::for_scenario(Scenario::GcPause)
+            },
+        ),
+        (
+            "sim.duration",
+            SimConfig {
+                duration: None,
+                ..SimConfig::for_scenario(Scenario::GcPause)
+            },
+        ),
+    ];
+    for (name, cfg) in bad {
+        match sim::run(Arc::new(MemoryBackend::new()), &cfg).await {
+            Err(LockError::InvalidOptions { option, .. }) => assert_eq!(option, name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // The finite scenarios need no time limit at all.
+    let cfg = SimConfig {
+        duration: None,
+        ..job_dedup(2, 3)
+    };
+    assert!(run_memory(&cfg).await.passed());
+}
+
+#[test]
+fn scenario_names_round_trip() {
+    for s in Scenario::ALL {
+        assert_eq!(s.name().parse::<Scenario>(), Ok(s));
+        assert_eq!(s.to_string(), s.name());
+        assert!(!s.description().is_empty());
+        assert_eq!(SimConfig::for_scenario(s).scenario, s);
+        assert!(SimConfig::for_scenario(s).validate().is_ok(), "{s}");
+    }
+    assert_eq!("GC_PAUSE".parse::<Scenario>(), Ok(Scenario::GcPause));
+    let err = "nope".parse::<Scenario>().expect_err("unknown");
+    assert_eq!(err.name(), "nope");
+    assert!(err.to_string().contains("double-payment"));
+    assert_eq!(
+        SimConfig::for_scenario(Scenario::Mutex),
+        SimConfig::default()
+    );
+    assert_eq!(Scenario::default(), Scenario::Mutex);
+}
+
+/// Every incident scenario against a private real Redis server: 0 violations. Short runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_passes_every_scenario() {
+    let server = RedisServer::start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a Redis server for the tests: {e}"));
+    let backend: Arc<dyn LockBackend> = Arc::new(
+        locks_redis::RedisBackend::connect(&server.url())
+            .await
+            .expect("connect"),
+    );
+    let cases = [
+        (
+            SimConfig {
+                hold_max: Duration::from_millis(1),
+                ..double_payment(4, 30)
+            },
+            "charges",
+            30,
+        ),
+        (oversell(8, 2, 20), "sold", 40),
+        (job_dedup(4, 60), "runs", 60),
+        (
+            SimConfig {
+                ttl: Duration::from_millis(150),
+                fault_interval: Duration::from_millis(250),
+                ..leader_failover(3, Duration::from_millis(1000))
+            },
+            "stale_actions",
+            0,
+        ),
+        (gc_pause(3, Duration::from_millis(700)), "stale_accepted", 0),
+    ];
+    for (cfg, name, expected) in cases {
+        let started = std::time::Instant::now();
+        let report = sim::run(Arc::clone(&backend), &cfg).await.expect("run");
+        assert_eq!(report.backend, "redis");
+        assert_clean(&report);
+        assert_eq!(counter(&report, name), expected, "{}", report.table());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} took {:?}",
+            cfg.scenario,
+            started.elapsed()
+        );
+        match cfg.scenario {
+            Scenario::LeaderFailover => {
+                assert!(counter(&report, "deploys") >= 1, "{}", report.table());
+                assert!(counter(&report, "cutoffs") >= 1, "{}", report.table());
+                assert!(counter(&report, "elections") >= 3, "{}", report.table());
+            }
+            Scenario::GcPause => {
+                assert!(counter(&report, "stale_rejected") > 0, "{}", report.table());
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary: every scenario, JSON output
+
+/// A minimal JSON value and parser (enough for the simulator's output).
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn num(&self, key: &str) -> f64 {
+        match self.get(key) {
+            Some(Json::Num(n)) => *n,
+            other => panic!("`{key}` is not a number: {other:?} in {self:?}"),
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl JsonParser<'_> {
+    fn parse(text: &str) -> Result<Json, String> {
+        let mut p = JsonParser {
+            bytes: text.as_bytes(),
+            at: 0,
+        };
+        let value = p.value()?;
+        p.skip_ws();
+        if p.at != p.bytes.len() {
+            return Err(format!("trailing characters at {}", p.at));
+        }
+        Ok(value)
+    }
+
+    fn skip_ws(&mut self) {
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.bytes.get(self.at).copied()
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.peek() == Some(c) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(format!("expected `{}` at {}", c as char, self.at))
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
+        if self.bytes[self.at..].starts_with(word.as_bytes()) {
+            self.at += word.len();
+            Ok(value)
+        } else {
+            Err(format!("bad literal at {}", self.at))
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        match self.peek().ok_or("unexpected end")? {
+            b'{' => {
+                self.at += 1;
+                let mut members = Vec::new();
+                if self.peek() == Some(b'}') {
+                    self.at += 1;
+                    return Ok(Json::Obj(members));
+                }
+                loop {
+                    self.skip_ws();
+                    let key = self.string()?;
+                    self.expect(b':')?;
+                    members.push((key, self.value()?));
+                    match self.peek() {
+                        Some(b',') => self.at += 1,
+                        Some(b'}') => {
+                            self.at += 1;
+                            return Ok(Json::Obj(members));
+                        }
+                        _ => return Err(format!("bad object at {}", self.at)),
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                let mut items = Vec::new();
+                if self.peek() == Some(b']') {
+                    self.at += 1;
+                    return Ok(Json::Arr(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    match self.peek() {
+                        Some(b',') => self.at += 1,
+                        Some(b']') => {
+                            self.at += 1;
+                            return Ok(Json::Arr(items));
+                        }
+                        _ => return Err(format!("bad array at {}", self.at)),
+                    }
+                }
+            }
+            b'"' => self.string().map(Json::Str),
+            b't' => self.literal("true", Json::Bool(true)),
+            b'f' => self.literal("false", Json::Bool(false)),
+            b'n' => self.literal("null", Json::Null),
+            _ => self.number(),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        if self.bytes.get(self.at) != Some(&b'"') {
+            return Err(format!("expected a string at {}", self.at));
+        }
+        self.at += 1;
+        let mut out = Vec::new();
+        loop {
+            let c = *self.bytes.get(self.at).ok_or("unterminated string")?;
+            self.at += 1;
+            match c {
+                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
+                b'\\' => {
+                    let e = *self.bytes.get(self.at).ok_or("bad escape")?;
+                    self.at += 1;
+                    match e {
+                        b'"' | b'\\' | b'/' => out.push(e),
+                        b'n' => out.push(b'\n'),
+                        b'r' => out.push(b'\r'),
+                        b't' => out.push(b'\t'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'u' => {
+                            let hex = self.bytes.get(self.at..self.at + 4).ok_or("bad \\u")?;
+                            let code = u32::from_str_radix(
+                                std::str::from_utf8(hex).map_err(|e| e.to_string())?,
+                                16,
+                            )
+                            .map_err(|e| e.to_string())?;
+                            self.at += 4;
+                            let ch = char::from_u32(code).ok_or("bad code point")?;
+                            out.extend_from_slice(ch.to_string().as_bytes());
+                        }
+                        _ => return Err(format!("bad escape at {}", self.at)),
+                    }
+                }
+                c if c < 0x20 => return Err(format!("control character at {}", self.at)),
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Json, String> {
+        let start = self.at;
+        while self
+            .bytes
+            .get(self.at)
+            .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
+        {
+            self.at += 1;
+        }
+        let text = std::str::from_utf8(&self.bytes[start..self.at]).map_err(|e| e.to_string())?;
+        text.parse::<f64>()
+            .map(Json::Num)
+            .map_err(|_| format!("bad number `{text}` at {start}"))
+    }
+}
+
+#[test]
+fn json_parser_self_check() {
+    let v =
+        JsonParser::parse(r#" {"a":[1,-2.5e3,true,null],"b":{"c":"x\"\u00b5"}} "#).expect("valid");
+    assert_eq!(
+        v.get("a"),
+        Some(&Json::Arr(vec![
+            Json::Num(1.0),
+            Json::Num(-2500.0),
+            Json::Bool(true),
+            Json::Null
+        ]))
+    );
+    assert_eq!(
+        v.get("b").and_then(|b| b.get("c")),
+        Some(&Json::Str("x\"µ".into()))
+    );
+    assert!(JsonParser::parse("{\"a\":1,}").is_err());
+    assert!(JsonParser::parse("{\"a\":1} x").is_err());
+}
+
+#[test]
+fn binary_runs_every_scenario_with_json_output() {
+    let (output, text) = run_binary(&[
+        "--scenario",
+        "all",
+        "--json",
+        "--duration",
+        "600ms",
+        "--workers",
+        "4",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let objects: Vec<Json> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| JsonParser::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = objects
+        .iter()
+        .map(|o| match o.get("scenario") {
+            Some(Json::Str(s)) => s.as_str(),
+            other => panic!("no scenario: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "mutex",
+            "double-payment",
+            "oversell",
+            "job-dedup",
+            "leader-failover",
+            "gc-pause"
+        ]
+    );
+    for o in &objects {
+        assert_eq!(o.get("passed"), Some(&Json::Bool(true)), "{o:?}");
+        assert_eq!(o.get("locking"), Some(&Json::Bool(true)), "{o:?}");
+        assert_eq!(o.get("backend"), Some(&Json::Str("memory".into())), "{o:?}");
+        assert_eq!(o.num("violations"), 0.0, "{o:?}");
+        assert_eq!(o.num("workers"), 4.0, "{o:?}");
+        assert!(o.num("ops") > 0.0, "{o:?}");
+        assert!(o.num("ops_per_sec") > 0.0, "{o:?}");
+        assert!(o.num("elapsed_ms") > 0.0, "{o:?}");
+        for histogram in ["wait_us", "handoff_us"] {
+            let h = o
+                .get(histogram)
+                .unwrap_or_else(|| panic!("{histogram}: {o:?}"));
+            for field in ["count", "p50", "p90", "p99", "max"] {
+                let _ = h.num(field);
+            }
+            assert!(h.num("p50") <= h.num("p99"), "{o:?}");
+        }
+        match o.get("counters") {
+            Some(Json::Obj(members)) => assert!(!members.is_empty(), "{o:?}"),
+            other => panic!("counters: {other:?}"),
+        }
+        assert_eq!(o.get("violation_details"), Some(&Json::Arr(Vec::new())));
+        assert_eq!(o.get("problems"), Some(&Json::Arr(Vec::new())));
+    }
+    let gc = objects.last().expect("gc-pause");
+    let counters = gc.get("counters").expect("counters");
+    assert!(counters.num("stale_rejected") > 0.0, "{gc:?}");
+    assert_eq!(counters.num("stale_accepted"), 0.0, "{gc:?}");
+}
+
+#[test]
+fn binary_without_locks_reports_the_incident_and_exits_1() {
+    let (output, text) = run_binary(&[
+        "--scenario",
+        "double-payment",
+        "--unsafe-no-lock",
+        "--workers",
+        "3",
+        "--keys",
+        "10",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("VIOLATION (double-payment)"), "{text}");
+    assert!(text.contains("locking=OFF"), "{text}");
+    assert!(text.contains("FAIL"), "{text}");
+}
+
+#[test]
+fn binary_rejects_an_unknown_scenario() {
+    let (output, text) = run_binary(&["--scenario", "nope"]);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("nope"), "{text}");
+    // A scenario-specific bad value is an error too, named after the scenario.
+    let (output, text) = run_binary(&["--scenario", "oversell", "--stock", "0"]);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("oversell") && text.contains("sim.stock"),
+        "{text}"
+    );
 }

@@ -1,34 +1,46 @@
 //! `locks-sim`: the contention simulator as a command-line demo.
 //!
-//! Many workers fight over a few keys through several lock services sharing one backend, while
-//! an invariant checker counts the holders of every key. Prints the scenario and a table of
-//! throughput, wait percentiles and violations.
+//! Runs named scenarios that mirror real incidents (`mutex`, `double-payment`, `oversell`,
+//! `job-dedup`, `leader-failover`, `gc-pause`, or `all` of them in turn): many workers go
+//! through several lock services sharing one backend, while each scenario's invariant checker
+//! watches for the incident it is about. Prints, per scenario, a table of throughput, wait and
+//! hand-off latency percentiles, scenario counters and violations (or one JSON object per
+//! scenario with `--json`).
 //!
-//! Exit codes: 0 no violation, 1 at least one violation (each printed as a `VIOLATION` line),
-//! 2 bad arguments or an error.
+//! Exit codes: 0 every scenario passed, 1 at least one violation or failed scenario (each
+//! printed as a `VIOLATION` or `FAILED` line), 2 bad arguments or an error.
 //!
 //! ```text
+//! cargo run --release -p locks-testkit --bin locks-sim -- --scenario all
 //! cargo run --release -p locks-testkit --bin locks-sim -- --workers 32 --keys 2 --duration 5s
+//! cargo run --release -p locks-testkit --bin locks-sim -- --scenario double-payment --unsafe-no-lock
 //! cargo run --release -p locks-testkit --bin locks-sim -- --backend broken --duration 200ms
 //! ```
 
 use std::fmt;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use locks_core::LockBackend;
 use locks_memory::MemoryBackend;
 use locks_testkit::broken::GrantAllBackend;
-use locks_testkit::sim::{self, SimConfig, SimReport};
+use locks_testkit::sim::{self, Progress, Scenario, SimConfig, SimReport};
 
 /// Exit code when no violation was seen.
 const EXIT_PASSED: u8 = 0;
-/// Exit code when the invariant checker saw a violation.
+/// Exit code when an invariant checker saw a violation (or a scenario failed).
 const EXIT_VIOLATION: u8 = 1;
 /// Exit code for bad arguments (clap uses it too) and runtime errors.
 const EXIT_ERROR: u8 = 2;
+
+/// How often the progress line is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// Runs shorter than this never show a progress line.
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
 
 /// Which store the simulated processes share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,51 +63,100 @@ impl fmt::Display for BackendKind {
     }
 }
 
-/// Contention simulator for distributed locks: N workers, K keys, random hold times, and a
-/// checker that counts the holders of every key at every instant.
+/// One scenario, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScenarioChoice {
+    One(Scenario),
+    All,
+}
+
+impl ScenarioChoice {
+    fn scenarios(self) -> Vec<Scenario> {
+        match self {
+            ScenarioChoice::One(s) => vec![s],
+            ScenarioChoice::All => Scenario::ALL.to_vec(),
+        }
+    }
+}
+
+fn parse_scenario(input: &str) -> Result<ScenarioChoice, String> {
+    if input.trim().eq_ignore_ascii_case("all") {
+        return Ok(ScenarioChoice::All);
+    }
+    input
+        .parse::<Scenario>()
+        .map(ScenarioChoice::One)
+        .map_err(|e| format!("{e}, or all"))
+}
+
+/// Contention simulator for distributed locks: named scenarios that mirror real incidents
+/// (double payment, oversell, duplicate jobs, leader failover, GC pause), each with an
+/// invariant checker; reports throughput, wait and hand-off latency, and violations.
+///
+/// Options left out take the scenario's defaults (see `--scenario`).
 #[derive(Debug, Parser)]
 #[command(name = "locks-sim", version, about)]
 struct Args {
-    /// Concurrent workers.
-    #[arg(long, default_value_t = 16)]
-    workers: usize,
+    /// Scenario: mutex, double-payment, oversell, job-dedup, leader-failover, gc-pause, or
+    /// all (each in turn).
+    #[arg(long, value_name = "NAME", default_value = "mutex", value_parser = parse_scenario)]
+    scenario: ScenarioChoice,
 
-    /// Distinct keys the workers contend for.
-    #[arg(long, default_value_t = 4)]
-    keys: usize,
+    /// Concurrent workers (leader-failover: candidates) [default: per scenario, mutex 16].
+    #[arg(long)]
+    workers: Option<usize>,
 
-    /// How long to run, e.g. `2s`, `500ms`, `1m` (default 2s unless --ops-per-worker is given).
+    /// Distinct keys: keys (mutex, gc-pause), orders (double-payment), SKUs (oversell), jobs
+    /// (job-dedup) [default: per scenario, mutex 4].
+    #[arg(long)]
+    keys: Option<usize>,
+
+    /// How long to run, e.g. `2s`, `500ms`, `1m`; a cap for double-payment, oversell and
+    /// job-dedup, which end when their work is done [default: 2s; cap 60s].
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
 
-    /// Stop each worker after this many acquires (with --duration: whichever comes first).
+    /// Stop each worker after this many acquires (mutex and gc-pause; with --duration:
+    /// whichever comes first).
     #[arg(long)]
     ops_per_worker: Option<u64>,
 
-    /// Shortest hold time of a lock, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    hold_min_ms: u64,
+    /// Shortest hold time of a lock, in milliseconds [default: per scenario].
+    #[arg(long)]
+    hold_min_ms: Option<u64>,
 
-    /// Longest hold time of a lock, in milliseconds.
-    #[arg(long, default_value_t = 2)]
-    hold_max_ms: u64,
+    /// Longest hold time of a lock, in milliseconds [default: per scenario, mutex 2].
+    #[arg(long)]
+    hold_max_ms: Option<u64>,
 
-    /// Lease ttl, e.g. `5s`.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    ttl: Duration,
+    /// Lease ttl, e.g. `5s` [default: per scenario, mutex 5s].
+    #[arg(long, value_parser = parse_duration)]
+    ttl: Option<Duration>,
 
-    /// How long one acquire may wait before it counts as a timeout, e.g. `5s`.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    wait_timeout: Duration,
+    /// How long one acquire may wait before it counts as a timeout, e.g. `5s` [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    wait_timeout: Option<Duration>,
 
     /// Lock service instances sharing the backend, as if in separate processes
-    /// (default: min(workers, 8)).
+    /// [default: min(workers, 8)].
     #[arg(long)]
     services: Option<usize>,
 
     /// Seed for the workers' key and hold-time choices.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+
+    /// oversell: initial stock of every SKU [default: 50].
+    #[arg(long)]
+    stock: Option<u64>,
+
+    /// leader-failover: time between injected failovers, e.g. `400ms` [default: 400ms].
+    #[arg(long, value_parser = parse_duration)]
+    fault_interval: Option<Duration>,
+
+    /// UNSAFE: skip locking entirely, to watch each scenario's checker catch the incident.
+    #[arg(long)]
+    unsafe_no_lock: bool,
 
     /// The store to run against (`--redis URL` alone implies `redis`).
     #[arg(long, value_enum)]
@@ -106,7 +167,7 @@ struct Args {
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 
-    /// Print the report as one JSON object instead of the table.
+    /// Print one JSON object per scenario (one per line) instead of the tables.
     #[arg(long)]
     json: bool,
 }
@@ -173,23 +234,33 @@ fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
     }
 }
 
-fn config(args: &Args) -> SimConfig {
-    let defaults = SimConfig::default();
+/// The configuration of `scenario`: its defaults, overridden by what the command line says.
+fn config(args: &Args, scenario: Scenario) -> SimConfig {
+    let base = SimConfig::for_scenario(scenario);
     let duration = match (args.duration, args.ops_per_worker) {
-        (None, None) => defaults.duration,
-        (d, _) => d,
+        (Some(d), _) => Some(d),
+        (None, Some(_)) if scenario.uses_ops_limit() => None,
+        (None, _) => base.duration,
     };
     SimConfig {
-        workers: args.workers,
-        keys: args.keys,
+        scenario,
+        workers: args.workers.unwrap_or(base.workers),
+        keys: args.keys.unwrap_or(base.keys),
         duration,
         ops_per_worker: args.ops_per_worker,
-        hold_min: Duration::from_millis(args.hold_min_ms),
-        hold_max: Duration::from_millis(args.hold_max_ms),
-        ttl: args.ttl,
-        wait_timeout: args.wait_timeout,
-        services: args.services.unwrap_or(0),
+        hold_min: args
+            .hold_min_ms
+            .map_or(base.hold_min, Duration::from_millis),
+        hold_max: args
+            .hold_max_ms
+            .map_or(base.hold_max, Duration::from_millis),
+        ttl: args.ttl.unwrap_or(base.ttl),
+        wait_timeout: args.wait_timeout.unwrap_or(base.wait_timeout),
+        services: args.services.unwrap_or(base.services),
         seed: args.seed,
+        stock: args.stock.unwrap_or(base.stock),
+        fault_interval: args.fault_interval.unwrap_or(base.fault_interval),
+        unsafe_no_lock: args.unsafe_no_lock,
     }
 }
 
@@ -212,14 +283,24 @@ async fn make_backend(
 
 fn header(kind: BackendKind, cfg: &SimConfig) -> String {
     let limit = match (cfg.duration, cfg.ops_per_worker) {
-        (Some(d), Some(n)) => format!("{d:?} or {n} ops/worker"),
-        (Some(d), None) => format!("{d:?}"),
+        (Some(d), Some(n)) if cfg.scenario.uses_ops_limit() => {
+            format!("{d:?} or {n} ops/worker")
+        }
+        (Some(d), _) if cfg.scenario.is_finite() => format!("until done (cap {d:?})"),
+        (Some(d), _) => format!("{d:?}"),
         (None, Some(n)) => format!("{n} ops/worker"),
-        (None, None) => "-".to_owned(),
+        (None, None) => "until done".to_owned(),
     };
-    format!(
-        "locks-sim: backend={kind} workers={} keys={} services={} run={limit} \
-         hold={:?}..{:?} ttl={:?} wait-timeout={:?} seed={}",
+    let mut line = format!(
+        "locks-sim: scenario={} ({}) backend={kind} locking={} workers={} keys={} services={} \
+         run={limit} hold={:?}..{:?} ttl={:?} wait-timeout={:?} seed={}",
+        cfg.scenario,
+        cfg.scenario.description(),
+        if cfg.unsafe_no_lock {
+            "OFF(unsafe)"
+        } else {
+            "on"
+        },
         cfg.workers,
         cfg.keys,
         cfg.effective_services(),
@@ -228,80 +309,89 @@ fn header(kind: BackendKind, cfg: &SimConfig) -> String {
         cfg.ttl,
         cfg.wait_timeout,
         cfg.seed,
-    )
+    );
+    match cfg.scenario {
+        Scenario::Oversell => line.push_str(&format!(" stock={}", cfg.stock)),
+        Scenario::LeaderFailover => {
+            line.push_str(&format!(" fault-interval={:?}", cfg.fault_interval));
+        }
+        _ => {}
+    }
+    line
 }
 
-fn violation_lines(report: &SimReport) -> Vec<String> {
-    let mut lines = Vec::new();
-    let overlaps = report.violations.saturating_sub(report.fence_regressions);
-    if overlaps > 0 {
-        lines.push(format!(
-            "VIOLATION: {overlaps} acquire(s) found the key already held \
-             (up to {} holders of one key at once)",
-            report.max_concurrent_per_key
-        ));
-    }
-    if report.fence_regressions > 0 {
-        lines.push(format!(
-            "VIOLATION: {} fence regression(s): a holder got a fence not larger than an \
-             earlier holder's",
-            report.fence_regressions
-        ));
-    }
-    if lines.is_empty() && !report.passed() {
-        lines.push(format!("VIOLATION: {} violation(s)", report.violations));
-    }
-    lines
+/// A `\r`-redrawn status line on stderr, only when stderr is a terminal and the run has lasted
+/// longer than [`PROGRESS_AFTER`].
+struct ProgressLine {
+    task: tokio::task::JoinHandle<()>,
+    drawn: Arc<AtomicBool>,
 }
 
-fn json(kind: BackendKind, cfg: &SimConfig, report: &SimReport) -> String {
-    let opt = |v: Option<u64>| v.map_or_else(|| "null".to_owned(), |n| n.to_string());
-    let ops_per_sec = if report.ops_per_sec.is_finite() {
-        format!("{:.3}", report.ops_per_sec)
-    } else {
-        "null".to_owned()
-    };
-    format!(
-        concat!(
-            "{{\"backend\":\"{}\",\"workers\":{},\"keys\":{},\"services\":{},",
-            "\"duration_ms\":{},\"ops_per_worker\":{},\"seed\":{},",
-            "\"acquired\":{},\"timeouts\":{},\"errors\":{},\"violations\":{},",
-            "\"fence_regressions\":{},\"max_concurrent_per_key\":{},",
-            "\"elapsed_ms\":{:.3},\"ops_per_sec\":{},",
-            "\"wait_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}},\"passed\":{}}}"
-        ),
-        kind,
-        cfg.workers,
-        cfg.keys,
-        cfg.effective_services(),
-        opt(cfg
+impl ProgressLine {
+    fn start(
+        runtime: &tokio::runtime::Runtime,
+        cfg: &SimConfig,
+        progress: Arc<Progress>,
+    ) -> Option<ProgressLine> {
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let drawn = Arc::new(AtomicBool::new(false));
+        let scenario = cfg.scenario;
+        let planned = cfg
             .duration
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
-        opt(cfg.ops_per_worker),
-        cfg.seed,
-        report.acquired,
-        report.timeouts,
-        report.errors,
-        report.violations,
-        report.fence_regressions,
-        report.max_concurrent_per_key,
-        report.elapsed.as_secs_f64() * 1000.0,
-        ops_per_sec,
-        report.wait.p50,
-        report.wait.p90,
-        report.wait.p99,
-        report.wait.max,
-        report.passed(),
-    )
+            .filter(|_| !scenario.is_finite())
+            .map(|d| format!("/{:.1}s", d.as_secs_f64()))
+            .unwrap_or_default();
+        let flag = Arc::clone(&drawn);
+        let task = runtime.spawn(async move {
+            let started = std::time::Instant::now();
+            let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+            loop {
+                ticker.tick().await;
+                let elapsed = started.elapsed();
+                if elapsed < PROGRESS_AFTER {
+                    continue;
+                }
+                let line = format!(
+                    "locks-sim: {scenario} {:.1}s{planned}  ops {}  violations {}",
+                    elapsed.as_secs_f64(),
+                    progress.ops(),
+                    progress.violations(),
+                );
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r{line:<72}");
+                let _ = err.flush();
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        Some(ProgressLine { task, drawn })
+    }
+
+    fn finish(self) {
+        self.task.abort();
+        if self.drawn.load(Ordering::SeqCst) {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r{:72}\r", "");
+            let _ = err.flush();
+        }
+    }
 }
 
 fn main() -> ExitCode {
     // Bad arguments: clap prints usage and exits with 2 (0 for --help / --version).
     let args = Args::parse();
-    let cfg = config(&args);
-    if let Err(e) = cfg.validate() {
-        eprintln!("locks-sim: {e}");
-        return ExitCode::from(EXIT_ERROR);
+    let configs: Vec<SimConfig> = args
+        .scenario
+        .scenarios()
+        .into_iter()
+        .map(|s| config(&args, s))
+        .collect();
+    for cfg in &configs {
+        if let Err(e) = cfg.validate() {
+            eprintln!("locks-sim: {}: {e}", cfg.scenario);
+            return ExitCode::from(EXIT_ERROR);
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -329,33 +419,59 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    if !args.json {
-        println!("{}", header(kind, &cfg));
-    }
-    let report = match runtime.block_on(sim::run(backend, &cfg)) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("locks-sim: {e}");
-            return ExitCode::from(EXIT_ERROR);
+
+    let mut results: Vec<(Scenario, bool)> = Vec::new();
+    for (i, cfg) in configs.iter().enumerate() {
+        if !args.json {
+            if i > 0 {
+                println!();
+            }
+            println!("{}", header(kind, cfg));
         }
-    };
-    let violations = violation_lines(&report);
-    if args.json {
-        println!("{}", json(kind, &cfg, &report));
-        for line in &violations {
+        let progress = Arc::new(Progress::new());
+        let line = ProgressLine::start(&runtime, cfg, Arc::clone(&progress));
+        let outcome = runtime.block_on(sim::run_with_progress(Arc::clone(&backend), cfg, progress));
+        if let Some(line) = line {
+            line.finish();
+        }
+        let report = match outcome {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("locks-sim: {}: {e}", cfg.scenario);
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
+        print_report(&report, args.json);
+        results.push((report.scenario, report.passed()));
+    }
+    if !args.json && results.len() > 1 {
+        let summary: Vec<String> = results
+            .iter()
+            .map(|(s, ok)| format!("{s} {}", if *ok { "PASS" } else { "FAIL" }))
+            .collect();
+        println!();
+        println!("locks-sim: summary: {}", summary.join(", "));
+    }
+    if results.iter().all(|(_, ok)| *ok) {
+        ExitCode::from(EXIT_PASSED)
+    } else {
+        ExitCode::from(EXIT_VIOLATION)
+    }
+}
+
+fn print_report(report: &SimReport, json: bool) {
+    let lines = report.violation_lines();
+    if json {
+        println!("{}", report.to_json());
+        for line in &lines {
             eprintln!("{line}");
         }
     } else {
         println!();
         print!("{}", report.table());
-        for line in &violations {
+        for line in &lines {
             println!("{line}");
         }
-    }
-    if report.passed() {
-        ExitCode::from(EXIT_PASSED)
-    } else {
-        ExitCode::from(EXIT_VIOLATION)
     }
 }
 
@@ -400,15 +516,55 @@ mod tests {
     #[test]
     fn args_parse_and_build_a_config() {
         let args = Args::try_parse_from(["locks-sim", "--ops-per-worker", "10"]);
-        let cfg = config(&args.expect("valid args"));
-        assert_eq!(cfg.duration, None);
-        assert_eq!(cfg.ops_per_worker, Some(10));
+        let args = args.expect("valid args");
+        assert_eq!(args.scenario, ScenarioChoice::One(Scenario::Mutex));
+        let cfg = config(&args, Scenario::Mutex);
+        assert_eq!(
+            cfg,
+            SimConfig {
+                duration: None,
+                ops_per_worker: Some(10),
+                ..SimConfig::default()
+            }
+        );
         assert_eq!(cfg.effective_services(), 8);
+        // --ops-per-worker does not bound the finite or timed scenarios.
+        assert!(config(&args, Scenario::Oversell).duration.is_some());
+        assert!(config(&args, Scenario::LeaderFailover).duration.is_some());
 
-        let cfg = config(&Args::try_parse_from(["locks-sim"]).expect("valid args"));
-        assert_eq!(cfg.duration, Some(Duration::from_secs(2)));
+        let cfg = config(
+            &Args::try_parse_from(["locks-sim"]).expect("valid args"),
+            Scenario::Mutex,
+        );
+        assert_eq!(cfg, SimConfig::default());
 
         assert!(Args::try_parse_from(["locks-sim", "--duration", "2 parsecs"]).is_err());
         assert!(Args::try_parse_from(["locks-sim", "--backend", "nope"]).is_err());
+    }
+
+    #[test]
+    fn scenarios_parse_and_take_their_defaults() {
+        let args = Args::try_parse_from([
+            "locks-sim",
+            "--scenario",
+            "all",
+            "--workers",
+            "3",
+            "--unsafe-no-lock",
+        ])
+        .expect("valid args");
+        assert_eq!(args.scenario.scenarios(), Scenario::ALL.to_vec());
+        for s in Scenario::ALL {
+            let cfg = config(&args, s);
+            assert_eq!(cfg.scenario, s);
+            assert_eq!(cfg.workers, 3);
+            assert!(cfg.unsafe_no_lock);
+            assert_eq!(cfg.ttl, SimConfig::for_scenario(s).ttl);
+        }
+        let args = Args::try_parse_from(["locks-sim", "--scenario", "gc-pause", "--stock", "7"])
+            .expect("valid args");
+        assert_eq!(args.scenario, ScenarioChoice::One(Scenario::GcPause));
+        assert_eq!(config(&args, Scenario::Oversell).stock, 7);
+        assert!(Args::try_parse_from(["locks-sim", "--scenario", "nope"]).is_err());
     }
 }

@@ -1,0 +1,312 @@
+//! `locks-bench`: the lock service against raw Redis commands, the loopback round trip, a raw
+//! `DashMap` and `tokio::sync::Mutex`, side by side in one run.
+//!
+//! It starts a private `redis-server` through the testkit fixture (or uses `--redis URL`), runs
+//! every Redis figure on tokio's multi-thread runtime (what `#[tokio::main]` gives) and on the
+//! current-thread runtime, then the memory-backend figures, and prints one Markdown table with
+//! every ratio and target.
+//!
+//! ```text
+//! cargo run --release -p locks-bench                 # the full run (about two minutes)
+//! cargo run --release -p locks-bench -- --quick      # a smoke run (seconds)
+//! cargo run --release -p locks-bench -- --only handoff --measure 5s
+//! ```
+//!
+//! Exit codes: 0 every target met, 1 a target missed, 2 an error.
+
+mod memory_bench;
+mod redis_bench;
+mod sys;
+mod table;
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use locks_testkit::redis_server::RedisServer;
+use tokio::runtime::Runtime;
+
+use crate::table::Table;
+
+/// The error type of the binary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The result type of the binary.
+pub type Result<T> = std::result::Result<T, BoxError>;
+
+/// A group of figures (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Section {
+    /// Uncontended acquire+release on one connection, sequential, vs SET NX PX + DEL.
+    Sequential,
+    /// The same with 64 concurrent tasks on one multiplexed connection.
+    Concurrent,
+    /// 4 and 8 workers on one key: hand-off latency, throughput, waits, shares.
+    Handoff,
+    /// Many leases held with auto-renewal: round trips, CPU, memory.
+    Renewal,
+    /// The in-memory backend vs DashMap and tokio::sync::Mutex.
+    Memory,
+}
+
+/// Benchmarks of the locks service against raw Redis, the loopback round trip, DashMap and
+/// tokio::sync::Mutex.
+#[derive(Debug, Parser)]
+#[command(name = "locks-bench", version, about)]
+struct Args {
+    /// Use this Redis server instead of starting a private one (keys are namespaced per run;
+    /// nothing is flushed). Never point it at a server others depend on.
+    #[arg(long)]
+    redis: Option<String>,
+
+    /// A short smoke run: every row, tiny durations and 200 renewed leases.
+    #[arg(long)]
+    quick: bool,
+
+    /// Measuring time per side of each throughput figure (e.g. `2s`, `300ms`).
+    #[arg(long, value_parser = parse_duration)]
+    measure: Option<Duration>,
+
+    /// How long the leases of the renewal figure are held.
+    #[arg(long, value_parser = parse_duration)]
+    renew_duration: Option<Duration>,
+
+    /// Ttl of the renewed leases; they renew at half of it.
+    #[arg(long, value_parser = parse_duration)]
+    renew_ttl: Option<Duration>,
+
+    /// Number of leases held for the renewal figure.
+    #[arg(long)]
+    renew_leases: Option<usize>,
+
+    /// Run only these sections (repeat or comma-separate); default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+}
+
+/// What to run and for how long.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Measuring time per side of a throughput figure (split into interleaved rounds).
+    pub measure: Duration,
+    /// Interleaved rounds per throughput figure (locks and reference alternate, so machine
+    /// noise hits both sides alike).
+    pub rounds: u32,
+    /// Measuring time of a hand-off figure.
+    pub handoff: Duration,
+    /// Leases held for the renewal figure.
+    pub renew_leases: usize,
+    /// Their ttl.
+    pub renew_ttl: Duration,
+    /// How long they are held.
+    pub renew_duration: Duration,
+    /// Sections to run.
+    pub sections: Vec<Section>,
+    /// A per-run tag in every key, so runs against a shared server do not collide.
+    pub run_id: String,
+}
+
+impl Config {
+    fn from_args(args: &Args) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let run_id = format!("bench-{}-{}", std::process::id(), nanos % 1_000_000_000);
+        let (measure, rounds, handoff, leases, ttl, hold) = if args.quick {
+            (
+                Duration::from_millis(100),
+                2,
+                Duration::from_millis(200),
+                200,
+                Duration::from_secs(1),
+                Duration::from_millis(1600),
+            )
+        } else {
+            (
+                Duration::from_secs(2),
+                5,
+                Duration::from_secs(3),
+                10_000,
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+            )
+        };
+        let sections = if args.only.is_empty() {
+            vec![
+                Section::Sequential,
+                Section::Concurrent,
+                Section::Handoff,
+                Section::Renewal,
+                Section::Memory,
+            ]
+        } else {
+            args.only.clone()
+        };
+        Config {
+            measure: args.measure.unwrap_or(measure),
+            rounds,
+            handoff: args.measure.map_or(handoff, |m| m.max(handoff)),
+            renew_leases: args.renew_leases.unwrap_or(leases),
+            renew_ttl: args.renew_ttl.unwrap_or(ttl),
+            renew_duration: args.renew_duration.unwrap_or(hold),
+            sections,
+            run_id,
+        }
+    }
+
+    /// Whether `section` is to run.
+    pub fn runs(&self, section: Section) -> bool {
+        self.sections.contains(&section)
+    }
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        _ => return Err(format!("unknown unit in {s:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// A tokio runtime flavour, with the label the table uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `Builder::new_multi_thread()`, one worker per core: what `#[tokio::main]` gives.
+    MultiThread,
+    /// `Builder::new_current_thread()`.
+    CurrentThread,
+}
+
+impl Flavor {
+    /// The label of the runtime column.
+    pub fn label(self) -> &'static str {
+        match self {
+            Flavor::MultiThread => "multi-thread",
+            Flavor::CurrentThread => "current-thread",
+        }
+    }
+
+    /// Build a runtime of this flavour with every driver on.
+    pub fn build(self) -> Result<Runtime> {
+        let mut builder = match self {
+            Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        };
+        Ok(builder.enable_all().build()?)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("locks-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<usize> {
+    let cfg = Config::from_args(args);
+    // The fixture's own runtime owns the server process for the whole run.
+    let fixture_rt = Flavor::CurrentThread.build()?;
+    let needs_redis = cfg.sections.iter().any(|s| *s != Section::Memory);
+    let (server, url) = match (&args.redis, needs_redis) {
+        (Some(url), _) => (None, Some(url.clone())),
+        (None, true) => {
+            let server = fixture_rt.block_on(RedisServer::start())?;
+            let url = server.url();
+            (Some(server), Some(url))
+        }
+        (None, false) => (None, None),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut table = Table::default();
+    let mut notes = Vec::new();
+    if let Some(url) = &url {
+        let version = fixture_rt.block_on(redis_bench::server_version(url))?;
+        notes.push(format!(
+            "Redis {version} at {} ({}), {cores} CPU cores shared by client and server",
+            redact(url),
+            if server.is_some() {
+                "private redis-server started by the testkit fixture"
+            } else {
+                "--redis"
+            },
+        ));
+        for flavor in [Flavor::MultiThread, Flavor::CurrentThread] {
+            eprintln!("redis figures on the {} runtime", flavor.label());
+            let rt = flavor.build()?;
+            rt.block_on(redis_bench::run(url, flavor, &cfg, &mut table))?;
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+    if cfg.runs(Section::Memory) {
+        eprintln!("memory-backend figures");
+        memory_bench::run(&cfg, &mut table)?;
+    }
+    notes.push(format!(
+        "throughput sides measured {:?} each in {} interleaved rounds; hand-off runs {:?}; \
+         renewal holds {} leases (ttl {:?}, renewed every {:?}) for {:?}",
+        cfg.measure,
+        cfg.rounds,
+        cfg.handoff,
+        cfg.renew_leases,
+        cfg.renew_ttl,
+        cfg.renew_ttl / 2,
+        cfg.renew_duration
+    ));
+    println!();
+    for n in &notes {
+        println!("{n}");
+    }
+    println!();
+    print!("{}", table.render());
+    let failures = table.failures();
+    println!();
+    println!("{failures} target(s) missed");
+    {
+        let _enter = fixture_rt.enter();
+        drop(server);
+    }
+    Ok(failures)
+}
+
+/// A URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("redis://u:pw@h:1/0"), "redis://***@h:1/0");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}

@@ -1,0 +1,596 @@
+//! The Redis figures: the lock service next to the raw commands it is built on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use hdrhistogram::Histogram;
+use locks_core::{AcquireOptions, LeaseState, LockGuard, LockService};
+use locks_redis::RedisBackend;
+use locks_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use locks_redis::redis::{self, Client};
+use tokio::task::JoinSet;
+
+use crate::sys::{cpu_time, rss_bytes};
+use crate::table::{Row, Table, Verdict, grouped, micros, rate, times};
+use crate::{Config, Flavor, Result, Section};
+
+/// Concurrent tasks of the concurrent figure.
+const TASKS: usize = 64;
+/// Ttl of the throughput and hand-off leases (the service default).
+const TTL: Duration = Duration::from_secs(30);
+/// A fixed 36-character token for the raw `SET NX`, as long as an owner token.
+const RAW_TOKEN: &str = "00000000-0000-4000-8000-000000000000";
+
+/// A connection of the same type and configuration as the backend's command connection.
+async fn raw_conn(client: &Client) -> Result<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(locks_redis::DEFAULT_CONNECT_TIMEOUT))
+        .set_response_timeout(Some(locks_redis::DEFAULT_RESPONSE_TIMEOUT))
+        .set_number_of_retries(0);
+    Ok(client.get_connection_manager_with_config(config).await?)
+}
+
+/// The server's `redis_version`.
+pub async fn server_version(url: &str) -> Result<String> {
+    let mut conn = raw_conn(&Client::open(url)?).await?;
+    let info = info(&mut conn, "server").await?;
+    Ok(info
+        .get("redis_version")
+        .cloned()
+        .unwrap_or_else(|| "?".into()))
+}
+
+async fn info(conn: &mut ConnectionManager, section: &str) -> Result<HashMap<String, String>> {
+    let text: String = redis::cmd("INFO").arg(section).query_async(conn).await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect())
+}
+
+/// `calls` of one command in `INFO commandstats`.
+fn calls(stats: &HashMap<String, String>, command: &str) -> u64 {
+    stats
+        .get(&format!("cmdstat_{command}"))
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Server CPU seconds (user + system) from `INFO cpu`.
+fn server_cpu(stats: &HashMap<String, String>) -> f64 {
+    ["used_cpu_user", "used_cpu_sys"]
+        .iter()
+        .filter_map(|k| stats.get(*k).and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn new_histogram() -> Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Run every Redis section of `cfg` on the current runtime.
+pub async fn run(url: &str, flavor: Flavor, cfg: &Config, table: &mut Table) -> Result<()> {
+    let rt = flavor.label();
+    let client = Client::open(url)?;
+    let mut raw = raw_conn(&client).await?;
+    let rtt = ping_rtt(&mut raw, cfg.measure / 2).await?;
+    table.push(Row {
+        figure: "loopback round trip (PING, p50)".into(),
+        runtime: rt,
+        locks: "-".into(),
+        reference: format!("PING: {}", micros(rtt)),
+        ratio: "1 RTT".into(),
+        target: String::new(),
+        verdict: Verdict::Info,
+    });
+    let backend = RedisBackend::connect(url).await?;
+    let svc = LockService::new(backend)?;
+
+    let mut uncontended: Option<f64> = None;
+    if cfg.runs(Section::Sequential) || cfg.runs(Section::Handoff) {
+        let (lib, floor) = sequential(&svc, &mut raw, cfg).await?;
+        uncontended = Some(lib);
+        let ratio = lib / floor;
+        table.push(Row {
+            figure: "sequential acquire+release, 1 connection".into(),
+            runtime: rt,
+            locks: format!(
+                "{} ({} per cycle)",
+                rate(lib),
+                micros(Duration::from_secs_f64(1.0 / lib))
+            ),
+            reference: format!(
+                "SET NX PX + DEL: {} ({} per cycle)",
+                rate(floor),
+                micros(Duration::from_secs_f64(1.0 / floor))
+            ),
+            ratio: times(ratio),
+            target: "≥ 0.90×".into(),
+            verdict: Verdict::of(ratio >= 0.90),
+        });
+    }
+    if cfg.runs(Section::Concurrent) {
+        let (lib, floor) = concurrent(&svc, &raw, cfg).await?;
+        let ratio = lib / floor;
+        table.push(Row {
+            figure: format!("{TASKS} concurrent tasks, 1 multiplexed connection"),
+            runtime: rt,
+            locks: rate(lib),
+            reference: format!("SET NX PX + DEL, {TASKS} tasks: {}", rate(floor)),
+            ratio: times(ratio),
+            target: "≥ 0.80×".into(),
+            verdict: Verdict::of(ratio >= 0.80),
+        });
+    }
+    svc.shutdown().await;
+    if cfg.runs(Section::Handoff) {
+        for workers in [4, 8] {
+            let report = handoff(url, workers, cfg).await?;
+            report.rows(rt, rtt, uncontended, table)?;
+        }
+    }
+    if cfg.runs(Section::Renewal) {
+        renewal(url, &mut raw, rt, cfg, table).await?;
+    }
+    Ok(())
+}
+
+/// Median round trip of sequential `PING`s.
+async fn ping_rtt(conn: &mut ConnectionManager, dur: Duration) -> Result<Duration> {
+    let mut hist = new_histogram()?;
+    for _ in 0..100 {
+        let _: String = redis::cmd("PING").query_async(conn).await?;
+    }
+    let start = Instant::now();
+    while start.elapsed() < dur {
+        let t = Instant::now();
+        let _: String = redis::cmd("PING").query_async(conn).await?;
+        hist.record(us(t.elapsed()))?;
+    }
+    Ok(Duration::from_micros(hist.value_at_quantile(0.5)))
+}
+
+async fn raw_cycle(conn: &mut ConnectionManager, key: &str) -> Result<()> {
+    let set: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(RAW_TOKEN)
+        .arg("NX")
+        .arg("PX")
+        .arg(TTL.as_millis() as u64)
+        .query_async(conn)
+        .await?;
+    if set.is_none() {
+        return Err(format!("raw SET NX found {key} taken").into());
+    }
+    let _: i64 = redis::cmd("DEL").arg(key).query_async(conn).await?;
+    Ok(())
+}
+
+async fn lib_cycle(svc: &LockService, key: &str) -> Result<()> {
+    let guard = svc.acquire(key).await?;
+    guard.release().await?;
+    Ok(())
+}
+
+/// Cycles per second on one connection, one at a time: (locks, raw floor).
+async fn sequential(
+    svc: &LockService,
+    raw: &mut ConnectionManager,
+    cfg: &Config,
+) -> Result<(f64, f64)> {
+    let key = format!("{}:seq", cfg.run_id);
+    let raw_key = format!("{}:raw-seq", cfg.run_id);
+    for _ in 0..200 {
+        lib_cycle(svc, &key).await?;
+        raw_cycle(raw, &raw_key).await?;
+    }
+    let slice = cfg.measure / cfg.rounds;
+    let (mut lib_n, mut lib_t, mut raw_n, mut raw_t) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
+    for _ in 0..cfg.rounds {
+        let start = Instant::now();
+        while start.elapsed() < slice {
+            raw_cycle(raw, &raw_key).await?;
+            raw_n += 1;
+        }
+        raw_t += start.elapsed();
+        let start = Instant::now();
+        while start.elapsed() < slice {
+            lib_cycle(svc, &key).await?;
+            lib_n += 1;
+        }
+        lib_t += start.elapsed();
+    }
+    Ok((
+        lib_n as f64 / lib_t.as_secs_f64(),
+        raw_n as f64 / raw_t.as_secs_f64(),
+    ))
+}
+
+/// Total cycles per second of [`TASKS`] tasks on one connection, each on its own key:
+/// (locks, raw).
+async fn concurrent(svc: &LockService, raw: &ConnectionManager, cfg: &Config) -> Result<(f64, f64)> {
+    let keys: Vec<String> = (0..TASKS)
+        .map(|i| format!("{}:conc:{i}", cfg.run_id))
+        .collect();
+    let raw_keys: Vec<String> = (0..TASKS)
+        .map(|i| format!("{}:raw-conc:{i}", cfg.run_id))
+        .collect();
+    // Warm-up, then interleaved rounds.
+    concurrent_round(svc, raw, &keys, &raw_keys, Duration::from_millis(50), true).await?;
+    concurrent_round(svc, raw, &keys, &raw_keys, Duration::from_millis(50), false).await?;
+    let slice = cfg.measure / cfg.rounds;
+    let (mut lib_n, mut lib_t, mut raw_n, mut raw_t) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
+    for _ in 0..cfg.rounds {
+        let (n, t) = concurrent_round(svc, raw, &keys, &raw_keys, slice, false).await?;
+        raw_n += n;
+        raw_t += t;
+        let (n, t) = concurrent_round(svc, raw, &keys, &raw_keys, slice, true).await?;
+        lib_n += n;
+        lib_t += t;
+    }
+    Ok((
+        lib_n as f64 / lib_t.as_secs_f64(),
+        raw_n as f64 / raw_t.as_secs_f64(),
+    ))
+}
+
+async fn concurrent_round(
+    svc: &LockService,
+    raw: &ConnectionManager,
+    keys: &[String],
+    raw_keys: &[String],
+    dur: Duration,
+    lib: bool,
+) -> Result<(u64, Duration)> {
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut tasks = JoinSet::new();
+    for i in 0..TASKS {
+        if lib {
+            let (svc, key) = (svc.clone(), keys[i].clone());
+            tasks.spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    lib_cycle(&svc, &key).await?;
+                    n += 1;
+                }
+                Ok::<u64, crate::BoxError>(n)
+            });
+        } else {
+            let (mut conn, key) = (raw.clone(), raw_keys[i].clone());
+            tasks.spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    raw_cycle(&mut conn, &key).await?;
+                    n += 1;
+                }
+                Ok::<u64, crate::BoxError>(n)
+            });
+        }
+    }
+    let mut total = 0;
+    while let Some(r) = tasks.join_next().await {
+        total += r??;
+    }
+    Ok((total, start.elapsed()))
+}
+
+/// What one hand-off run measured.
+struct Handoff {
+    workers: usize,
+    sections: u64,
+    elapsed: Duration,
+    handoff: Histogram<u64>,
+    longest_wait: Duration,
+    counts: Vec<u64>,
+    violations: u64,
+    lost_updates: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// When the current holder started its release (taken by the next holder).
+    released_at: Mutex<Option<Instant>>,
+    /// Holders inside the critical section right now (must never exceed 1).
+    inside: AtomicU64,
+    violations: AtomicU64,
+    /// Incremented non-atomically (load, yield, store) inside the critical section.
+    counter: AtomicU64,
+}
+
+/// `workers` lock services, each with its own backend (its own command and pub/sub
+/// connections, as separate processes would have), loop on one key with a tiny critical
+/// section.
+async fn handoff(url: &str, workers: usize, cfg: &Config) -> Result<Handoff> {
+    let key = format!("{}:handoff{workers}", cfg.run_id);
+    let opts = AcquireOptions::new().wait_timeout(Duration::from_secs(10));
+    let mut services = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let svc = LockService::new(RedisBackend::connect(url).await?)?;
+        // Warm-up: script cache and connections.
+        lib_cycle(&svc, &key).await?;
+        services.push(svc);
+    }
+    let shared = Arc::new(Shared::default());
+    let start = Instant::now();
+    let deadline = start + cfg.handoff;
+    let mut tasks = JoinSet::new();
+    for (i, svc) in services.iter().enumerate() {
+        let (svc, key, opts, shared) = (svc.clone(), key.clone(), opts.clone(), Arc::clone(&shared));
+        tasks.spawn(async move {
+            let mut hist = new_histogram()?;
+            let mut longest = Duration::ZERO;
+            let mut count = 0u64;
+            while Instant::now() < deadline {
+                let asked = Instant::now();
+                let guard: LockGuard = svc.acquire_with(&key, opts.clone()).await?;
+                let got = Instant::now();
+                longest = longest.max(got - asked);
+                let released = shared
+                    .released_at
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(released) = released {
+                    hist.record(us(got - released))?;
+                }
+                if shared.inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                    shared.violations.fetch_add(1, Ordering::SeqCst);
+                }
+                let v = shared.counter.load(Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                shared.counter.store(v + 1, Ordering::SeqCst);
+                shared.inside.fetch_sub(1, Ordering::SeqCst);
+                count += 1;
+                *shared
+                    .released_at
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                guard.release().await?;
+            }
+            Ok::<_, crate::BoxError>((i, count, longest, hist))
+        });
+    }
+    let mut handoff = new_histogram()?;
+    let mut counts = vec![0; workers];
+    let mut longest_wait = Duration::ZERO;
+    while let Some(r) = tasks.join_next().await {
+        let (i, count, longest, hist) = r??;
+        counts[i] = count;
+        longest_wait = longest_wait.max(longest);
+        handoff.add(hist)?;
+    }
+    let elapsed = start.elapsed();
+    for svc in &services {
+        svc.shutdown().await;
+    }
+    let sections: u64 = counts.iter().sum();
+    Ok(Handoff {
+        workers,
+        sections,
+        elapsed,
+        handoff,
+        longest_wait,
+        counts,
+        violations: shared.violations.load(Ordering::SeqCst),
+        lost_updates: sections.saturating_sub(shared.counter.load(Ordering::SeqCst)),
+    })
+}
+
+impl Handoff {
+    fn rows(
+        &self,
+        rt: &'static str,
+        rtt: Duration,
+        uncontended: Option<f64>,
+        table: &mut Table,
+    ) -> Result<()> {
+        let w = self.workers;
+        let gated = w == 4;
+        let rtts = |d: Duration| d.as_secs_f64() / rtt.as_secs_f64();
+        let p50 = Duration::from_micros(self.handoff.value_at_quantile(0.5));
+        let p99 = Duration::from_micros(self.handoff.value_at_quantile(0.99));
+        table.push(Row {
+            figure: format!("hand-off p50 (release → next acquire), {w} workers"),
+            runtime: rt,
+            locks: micros(p50),
+            reference: format!("PING: {}", micros(rtt)),
+            ratio: format!("{:.1} RTT", rtts(p50)),
+            target: "≤ 3 RTT".into(),
+            verdict: Verdict::of(rtts(p50) <= 3.0),
+        });
+        table.push(Row {
+            figure: format!("hand-off p99, {w} workers"),
+            runtime: rt,
+            locks: micros(p99),
+            reference: format!("PING: {}", micros(rtt)),
+            ratio: format!("{:.1} RTT", rtts(p99)),
+            target: String::new(),
+            verdict: Verdict::Info,
+        });
+        let cs = self.sections as f64 / self.elapsed.as_secs_f64();
+        let (reference, ratio) = match uncontended {
+            Some(u) => (format!("uncontended cycle: {}", rate(u)), cs / u),
+            None => ("uncontended cycle: not measured".into(), f64::NAN),
+        };
+        let integrity = if self.violations == 0 && self.lost_updates == 0 {
+            String::new()
+        } else {
+            format!(
+                " — {} overlaps, {} lost updates!",
+                self.violations, self.lost_updates
+            )
+        };
+        table.push(Row {
+            figure: format!("critical sections/s, {w} workers"),
+            runtime: rt,
+            locks: format!("{}{integrity}", rate(cs)),
+            reference,
+            ratio: times(ratio),
+            target: if gated { "≥ 0.50×".into() } else { String::new() },
+            verdict: if self.violations > 0 || self.lost_updates > 0 {
+                Verdict::Fail
+            } else if gated {
+                Verdict::of(ratio >= 0.5)
+            } else {
+                Verdict::Info
+            },
+        });
+        table.push(Row {
+            figure: format!("longest single wait, {w} workers"),
+            runtime: rt,
+            locks: micros(self.longest_wait),
+            reference: format!("PING: {}", micros(rtt)),
+            ratio: format!("{} RTT", grouped(rtts(self.longest_wait))),
+            target: if gated { "≤ 50 ms".into() } else { String::new() },
+            verdict: if gated {
+                Verdict::of(self.longest_wait <= Duration::from_millis(50))
+            } else {
+                Verdict::Info
+            },
+        });
+        let fair = self.sections as f64 / w as f64;
+        let min = self.counts.iter().copied().min().unwrap_or(0) as f64;
+        let shares: Vec<String> = self
+            .counts
+            .iter()
+            .map(|c| format!("{:.0}", 100.0 * *c as f64 / self.sections.max(1) as f64))
+            .collect();
+        table.push(Row {
+            figure: format!("worker shares (%), {w} workers"),
+            runtime: rt,
+            locks: shares.join("/"),
+            reference: format!("fair: {:.1} each", 100.0 / w as f64),
+            ratio: format!("min {}", times(min / fair)),
+            target: if gated { "min ≥ 0.50×".into() } else { String::new() },
+            verdict: if gated {
+                Verdict::of(min / fair >= 0.5)
+            } else {
+                Verdict::Info
+            },
+        });
+        Ok(())
+    }
+}
+
+/// Hold many leases with auto-renewal; count round trips, CPU and memory.
+async fn renewal(
+    url: &str,
+    raw: &mut ConnectionManager,
+    rt: &'static str,
+    cfg: &Config,
+    table: &mut Table,
+) -> Result<()> {
+    let n = cfg.renew_leases;
+    let backend = RedisBackend::connect(url).await?;
+    let svc = LockService::builder(backend)
+        .default_ttl(cfg.renew_ttl)
+        .build()?;
+    let warm = format!("{}:renew-warm", cfg.run_id);
+    for _ in 0..200 {
+        lib_cycle(&svc, &warm).await?;
+    }
+    let rss_before = rss_bytes().unwrap_or(0);
+    let guards: Vec<LockGuard> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (svc, key) = (svc.clone(), format!("{}:renew:{i}", cfg.run_id));
+            async move { svc.acquire(&key).await }
+        })
+        .buffer_unordered(TASKS)
+        .try_collect()
+        .await?;
+    let rss_held = rss_bytes().unwrap_or(0);
+    let stats_before = info(raw, "commandstats").await?;
+    let server_before = info(raw, "cpu").await?;
+    let cpu_before = cpu_time().unwrap_or_default();
+    let start = Instant::now();
+    tokio::time::sleep(cfg.renew_duration).await;
+    let elapsed = start.elapsed();
+    let cpu = cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    let stats_after = info(raw, "commandstats").await?;
+    let server_after = info(raw, "cpu").await?;
+    let still_held = guards
+        .iter()
+        .filter(|g| g.state() == LeaseState::Held)
+        .count();
+    futures::stream::iter(guards)
+        .map(|g| g.release())
+        .buffer_unordered(TASKS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    svc.shutdown().await;
+
+    // Every lock operation is one script call: EVALSHA (or EVAL after a NOSCRIPT).
+    let scripts = ["evalsha", "eval"]
+        .iter()
+        .map(|c| calls(&stats_after, c).saturating_sub(calls(&stats_before, c)))
+        .sum::<u64>();
+    let period = cfg.renew_ttl / 2;
+    let periods = elapsed.as_secs_f64() / period.as_secs_f64();
+    let per_period = scripts as f64 / periods;
+    table.push(Row {
+        figure: format!("renewal: round trips per renewal period, {} leases", grouped(n as f64)),
+        runtime: rt,
+        locks: format!(
+            "{} ({} in {:.1} periods of {:?})",
+            grouped(per_period),
+            grouped(scripts as f64),
+            periods,
+            period
+        ),
+        reference: format!("one per lease: {}", grouped(n as f64)),
+        ratio: format!("{:.2} per lease", per_period / n as f64),
+        target: String::new(),
+        verdict: Verdict::Info,
+    });
+    table.push(Row {
+        figure: format!("renewal: leases still held after {:?}", cfg.renew_duration),
+        runtime: rt,
+        locks: grouped(still_held as f64),
+        reference: format!("held: {}", grouped(n as f64)),
+        ratio: times(still_held as f64 / n as f64),
+        target: "all".into(),
+        verdict: Verdict::of(still_held == n),
+    });
+    let cores = cpu.as_secs_f64() / elapsed.as_secs_f64();
+    let server_cores =
+        (server_cpu(&server_after) - server_cpu(&server_before)) / elapsed.as_secs_f64();
+    let per_renewal = cpu.as_secs_f64() / scripts.max(1) as f64;
+    table.push(Row {
+        figure: format!("renewal: process CPU, {} leases", grouped(n as f64)),
+        runtime: rt,
+        locks: format!(
+            "{:.3} core ({} per renewal; redis-server {:.3} core)",
+            cores,
+            micros(Duration::from_secs_f64(per_renewal)),
+            server_cores
+        ),
+        reference: "one core".into(),
+        ratio: times(cores),
+        target: "≤ 0.10× (well under one core)".into(),
+        verdict: Verdict::of(cores <= 0.10),
+    });
+    let per_lease = rss_held.saturating_sub(rss_before) as f64 / n as f64;
+    table.push(Row {
+        figure: format!("renewal: resident memory per held lease, {} leases", grouped(n as f64)),
+        runtime: rt,
+        locks: format!("{} B", grouped(per_lease)),
+        reference: "2 KiB".into(),
+        ratio: times(per_lease / 2048.0),
+        target: "< 2 KiB".into(),
+        verdict: Verdict::of(per_lease < 2048.0),
+    });
+    Ok(())
+}
