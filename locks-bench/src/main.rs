@@ -81,6 +81,20 @@ struct Args {
     /// Run only these sections (repeat or comma-separate); default: all.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+
+    /// Internal: measure the renewal figure alone in this (fresh) process on this runtime,
+    /// against `--redis`, and print one `RENEWAL ...` line.
+    #[arg(long, value_enum, hide = true, requires = "redis")]
+    renewal_child: Option<ChildFlavor>,
+}
+
+/// The runtime of a `--renewal-child` process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ChildFlavor {
+    /// `Builder::new_multi_thread()`.
+    MultiThread,
+    /// `Builder::new_current_thread()`.
+    CurrentThread,
 }
 
 /// What to run and for how long.
@@ -124,7 +138,7 @@ impl Config {
         } else {
             (
                 Duration::from_secs(2),
-                5,
+                10,
                 Duration::from_secs(3),
                 10_000,
                 Duration::from_secs(10),
@@ -205,6 +219,26 @@ impl Flavor {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let (Some(child), Some(url)) = (args.renewal_child, &args.redis) {
+        let flavor = match child {
+            ChildFlavor::MultiThread => Flavor::MultiThread,
+            ChildFlavor::CurrentThread => Flavor::CurrentThread,
+        };
+        let cfg = Config::from_args(&args);
+        let measured = flavor
+            .build()
+            .and_then(|rt| rt.block_on(redis_bench::measure_renewal(url, &cfg)));
+        return match measured {
+            Ok(figures) => {
+                println!("{}", figures.to_line());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("locks-bench (renewal child): {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(&args) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
-use locks_core::{AcquireOptions, LeaseState, LockGuard, LockService};
+use locks_core::{
+    AcquireOptions, LeaseState, LockBackend, LockGuard, LockKey, LockService, OwnerToken,
+};
 use locks_redis::RedisBackend;
 use locks_redis::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use locks_redis::redis::{self, Client};
@@ -96,13 +98,14 @@ pub async fn run(url: &str, flavor: Flavor, cfg: &Config, table: &mut Table) -> 
         verdict: Verdict::Info,
     });
     let backend = RedisBackend::connect(url).await?;
-    let svc = LockService::new(backend)?;
+    let svc = LockService::new(backend.clone())?;
 
     let mut uncontended: Option<f64> = None;
     if cfg.runs(Section::Sequential) || cfg.runs(Section::Handoff) {
-        let (lib, floor) = sequential(&svc, &mut raw, cfg).await?;
+        let tally = sequential(&svc, &backend, &mut raw, cfg).await?;
+        let (lib, floor) = (tally.rate(Side::Service), tally.rate(Side::Raw));
         uncontended = Some(lib);
-        let ratio = lib / floor;
+        let ratio = tally.ratio(Side::Service, Side::Raw);
         table.push(Row {
             figure: "sequential acquire+release, 1 connection".into(),
             runtime: rt,
@@ -120,31 +123,69 @@ pub async fn run(url: &str, flavor: Flavor, cfg: &Config, table: &mut Table) -> 
             target: "≥ 0.90×".into(),
             verdict: Verdict::of(ratio >= 0.90),
         });
+        scripts_rows(table, rt, "sequential", &tally, "SET NX PX + DEL");
     }
     if cfg.runs(Section::Concurrent) {
-        let (lib, floor) = concurrent(&svc, &raw, cfg).await?;
-        let ratio = lib / floor;
+        let tally = concurrent(&svc, &backend, &raw, cfg).await?;
+        let ratio = tally.ratio(Side::Service, Side::Raw);
         table.push(Row {
             figure: format!("{TASKS} concurrent tasks, 1 multiplexed connection"),
             runtime: rt,
-            locks: rate(lib),
-            reference: format!("SET NX PX + DEL, {TASKS} tasks: {}", rate(floor)),
+            locks: rate(tally.rate(Side::Service)),
+            reference: format!(
+                "SET NX PX + DEL, {TASKS} tasks: {}",
+                rate(tally.rate(Side::Raw))
+            ),
             ratio: times(ratio),
             target: "≥ 0.80×".into(),
             verdict: Verdict::of(ratio >= 0.80),
         });
+        scripts_rows(
+            table,
+            rt,
+            &format!("{TASKS} concurrent"),
+            &tally,
+            &format!("SET NX PX + DEL, {TASKS} tasks"),
+        );
     }
     svc.shutdown().await;
     if cfg.runs(Section::Handoff) {
         for workers in [4, 8] {
+            let before = ping_rtt(&mut raw, cfg.measure / 8).await?;
             let report = handoff(url, workers, cfg).await?;
-            report.rows(rt, rtt, uncontended, table)?;
+            let after = ping_rtt(&mut raw, cfg.measure / 8).await?;
+            report.rows(rt, (before + after) / 2, uncontended, table)?;
         }
     }
     if cfg.runs(Section::Renewal) {
-        renewal(url, &mut raw, rt, cfg, table).await?;
+        renewal(url, flavor, cfg, table).await?;
     }
     Ok(())
+}
+
+/// Two rows that split a throughput figure: the backend's scripts called directly (what a
+/// Lua-script design costs against the plain commands), and the service against its scripts
+/// (what the service itself costs).
+fn scripts_rows(table: &mut Table, rt: &'static str, what: &str, tally: &Tally, floor_name: &str) {
+    let scripts = tally.rate(Side::Scripts);
+    table.push(Row {
+        figure: format!("{what}: backend scripts alone (no service)"),
+        runtime: rt,
+        locks: rate(scripts),
+        reference: format!("{floor_name}: {}", rate(tally.rate(Side::Raw))),
+        ratio: times(tally.ratio(Side::Scripts, Side::Raw)),
+        target: String::new(),
+        verdict: Verdict::Info,
+    });
+    table.push(Row {
+        figure: format!("{what}: service over its own scripts"),
+        runtime: rt,
+        locks: rate(tally.rate(Side::Service)),
+        reference: format!("scripts alone: {}", rate(scripts)),
+        ratio: times(tally.ratio(Side::Service, Side::Scripts)),
+        target: String::new(),
+        verdict: Verdict::Info,
+    });
 }
 
 /// Median round trip of sequential `PING`s.
@@ -178,106 +219,203 @@ async fn raw_cycle(conn: &mut ConnectionManager, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// The backend's own acquire and release (one script each), with a fresh token per cycle as
+/// the service uses.
+async fn backend_cycle(backend: &RedisBackend, key: &LockKey) -> Result<()> {
+    let token = OwnerToken::new();
+    match backend.try_acquire(key, token, TTL).await? {
+        locks_core::AcquireResult::Acquired(_) => {}
+        locks_core::AcquireResult::Held { .. } => {
+            return Err(format!("backend acquire found {key:?} held").into());
+        }
+    }
+    if !backend.release(key, token).await? {
+        return Err(format!("backend release of {key:?}: not owner").into());
+    }
+    Ok(())
+}
+
 async fn lib_cycle(svc: &LockService, key: &str) -> Result<()> {
     let guard = svc.acquire(key).await?;
     guard.release().await?;
     Ok(())
 }
 
-/// Cycles per second on one connection, one at a time: (locks, raw floor).
+/// Per-round rates of the three sides of a throughput figure. Rounds interleave the sides (in
+/// a rotating order), so load from outside the benchmark hits every side alike; medians keep
+/// a burst of it from deciding the result.
+#[derive(Debug, Default)]
+pub struct Tally {
+    rounds: Vec<[f64; 3]>,
+}
+
+impl Tally {
+    fn push(&mut self, side: Side, rate: f64, round: usize) {
+        if self.rounds.len() <= round {
+            self.rounds.resize(round + 1, [0.0; 3]);
+        }
+        self.rounds[round][side as usize] = rate;
+    }
+
+    /// The median rate of `side`.
+    pub fn rate(&self, side: Side) -> f64 {
+        median(self.rounds.iter().map(|r| r[side as usize]).collect())
+    }
+
+    /// The median over rounds of `a / b`.
+    pub fn ratio(&self, a: Side, b: Side) -> f64 {
+        median(
+            self.rounds
+                .iter()
+                .map(|r| r[a as usize] / r[b as usize].max(1e-9))
+                .collect(),
+        )
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// The order of the sides in round `round`.
+fn order(round: usize) -> [Side; 3] {
+    let sides = [Side::Raw, Side::Scripts, Side::Service];
+    [0, 1, 2].map(|i| sides[(i + round) % 3])
+}
+
+/// Cycles per second on one connection, one at a time, for each side.
 async fn sequential(
     svc: &LockService,
+    backend: &RedisBackend,
     raw: &mut ConnectionManager,
     cfg: &Config,
-) -> Result<(f64, f64)> {
+) -> Result<Tally> {
     let key = format!("{}:seq", cfg.run_id);
+    let script_key = LockKey::new("_lock:", &format!("{}:scripts-seq", cfg.run_id))?;
     let raw_key = format!("{}:raw-seq", cfg.run_id);
     for _ in 0..200 {
         lib_cycle(svc, &key).await?;
+        backend_cycle(backend, &script_key).await?;
         raw_cycle(raw, &raw_key).await?;
     }
     let slice = cfg.measure / cfg.rounds;
-    let (mut lib_n, mut lib_t, mut raw_n, mut raw_t) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
-    for _ in 0..cfg.rounds {
-        let start = Instant::now();
-        while start.elapsed() < slice {
-            raw_cycle(raw, &raw_key).await?;
-            raw_n += 1;
+    let mut tally = Tally::default();
+    for round in 0..cfg.rounds as usize {
+        for side in order(round) {
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < slice {
+                match side {
+                    Side::Raw => raw_cycle(raw, &raw_key).await?,
+                    Side::Scripts => backend_cycle(backend, &script_key).await?,
+                    Side::Service => lib_cycle(svc, &key).await?,
+                }
+                n += 1;
+            }
+            tally.push(side, n as f64 / start.elapsed().as_secs_f64(), round);
         }
-        raw_t += start.elapsed();
-        let start = Instant::now();
-        while start.elapsed() < slice {
-            lib_cycle(svc, &key).await?;
-            lib_n += 1;
-        }
-        lib_t += start.elapsed();
     }
-    Ok((
-        lib_n as f64 / lib_t.as_secs_f64(),
-        raw_n as f64 / raw_t.as_secs_f64(),
-    ))
+    Ok(tally)
 }
 
-/// Total cycles per second of [`TASKS`] tasks on one connection, each on its own key:
-/// (locks, raw).
-async fn concurrent(svc: &LockService, raw: &ConnectionManager, cfg: &Config) -> Result<(f64, f64)> {
-    let keys: Vec<String> = (0..TASKS)
-        .map(|i| format!("{}:conc:{i}", cfg.run_id))
-        .collect();
-    let raw_keys: Vec<String> = (0..TASKS)
-        .map(|i| format!("{}:raw-conc:{i}", cfg.run_id))
-        .collect();
-    // Warm-up, then interleaved rounds.
-    concurrent_round(svc, raw, &keys, &raw_keys, Duration::from_millis(50), true).await?;
-    concurrent_round(svc, raw, &keys, &raw_keys, Duration::from_millis(50), false).await?;
-    let slice = cfg.measure / cfg.rounds;
-    let (mut lib_n, mut lib_t, mut raw_n, mut raw_t) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
-    for _ in 0..cfg.rounds {
-        let (n, t) = concurrent_round(svc, raw, &keys, &raw_keys, slice, false).await?;
-        raw_n += n;
-        raw_t += t;
-        let (n, t) = concurrent_round(svc, raw, &keys, &raw_keys, slice, true).await?;
-        lib_n += n;
-        lib_t += t;
-    }
-    Ok((
-        lib_n as f64 / lib_t.as_secs_f64(),
-        raw_n as f64 / raw_t.as_secs_f64(),
-    ))
+/// Which side of a throughput figure runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Side {
+    /// The lock service (acquire + release).
+    Service = 0,
+    /// The backend's scripts called directly.
+    Scripts = 1,
+    /// Plain `SET NX PX` + `DEL`.
+    Raw = 2,
 }
 
-async fn concurrent_round(
+/// Total cycles per second of [`TASKS`] tasks on one connection, each on its own key, for
+/// each side.
+async fn concurrent(
     svc: &LockService,
+    backend: &RedisBackend,
     raw: &ConnectionManager,
-    keys: &[String],
-    raw_keys: &[String],
-    dur: Duration,
-    lib: bool,
-) -> Result<(u64, Duration)> {
+    cfg: &Config,
+) -> Result<Tally> {
+    let conn = Conns {
+        svc,
+        backend,
+        raw,
+        run_id: &cfg.run_id,
+    };
+    // Warm-up, then interleaved rounds.
+    for side in [Side::Service, Side::Scripts, Side::Raw] {
+        concurrent_round(&conn, side, Duration::from_millis(50)).await?;
+    }
+    let slice = cfg.measure / cfg.rounds;
+    let mut tally = Tally::default();
+    for round in 0..cfg.rounds as usize {
+        for side in order(round) {
+            let (n, t) = concurrent_round(&conn, side, slice).await?;
+            tally.push(side, n as f64 / t.as_secs_f64(), round);
+        }
+    }
+    Ok(tally)
+}
+
+/// What the concurrent figure runs on.
+struct Conns<'a> {
+    svc: &'a LockService,
+    backend: &'a RedisBackend,
+    raw: &'a ConnectionManager,
+    run_id: &'a str,
+}
+
+async fn concurrent_round(conns: &Conns<'_>, side: Side, dur: Duration) -> Result<(u64, Duration)> {
     let start = Instant::now();
     let deadline = start + dur;
     let mut tasks = JoinSet::new();
     for i in 0..TASKS {
-        if lib {
-            let (svc, key) = (svc.clone(), keys[i].clone());
-            tasks.spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    lib_cycle(&svc, &key).await?;
-                    n += 1;
-                }
-                Ok::<u64, crate::BoxError>(n)
-            });
-        } else {
-            let (mut conn, key) = (raw.clone(), raw_keys[i].clone());
-            tasks.spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    raw_cycle(&mut conn, &key).await?;
-                    n += 1;
-                }
-                Ok::<u64, crate::BoxError>(n)
-            });
+        let name = format!("{}:conc-{side:?}:{i}", conns.run_id);
+        match side {
+            Side::Service => {
+                let svc = conns.svc.clone();
+                tasks.spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        lib_cycle(&svc, &name).await?;
+                        n += 1;
+                    }
+                    Ok::<u64, crate::BoxError>(n)
+                });
+            }
+            Side::Scripts => {
+                let backend = conns.backend.clone();
+                let key = LockKey::new("_lock:", &name)?;
+                tasks.spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        backend_cycle(&backend, &key).await?;
+                        n += 1;
+                    }
+                    Ok::<u64, crate::BoxError>(n)
+                });
+            }
+            Side::Raw => {
+                let mut conn = conns.raw.clone();
+                tasks.spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        raw_cycle(&mut conn, &name).await?;
+                        n += 1;
+                    }
+                    Ok::<u64, crate::BoxError>(n)
+                });
+            }
         }
     }
     let mut total = 0;
@@ -297,12 +435,17 @@ struct Handoff {
     counts: Vec<u64>,
     violations: u64,
     lost_updates: u64,
+    /// Hand-offs where the releaser took the lock again.
+    again: u64,
 }
 
 #[derive(Default)]
 struct Shared {
-    /// When the current holder started its release (taken by the next holder).
-    released_at: Mutex<Option<Instant>>,
+    /// When the current holder started its release, and which worker it is (taken by the
+    /// next holder).
+    released_at: Mutex<Option<(Instant, usize)>>,
+    /// Hand-offs where the releaser took the lock again itself.
+    again: AtomicU64,
     /// Holders inside the critical section right now (must never exceed 1).
     inside: AtomicU64,
     violations: AtomicU64,
@@ -328,7 +471,8 @@ async fn handoff(url: &str, workers: usize, cfg: &Config) -> Result<Handoff> {
     let deadline = start + cfg.handoff;
     let mut tasks = JoinSet::new();
     for (i, svc) in services.iter().enumerate() {
-        let (svc, key, opts, shared) = (svc.clone(), key.clone(), opts.clone(), Arc::clone(&shared));
+        let (svc, key, opts, shared) =
+            (svc.clone(), key.clone(), opts.clone(), Arc::clone(&shared));
         tasks.spawn(async move {
             let mut hist = new_histogram()?;
             let mut longest = Duration::ZERO;
@@ -343,8 +487,11 @@ async fn handoff(url: &str, workers: usize, cfg: &Config) -> Result<Handoff> {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take();
-                if let Some(released) = released {
+                if let Some((released, by)) = released {
                     hist.record(us(got - released))?;
+                    if by == i {
+                        shared.again.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
                 if shared.inside.fetch_add(1, Ordering::SeqCst) != 0 {
                     shared.violations.fetch_add(1, Ordering::SeqCst);
@@ -357,7 +504,7 @@ async fn handoff(url: &str, workers: usize, cfg: &Config) -> Result<Handoff> {
                 *shared
                     .released_at
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                    .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), i));
                 guard.release().await?;
             }
             Ok::<_, crate::BoxError>((i, count, longest, hist))
@@ -386,6 +533,7 @@ async fn handoff(url: &str, workers: usize, cfg: &Config) -> Result<Handoff> {
         counts,
         violations: shared.violations.load(Ordering::SeqCst),
         lost_updates: sections.saturating_sub(shared.counter.load(Ordering::SeqCst)),
+        again: shared.again.load(Ordering::SeqCst),
     })
 }
 
@@ -439,7 +587,11 @@ impl Handoff {
             locks: format!("{}{integrity}", rate(cs)),
             reference,
             ratio: times(ratio),
-            target: if gated { "≥ 0.50×".into() } else { String::new() },
+            target: if gated {
+                "≥ 0.50×".into()
+            } else {
+                String::new()
+            },
             verdict: if self.violations > 0 || self.lost_updates > 0 {
                 Verdict::Fail
             } else if gated {
@@ -454,7 +606,11 @@ impl Handoff {
             locks: micros(self.longest_wait),
             reference: format!("PING: {}", micros(rtt)),
             ratio: format!("{} RTT", grouped(rtts(self.longest_wait))),
-            target: if gated { "≤ 50 ms".into() } else { String::new() },
+            target: if gated {
+                "≤ 50 ms".into()
+            } else {
+                String::new()
+            },
             verdict: if gated {
                 Verdict::of(self.longest_wait <= Duration::from_millis(50))
             } else {
@@ -471,10 +627,18 @@ impl Handoff {
         table.push(Row {
             figure: format!("worker shares (%), {w} workers"),
             runtime: rt,
-            locks: shares.join("/"),
+            locks: format!(
+                "{} (releaser took it again: {:.0} %)",
+                shares.join("/"),
+                100.0 * self.again as f64 / self.handoff.len().max(1) as f64
+            ),
             reference: format!("fair: {:.1} each", 100.0 / w as f64),
             ratio: format!("min {}", times(min / fair)),
-            target: if gated { "min ≥ 0.50×".into() } else { String::new() },
+            target: if gated {
+                "min ≥ 0.50×".into()
+            } else {
+                String::new()
+            },
             verdict: if gated {
                 Verdict::of(min / fair >= 0.5)
             } else {
@@ -485,15 +649,71 @@ impl Handoff {
     }
 }
 
-/// Hold many leases with auto-renewal; count round trips, CPU and memory.
-async fn renewal(
-    url: &str,
-    raw: &mut ConnectionManager,
-    rt: &'static str,
-    cfg: &Config,
-    table: &mut Table,
-) -> Result<()> {
+/// What the renewal figure measured.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RenewalFigures {
+    /// Leases held.
+    pub leases: usize,
+    /// Script calls (`EVALSHA` + `EVAL`) the server ran while they were held.
+    pub scripts: u64,
+    /// How long they were held, in seconds.
+    pub elapsed: f64,
+    /// CPU seconds of the holding process meanwhile.
+    pub cpu: f64,
+    /// CPU seconds of the server meanwhile.
+    pub server_cpu: f64,
+    /// Resident memory before the leases were taken, in bytes.
+    pub rss_before: u64,
+    /// Resident memory with every lease held, in bytes.
+    pub rss_held: u64,
+    /// Leases still `Held` at the end.
+    pub still_held: usize,
+}
+
+impl RenewalFigures {
+    /// One line for the parent process: `RENEWAL key=value ...`.
+    pub fn to_line(&self) -> String {
+        format!(
+            "RENEWAL leases={} scripts={} elapsed={} cpu={} server_cpu={} rss_before={} rss_held={} still_held={}",
+            self.leases,
+            self.scripts,
+            self.elapsed,
+            self.cpu,
+            self.server_cpu,
+            self.rss_before,
+            self.rss_held,
+            self.still_held
+        )
+    }
+
+    /// Parse the line [`to_line`](Self::to_line) wrote, out of a child's whole output.
+    pub fn from_output(output: &str) -> Option<Self> {
+        let line = output.lines().find_map(|l| l.strip_prefix("RENEWAL "))?;
+        let mut f = RenewalFigures::default();
+        for kv in line.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            match k {
+                "leases" => f.leases = v.parse().ok()?,
+                "scripts" => f.scripts = v.parse().ok()?,
+                "elapsed" => f.elapsed = v.parse().ok()?,
+                "cpu" => f.cpu = v.parse().ok()?,
+                "server_cpu" => f.server_cpu = v.parse().ok()?,
+                "rss_before" => f.rss_before = v.parse().ok()?,
+                "rss_held" => f.rss_held = v.parse().ok()?,
+                "still_held" => f.still_held = v.parse().ok()?,
+                _ => {}
+            }
+        }
+        Some(f)
+    }
+}
+
+/// Hold many leases with auto-renewal in this process; count round trips, CPU and memory.
+/// Run it in a fresh process ([`renewal_in_child`]) so that memory freed by earlier figures
+/// does not hide what the leases take.
+pub async fn measure_renewal(url: &str, cfg: &Config) -> Result<RenewalFigures> {
     let n = cfg.renew_leases;
+    let mut raw = raw_conn(&Client::open(url)?).await?;
     let backend = RedisBackend::connect(url).await?;
     let svc = LockService::builder(backend)
         .default_ttl(cfg.renew_ttl)
@@ -512,15 +732,15 @@ async fn renewal(
         .try_collect()
         .await?;
     let rss_held = rss_bytes().unwrap_or(0);
-    let stats_before = info(raw, "commandstats").await?;
-    let server_before = info(raw, "cpu").await?;
+    let stats_before = info(&mut raw, "commandstats").await?;
+    let server_before = info(&mut raw, "cpu").await?;
     let cpu_before = cpu_time().unwrap_or_default();
     let start = Instant::now();
     tokio::time::sleep(cfg.renew_duration).await;
     let elapsed = start.elapsed();
     let cpu = cpu_time().unwrap_or_default().saturating_sub(cpu_before);
-    let stats_after = info(raw, "commandstats").await?;
-    let server_after = info(raw, "cpu").await?;
+    let stats_after = info(&mut raw, "commandstats").await?;
+    let server_after = info(&mut raw, "cpu").await?;
     let still_held = guards
         .iter()
         .filter(|g| g.state() == LeaseState::Held)
@@ -531,17 +751,69 @@ async fn renewal(
         .try_collect::<Vec<()>>()
         .await?;
     svc.shutdown().await;
-
     // Every lock operation is one script call: EVALSHA (or EVAL after a NOSCRIPT).
     let scripts = ["evalsha", "eval"]
         .iter()
         .map(|c| calls(&stats_after, c).saturating_sub(calls(&stats_before, c)))
         .sum::<u64>();
+    Ok(RenewalFigures {
+        leases: n,
+        scripts,
+        elapsed: elapsed.as_secs_f64(),
+        cpu: cpu.as_secs_f64(),
+        server_cpu: server_cpu(&server_after) - server_cpu(&server_before),
+        rss_before,
+        rss_held,
+        still_held,
+    })
+}
+
+/// Run [`measure_renewal`] in a fresh `locks-bench` process on the `flavor` runtime.
+async fn renewal_in_child(url: &str, flavor: Flavor, cfg: &Config) -> Result<RenewalFigures> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--renewal-child")
+        .arg(match flavor {
+            Flavor::MultiThread => "multi-thread",
+            Flavor::CurrentThread => "current-thread",
+        })
+        .arg("--redis")
+        .arg(url)
+        .arg("--renew-leases")
+        .arg(cfg.renew_leases.to_string())
+        .arg("--renew-ttl")
+        .arg(format!("{}ms", cfg.renew_ttl.as_millis()))
+        .arg("--renew-duration")
+        .arg(format!("{}ms", cfg.renew_duration.as_millis()));
+    let output = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "renewal child failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    RenewalFigures::from_output(&stdout)
+        .ok_or_else(|| format!("renewal child printed no figures: {stdout}").into())
+}
+
+/// The renewal rows, measured in a child process.
+async fn renewal(url: &str, flavor: Flavor, cfg: &Config, table: &mut Table) -> Result<()> {
+    let rt = flavor.label();
+    let f = renewal_in_child(url, flavor, cfg).await?;
+    let n = f.leases;
+    let scripts = f.scripts;
+    let elapsed = Duration::from_secs_f64(f.elapsed);
     let period = cfg.renew_ttl / 2;
     let periods = elapsed.as_secs_f64() / period.as_secs_f64();
     let per_period = scripts as f64 / periods;
     table.push(Row {
-        figure: format!("renewal: round trips per renewal period, {} leases", grouped(n as f64)),
+        figure: format!(
+            "renewal: round trips per renewal period, {} leases",
+            grouped(n as f64)
+        ),
         runtime: rt,
         locks: format!(
             "{} ({} in {:.1} periods of {:?})",
@@ -558,16 +830,15 @@ async fn renewal(
     table.push(Row {
         figure: format!("renewal: leases still held after {:?}", cfg.renew_duration),
         runtime: rt,
-        locks: grouped(still_held as f64),
+        locks: grouped(f.still_held as f64),
         reference: format!("held: {}", grouped(n as f64)),
-        ratio: times(still_held as f64 / n as f64),
+        ratio: times(f.still_held as f64 / n as f64),
         target: "all".into(),
-        verdict: Verdict::of(still_held == n),
+        verdict: Verdict::of(f.still_held == n),
     });
-    let cores = cpu.as_secs_f64() / elapsed.as_secs_f64();
-    let server_cores =
-        (server_cpu(&server_after) - server_cpu(&server_before)) / elapsed.as_secs_f64();
-    let per_renewal = cpu.as_secs_f64() / scripts.max(1) as f64;
+    let cores = f.cpu / f.elapsed;
+    let server_cores = f.server_cpu / f.elapsed;
+    let per_renewal = f.cpu / scripts.max(1) as f64;
     table.push(Row {
         figure: format!("renewal: process CPU, {} leases", grouped(n as f64)),
         runtime: rt,
@@ -582,9 +853,12 @@ async fn renewal(
         target: "≤ 0.10× (well under one core)".into(),
         verdict: Verdict::of(cores <= 0.10),
     });
-    let per_lease = rss_held.saturating_sub(rss_before) as f64 / n as f64;
+    let per_lease = f.rss_held.saturating_sub(f.rss_before) as f64 / n as f64;
     table.push(Row {
-        figure: format!("renewal: resident memory per held lease, {} leases", grouped(n as f64)),
+        figure: format!(
+            "renewal: resident memory per held lease, {} leases",
+            grouped(n as f64)
+        ),
         runtime: rt,
         locks: format!("{} B", grouped(per_lease)),
         reference: "2 KiB".into(),

@@ -63,7 +63,7 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BackendError, BackendErrorKind, LockError};
 pub use key::{LockKey, MAX_KEY_LEN, MAX_PREFIX_LEN};
 pub use lease::{LeaseHandle, LeaseResource, LeaseState, LockGuard, LostReason, drift_margin};
-pub use options::{AcquireOptions, RetryPolicy};
+pub use options::{AcquireOptions, RetryPolicy, TTL_LIMIT};
 pub use primitives::{Election, Leadership, MultiGuard, RwLock, Semaphore};
 pub use service::{LockService, LockServiceBuilder, ShutdownReport};
 pub use token::OwnerToken;

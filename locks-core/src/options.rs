@@ -197,7 +197,17 @@ pub(crate) struct Resolved {
     pub max_hold: Option<Duration>,
 }
 
+/// The largest ttl any lease may have, whatever `max_ttl` says: one day. A lease longer than
+/// that is a configuration mistake, and the bound keeps every deadline computation in range.
+pub const TTL_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
+
 pub(crate) fn validate_ttl(ttl: Duration, max_ttl: Duration) -> Result<(), LockError> {
+    if ttl > TTL_LIMIT {
+        return Err(LockError::InvalidTtl {
+            ttl,
+            reason: format!("exceeds the absolute limit of {TTL_LIMIT:?}"),
+        });
+    }
     if ttl < Duration::from_millis(1) {
         return Err(LockError::InvalidTtl {
             ttl,
@@ -278,5 +288,7 @@ mod tests {
         assert!(validate_ttl(Duration::from_micros(999), max).is_err());
         assert!(validate_ttl(Duration::from_secs(301), max).is_err());
         assert!(validate_ttl(Duration::from_secs(300), max).is_ok());
+        assert!(validate_ttl(Duration::MAX, Duration::MAX).is_err());
+        assert!(validate_ttl(TTL_LIMIT, Duration::MAX).is_ok());
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,11 +13,12 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{AcquireResult, LeaseInfo, LockBackend, ReleaseListener};
+use crate::backend::{AcquireResult, LeaseInfo, LockBackend, ReleaseListener, Wake};
 use crate::error::{BackendError, LockError};
 use crate::key::{DEFAULT_PREFIX, LockKey, validate_prefix};
 use crate::lease::{
-    LeaseConfig, LeaseHandle, LeaseResource, LeaseShared, LockGuard, LostReason, MutexResource,
+    Keeper, LeaseConfig, LeaseHandle, LeaseResource, LeaseShared, LockGuard, LostReason,
+    MutexResource,
 };
 use crate::options::{AcquireOptions, Resolved, RetryPolicy, validate_ttl};
 use crate::token::OwnerToken;
@@ -26,59 +27,113 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Leases this service holds now (for shutdown).
-#[derive(Default)]
-pub(crate) struct Registry {
-    leases: Mutex<HashMap<u64, Arc<LeaseShared>>>,
-    next_id: AtomicU64,
-}
+/// How long a key counts as contended after an attempt of this service found it held: its
+/// next acquires listen for releases *before* their first attempt, so that a failed attempt
+/// needs no second look (see [`LockService::acquire_with`]).
+const CONTENDED_HINT: Duration = Duration::from_secs(1);
 
-impl Registry {
-    pub(crate) fn remove(&self, id: u64) {
-        lock(&self.leases).remove(&id);
-    }
+/// Lines are swept of idle entries (no caller, no fresh hint) when there are more than this.
+const LINES_SWEEP_MIN: usize = 1024;
 
-    fn insert(&self, shared: Arc<LeaseShared>) {
-        lock(&self.leases).insert(shared.id(), shared);
-    }
-
-    fn drain(&self) -> Vec<Arc<LeaseShared>> {
-        lock(&self.leases).drain().map(|(_, v)| v).collect()
-    }
-
-    fn len(&self) -> usize {
-        lock(&self.leases).len()
-    }
-}
-
-/// One key's local waiting line: a fair mutex and the number of callers in line.
+/// One key's local waiting line: a fair mutex, the number of callers in line, and when an
+/// attempt last found the key held by someone else.
 #[derive(Default)]
 struct Line {
     mutex: Arc<tokio::sync::Mutex<()>>,
     callers: usize,
+    contended_at: Option<Instant>,
 }
 
-type Lines = Arc<Mutex<HashMap<String, Line>>>;
+impl Line {
+    fn contended_recently(&self, now: Instant) -> bool {
+        self.contended_at
+            .is_some_and(|at| now.saturating_duration_since(at) < CONTENDED_HINT)
+    }
+}
+
+/// The lines of every key this service is acquiring, or recently found contended.
+#[derive(Default)]
+struct LineMap {
+    lines: HashMap<LockKey, Line>,
+    /// Size after the last sweep of idle entries.
+    swept_len: usize,
+}
+
+type Lines = Arc<Mutex<LineMap>>;
+
+/// Note on `key`'s line (if it has one) whether an attempt just found it held.
+fn note_contended(lines: &Lines, key: &LockKey, contended: Option<Instant>) {
+    if let Some(line) = lock(lines).lines.get_mut(key) {
+        line.contended_at = contended;
+    }
+}
 
 /// A place in this service's local waiting line for one key. Only the head of the line talks
 /// to the store; the others wait in FIFO order in memory. A holder that releases and asks
 /// again joins the back of the line, so it cannot keep winning against local waiters.
 struct LineTicket {
     lines: Lines,
-    key: String,
+    key: LockKey,
     guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl LineTicket {
+    /// Whether an attempt of this service found the key held within [`CONTENDED_HINT`].
+    fn contended_recently(&self) -> bool {
+        let now = Instant::now();
+        lock(&self.lines)
+            .lines
+            .get(&self.key)
+            .is_some_and(|line| line.contended_recently(now))
+    }
 }
 
 impl Drop for LineTicket {
     fn drop(&mut self) {
         self.guard.take();
-        let mut lines = lock(&self.lines);
-        if let Some(line) = lines.get_mut(&self.key) {
+        let now = Instant::now();
+        let mut map = lock(&self.lines);
+        if let Some(line) = map.lines.get_mut(&self.key) {
             line.callers = line.callers.saturating_sub(1);
-            if line.callers == 0 {
-                lines.remove(&self.key);
+            // A line with a fresh hint stays, so the next acquire sees it.
+            if line.callers == 0 && !line.contended_recently(now) {
+                map.lines.remove(&self.key);
             }
         }
+        if map.lines.len() > LINES_SWEEP_MIN.max(2 * map.swept_len) {
+            map.lines
+                .retain(|_, line| line.callers > 0 || line.contended_recently(now));
+            map.swept_len = map.lines.len();
+        }
+    }
+}
+
+/// Random spread of the yields after a release notification (see [`shuffle_after_wake`]).
+const WAKE_SPREAD: usize = 4;
+/// Extra yields per missing level of age (see [`shuffle_after_wake`]).
+const AGE_STEP: usize = 2;
+/// Failed attempts after which a waiter gets no extra yields.
+const AGE_LEVELS: usize = 6;
+
+/// Let other ready tasks run a few times before asking the store after a release notification:
+/// a random `0..WAKE_SPREAD` times, plus `AGE_STEP` for every level a waiter is younger than
+/// `AGE_LEVELS` failed attempts.
+///
+/// Waiters in other services (other processes) woken by the same release all ask at once, and
+/// whoever asks first wins: the store keeps no queue. The order in which they are woken is
+/// mostly the same every time (the order of their subscriptions, sockets and tasks), so
+/// without this the same waiters would win round after round. The random part breaks the
+/// order; the age part lets a waiter that has lost many rounds ask before fresh ones, so
+/// waiting is roughly first come, first served across processes too. A holder that released a
+/// contended key and asks again at once starts at age 0, behind everyone already waiting.
+/// Yields cost no timer, only a pass of the scheduler each.
+async fn shuffle_after_wake(failed: u32) {
+    let age = usize::try_from(failed)
+        .unwrap_or(usize::MAX)
+        .min(AGE_LEVELS);
+    let yields = fastrand::usize(..WAKE_SPREAD) + AGE_STEP * (AGE_LEVELS - age);
+    for _ in 0..yields {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -114,8 +169,10 @@ struct Inner {
     backend: Arc<dyn LockBackend>,
     prefix: Arc<str>,
     defaults: Defaults,
-    registry: Arc<Registry>,
+    keeper: Arc<Keeper>,
     closing: CancellationToken,
+    /// Mirrors `closing` (set first): a cheaper check for the hot path.
+    closed: AtomicBool,
     lines: Lines,
 }
 
@@ -158,8 +215,8 @@ impl fmt::Debug for LockService {
         f.debug_struct("LockService")
             .field("backend", &self.inner.backend.name())
             .field("prefix", &self.inner.prefix)
-            .field("held", &self.inner.registry.len())
-            .field("shut_down", &self.inner.closing.is_cancelled())
+            .field("held", &self.inner.keeper.len())
+            .field("shut_down", &self.is_shut_down())
             .finish()
     }
 }
@@ -250,8 +307,9 @@ impl LockServiceBuilder {
                 backend: self.backend,
                 prefix: Arc::from(self.prefix.as_str()),
                 defaults: self.defaults,
-                registry: Arc::new(Registry::default()),
+                keeper: Arc::new(Keeper::default()),
                 closing: CancellationToken::new(),
+                closed: AtomicBool::new(false),
                 lines: Arc::default(),
             }),
         })
@@ -370,6 +428,16 @@ impl LockService {
     /// notification-first where the backend supports it, with polling at
     /// `min(backoff, holder's remaining ttl)` as the fallback. Within one service, waiters of a
     /// key are served first come, first served.
+    ///
+    /// Between services (processes) the store keeps no queue: every waiter woken by a release
+    /// asks, and the first to ask wins. Woken waiters therefore let a few other tasks run
+    /// first, fewer the more rounds they have lost, so that the longest waiter tends to ask
+    /// first; and [`LockGuard::release`] lets the waiters it woke run before it returns.
+    ///
+    /// An uncontended acquire is one store round trip, and listens for nothing. After a failed
+    /// attempt the service listens for releases and, since a release may have come in between,
+    /// looks once more before it waits. A key this service found held within the last second
+    /// is listened to before the first attempt instead, which saves that second look.
     ///
     /// Errors: `InvalidKey`, `InvalidTtl`, `InvalidOptions` (nothing is sent to the store),
     /// `AcquireTimeout`, `ShuttingDown`, `Backend` (a permanent store error).
@@ -492,7 +560,8 @@ impl LockService {
     pub fn waiters(&self, key: &str) -> usize {
         let Ok(key) = self.key(key) else { return 0 };
         lock(&self.inner.lines)
-            .get(&key.full())
+            .lines
+            .get(&key)
             .map_or(0, |line| line.callers)
     }
 
@@ -503,20 +572,21 @@ impl LockService {
 
     /// How many leases this service holds now.
     pub fn held_count(&self) -> usize {
-        self.inner.registry.len()
+        self.inner.keeper.len()
     }
 
     /// Whether [`shutdown`](LockService::shutdown) has been called.
     pub fn is_shut_down(&self) -> bool {
-        self.inner.closing.is_cancelled()
+        self.inner.closed.load(Ordering::Acquire)
     }
 
     /// Stop taking locks (waiting and new calls get `ShuttingDown`), stop every renewal, and
     /// release every lease this service holds. Their guards' `lost()` fires with
     /// [`LostReason::Shutdown`]. Idempotent.
     pub async fn shutdown(&self) -> ShutdownReport {
+        self.inner.closed.store(true, Ordering::Release);
         self.inner.closing.cancel();
-        let leases = self.inner.registry.drain();
+        let leases = self.inner.keeper.drain();
         let results = futures::future::join_all(
             leases
                 .iter()
@@ -536,26 +606,67 @@ impl LockService {
         report
     }
 
-    async fn join_line(&self, key: &LockKey, deadline: Instant) -> Result<Option<LineTicket>, ()> {
-        let full = key.full();
-        let mutex = {
-            let mut lines = lock(&self.inner.lines);
-            let line = lines.entry(full.clone()).or_default();
+    /// Wait for the head of `key`'s local line. `Ok(Some((ticket, contended)))`: this caller
+    /// may talk to the store; `contended` says whether the key was found held recently.
+    /// `Ok(None)`: the deadline passed. `Err(())`: shutdown.
+    async fn join_line(
+        &self,
+        key: &LockKey,
+        deadline: Instant,
+    ) -> Result<Option<(LineTicket, bool)>, ()> {
+        let (mutex, contended) = {
+            let mut map = lock(&self.inner.lines);
+            let line = map.lines.entry(key.clone()).or_default();
             line.callers += 1;
-            Arc::clone(&line.mutex)
+            let contended = line
+                .contended_at
+                .is_some_and(|at| at.elapsed() < CONTENDED_HINT);
+            (Arc::clone(&line.mutex), contended)
         };
         let mut ticket = LineTicket {
             lines: Arc::clone(&self.inner.lines),
-            key: full,
+            key: key.clone(),
             guard: None,
         };
+        // Nobody in line (the usual case): no timer, no cancellation waiter.
+        if let Ok(g) = Arc::clone(&mutex).try_lock_owned() {
+            ticket.guard = Some(g);
+            return Ok(Some((ticket, contended)));
+        }
         tokio::select! {
             g = mutex.lock_owned() => {
                 ticket.guard = Some(g);
-                Ok(Some(ticket))
+                let contended = ticket.contended_recently();
+                Ok(Some((ticket, contended)))
             }
             _ = tokio::time::sleep_until(deadline) => Ok(None),
             _ = self.inner.closing.cancelled() => Err(()),
+        }
+    }
+
+    /// Start listening for releases of `resource`, bounded by `deadline` and shutdown.
+    /// `Err(ShuttingDown)` on shutdown; `Ok(None)` when listening failed or timed out (the
+    /// caller polls this round).
+    async fn listen(
+        &self,
+        resource: &Arc<dyn LeaseResource>,
+        deadline: Instant,
+    ) -> Result<Option<Box<dyn ReleaseListener>>, LockError> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let listening = tokio::select! {
+            r = tokio::time::timeout(budget, resource.listen()) => r,
+            _ = self.inner.closing.cancelled() => return Err(LockError::ShuttingDown),
+        };
+        match listening {
+            Ok(Ok(l)) => Ok(Some(l)),
+            Ok(Err(e)) => {
+                tracing::debug!(key = %resource.key(), error = %e, "cannot listen for releases; polling");
+                Ok(None)
+            }
+            Err(_) => {
+                tracing::debug!(key = %resource.key(), "listening for releases timed out; polling");
+                Ok(None)
+            }
         }
     }
 
@@ -565,7 +676,7 @@ impl LockService {
         opts: &Resolved,
         mode: Mode,
     ) -> Result<LockGuard, LockError> {
-        if self.inner.closing.is_cancelled() {
+        if self.is_shut_down() {
             return Err(LockError::ShuttingDown);
         }
         let backend = resource.backend_name();
@@ -573,36 +684,50 @@ impl LockService {
         let deadline = start
             .checked_add(opts.wait_timeout)
             .unwrap_or_else(|| start + Duration::from_secs(86400 * 365 * 30));
-        let name = resource.key().name().to_owned();
+        // The key's name is copied into a `String` only for an error.
+        let key = resource.key().clone();
+        let name = key.name();
         let token = OwnerToken::new();
         let timeout = |attempts: u32, last_error: Option<BackendError>| {
             metrics::counter!("locks_acquire_total", "backend" => backend, "result" => "timeout")
                 .increment(1);
             LockError::AcquireTimeout {
-                key: name.clone(),
+                key: name.to_owned(),
                 waited: start.elapsed(),
                 attempts,
                 last_error,
             }
         };
 
-        let _ticket = match mode {
+        let (ticket, contended) = match mode {
             Mode::Wait if resource.exclusive() => {
                 match self.join_line(resource.key(), deadline).await {
-                    Ok(Some(t)) => Some(t),
+                    Ok(Some((t, contended))) => (Some(t), contended),
                     Ok(None) => return Err(timeout(0, None)),
                     Err(()) => return Err(LockError::ShuttingDown),
                 }
             }
-            _ => None,
+            _ => (None, false),
         };
 
         let mut maybe_held = MaybeHeld { armed: None };
         let mut attempts: u32 = 0;
         let mut last_error: Option<BackendError> = None;
-        let mut listener: Option<Box<dyn ReleaseListener>> = None;
+        // A key this service found held moments ago is probably still contended: listen before
+        // the first attempt, so that a failed attempt needs no second look (one store round
+        // trip less per contended acquire). Other keys listen only once an attempt failed.
+        let mut listener: Option<Box<dyn ReleaseListener>> = if contended {
+            self.listen(&resource, deadline).await?
+        } else {
+            None
+        };
+        let listened_first = listener.is_some();
+        let mut failed: u32 = 0;
+        if contended {
+            shuffle_after_wake(failed).await;
+        }
         loop {
-            if self.inner.closing.is_cancelled() {
+            if self.is_shut_down() {
                 return Err(LockError::ShuttingDown);
             }
             attempts = attempts.saturating_add(1);
@@ -611,6 +736,10 @@ impl LockService {
             let hint = match resource.try_acquire(token, opts.ttl).await {
                 Ok(AcquireResult::Acquired(lease)) => {
                     maybe_held.armed = None;
+                    if listened_first && attempts == 1 {
+                        // Free at once after all: stop treating the key as contended.
+                        note_contended(&self.inner.lines, &key, None);
+                    }
                     metrics::counter!("locks_acquire_total", "backend" => backend, "result" => "acquired")
                         .increment(1);
                     metrics::histogram!("locks_acquire_wait_seconds", "backend" => backend)
@@ -621,6 +750,10 @@ impl LockService {
                     // Acquire is idempotent per token: "held" means not by us.
                     if !resource.cleanup_after_wait() {
                         maybe_held.armed = None;
+                    }
+                    failed = failed.saturating_add(1);
+                    if ticket.is_some() {
+                        note_contended(&self.inner.lines, &key, Some(Instant::now()));
                     }
                     remaining
                 }
@@ -642,7 +775,7 @@ impl LockService {
                 metrics::counter!("locks_acquire_total", "backend" => backend, "result" => "contended")
                     .increment(1);
                 return Err(LockError::Contended {
-                    key: name,
+                    key: name.to_owned(),
                     remaining: hint,
                 });
             }
@@ -651,23 +784,11 @@ impl LockService {
                 return Err(timeout(attempts, last_error));
             }
             if listener.is_none() {
-                let listening = tokio::select! {
-                    r = tokio::time::timeout(deadline.saturating_duration_since(now), resource.listen()) => r,
-                    _ = self.inner.closing.cancelled() => return Err(LockError::ShuttingDown),
-                };
-                match listening {
-                    Ok(Ok(l)) => {
-                        listener = Some(l);
-                        // A release may have happened before we listened: look again at once.
-                        continue;
-                    }
-                    // Poll this round; listening is tried again on the next one.
-                    Ok(Err(e)) => {
-                        tracing::debug!(key = %name, error = %e, "cannot listen for releases; polling");
-                    }
-                    Err(_) => {
-                        tracing::debug!(key = %name, "listening for releases timed out; polling");
-                    }
+                // If listening fails, poll this round; listening is tried again on the next.
+                if let Some(l) = self.listen(&resource, deadline).await? {
+                    listener = Some(l);
+                    // A release may have happened before we listened: look again at once.
+                    continue;
                 }
             }
             let now = Instant::now();
@@ -678,17 +799,21 @@ impl LockService {
             delay = delay.min(deadline.saturating_duration_since(now));
             let waited = match listener.as_mut() {
                 Some(l) => tokio::select! {
-                    r = l.wait_for_release(delay) => r.map(|_| ()),
+                    r = l.wait_for_release(delay) => r,
                     _ = self.inner.closing.cancelled() => return Err(LockError::ShuttingDown),
                 },
                 None => tokio::select! {
-                    _ = tokio::time::sleep(delay) => Ok(()),
+                    _ = tokio::time::sleep(delay) => Ok(Wake::TimedOut),
                     _ = self.inner.closing.cancelled() => return Err(LockError::ShuttingDown),
                 },
             };
-            if let Err(e) = waited {
-                tracing::debug!(key = %name, error = %e, "release listener failed; listening again");
-                listener = None;
+            match waited {
+                Ok(Wake::Notified) => shuffle_after_wake(failed).await,
+                Ok(Wake::TimedOut) => {}
+                Err(e) => {
+                    tracing::debug!(key = %name, error = %e, "release listener failed; listening again");
+                    listener = None;
+                }
             }
         }
     }
@@ -701,8 +826,6 @@ impl LockService {
         sent: Instant,
         opts: &Resolved,
     ) -> Result<LockGuard, LockError> {
-        let registry = &self.inner.registry;
-        let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
         let cfg = LeaseConfig {
             ttl: opts.ttl,
             max_ttl: self.inner.defaults.max_ttl,
@@ -710,22 +833,201 @@ impl LockService {
             renew_fraction: opts.renew_fraction,
             max_hold: opts.max_hold,
         };
-        let shared = LeaseShared::start(
-            id,
-            resource,
-            token,
-            fence,
-            sent,
-            &cfg,
-            Arc::downgrade(registry),
-        );
-        registry.insert(Arc::clone(&shared));
+        let shared = LeaseShared::start(&self.inner.keeper, resource, token, fence, sent, &cfg);
         let guard = LockGuard::new(shared);
-        if self.inner.closing.is_cancelled() {
+        if self.is_shut_down() {
             // Shutdown began while we acquired: dropping the guard releases the lease.
             drop(guard);
             return Err(LockError::ShuttingDown);
         }
         Ok(guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use async_trait::async_trait;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::backend::Lease;
+    use crate::lease::LeaseState;
+
+    /// A minimal store (no expiry) that counts acquire attempts.
+    #[derive(Default)]
+    struct Counting {
+        leases: Mutex<HashMap<LockKey, (OwnerToken, u64)>>,
+        fence: AtomicU64,
+        attempts: AtomicU64,
+        extends: AtomicU64,
+        released: Mutex<Option<watch::Sender<u64>>>,
+    }
+
+    impl Counting {
+        fn releases(&self) -> watch::Sender<u64> {
+            lock(&self.released)
+                .get_or_insert_with(|| watch::Sender::new(0))
+                .clone()
+        }
+    }
+
+    struct Listener(watch::Receiver<u64>);
+
+    #[async_trait]
+    impl ReleaseListener for Listener {
+        async fn wait_for_release(&mut self, max: Duration) -> Result<Wake, BackendError> {
+            match tokio::time::timeout(max, self.0.changed()).await {
+                Ok(_) => Ok(Wake::Notified),
+                Err(_) => Ok(Wake::TimedOut),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl LockBackend for Counting {
+        async fn try_acquire(
+            &self,
+            key: &LockKey,
+            token: OwnerToken,
+            _ttl: Duration,
+        ) -> Result<AcquireResult, BackendError> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            let mut leases = lock(&self.leases);
+            match leases.get(key) {
+                Some((owner, fence)) if *owner == token => {
+                    Ok(AcquireResult::Acquired(Lease::new(*fence)))
+                }
+                Some(_) => Ok(AcquireResult::Held { remaining: None }),
+                None => {
+                    let fence = self.fence.fetch_add(1, Ordering::SeqCst) + 1;
+                    leases.insert(key.clone(), (token, fence));
+                    Ok(AcquireResult::Acquired(Lease::new(fence)))
+                }
+            }
+        }
+        async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
+            let mut leases = lock(&self.leases);
+            if leases.get(key).is_some_and(|(owner, _)| *owner == token) {
+                leases.remove(key);
+                drop(leases);
+                self.releases().send_modify(|n| *n += 1);
+                return Ok(true);
+            }
+            Ok(false)
+        }
+        async fn extend(
+            &self,
+            key: &LockKey,
+            token: OwnerToken,
+            _ttl: Duration,
+        ) -> Result<bool, BackendError> {
+            self.extends.fetch_add(1, Ordering::SeqCst);
+            Ok(lock(&self.leases)
+                .get(key)
+                .is_some_and(|(owner, _)| *owner == token))
+        }
+        async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
+            Ok(lock(&self.leases)
+                .get(key)
+                .map(|(owner, fence)| LeaseInfo::new(*owner, Duration::MAX, *fence)))
+        }
+        async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError> {
+            Ok(lock(&self.leases).remove(key).is_some())
+        }
+        async fn listen(&self, _key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
+            Ok(Box::new(Listener(self.releases().subscribe())))
+        }
+    }
+
+    fn service(store: &Arc<Counting>) -> LockService {
+        let backend: Arc<dyn LockBackend> = Arc::clone(store) as Arc<dyn LockBackend>;
+        LockService::builder_arc(backend)
+            .default_ttl(Duration::from_secs(1))
+            .build()
+            .expect("service")
+    }
+
+    fn keeper_idle(svc: &LockService) -> bool {
+        svc.inner.keeper.is_idle()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_keeper_renews_every_lease_then_stops() {
+        let store = Arc::new(Counting::default());
+        let svc = service(&store);
+        let mut guards = Vec::new();
+        for i in 0..100 {
+            guards.push(svc.acquire(&format!("k{i}")).await.expect("acquire"));
+        }
+        assert_eq!(svc.held_count(), 100);
+        // ttl 1 s, renewed every 0.5 s: 4.2 s is 8 renewals each.
+        tokio::time::sleep(Duration::from_millis(4200)).await;
+        assert_eq!(store.extends.load(Ordering::SeqCst), 800);
+        assert!(guards.iter().all(|g| g.state() == LeaseState::Held));
+        for g in guards {
+            g.release().await.expect("release");
+        }
+        assert_eq!(svc.held_count(), 0);
+        // Nothing left to watch: the task ends at its next wake-up.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(keeper_idle(&svc));
+        assert_eq!(store.extends.load(Ordering::SeqCst), 800);
+        // And comes back for the next lease.
+        let g = svc.acquire("again").await.expect("acquire");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(store.extends.load(Ordering::SeqCst), 801);
+        g.release().await.expect("release");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recently_contended_key_is_listened_to_before_the_first_attempt() {
+        let store = Arc::new(Counting::default());
+        let (a, b) = (service(&store), service(&store));
+        let attempts = || store.attempts.load(Ordering::SeqCst);
+
+        // First contended acquire: attempt, listen, look again, wait, attempt after release.
+        let held = a.acquire("k").await.expect("a acquires");
+        let before = attempts();
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.acquire("k").await }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        held.release().await.expect("release");
+        let got = waiter.await.expect("task").expect("b acquires");
+        assert_eq!(attempts() - before, 3);
+        got.release().await.expect("release");
+
+        // Moments later the key is still marked contended for `b`: it listens first, so one
+        // failed attempt is enough before waiting.
+        let held = a.acquire("k").await.expect("a acquires again");
+        let before = attempts();
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.acquire("k").await }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        held.release().await.expect("release");
+        let got = waiter.await.expect("task").expect("b acquires");
+        assert_eq!(attempts() - before, 2);
+        got.release().await.expect("release");
+
+        // Free at once: the mark is dropped; and after the hint's lifetime, the line is gone.
+        b.acquire("k")
+            .await
+            .expect("free")
+            .release()
+            .await
+            .expect("release");
+        tokio::time::sleep(CONTENDED_HINT).await;
+        b.acquire("k")
+            .await
+            .expect("free")
+            .release()
+            .await
+            .expect("release");
+        assert!(lock(&b.inner.lines).lines.is_empty());
     }
 }

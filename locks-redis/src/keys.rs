@@ -62,18 +62,63 @@ pub struct RedisKeys {
     pub rw_waiting: String,
 }
 
+/// Suffix of the fence counter after the lease key.
+pub(crate) const FENCE_SUFFIX: &str = ":fence";
+/// Suffix of the release channel after the lease key.
+pub(crate) const CHANNEL_SUFFIX: &str = ":released";
+
+/// `{prefix}{{{name}}}` followed by `suffix`, with room for nothing more.
+fn lease_name(key: &LockKey, suffix: &str) -> String {
+    let prefix = key.prefix();
+    let name = key.name();
+    let mut lease = String::with_capacity(prefix.len() + name.len() + 2 + suffix.len());
+    lease.push_str(prefix);
+    lease.push('{');
+    lease.push_str(name);
+    lease.push('}');
+    lease.push_str(suffix);
+    lease
+}
+
+/// The lease key and one suffixed name (fence counter or release channel) of a mutex in a
+/// single allocation, for the hot paths that need no other name. Same names as
+/// [`RedisKeys::new`].
+pub(crate) struct LeaseKeys {
+    name: String,
+    lease_len: usize,
+}
+
+impl LeaseKeys {
+    /// The lease key of `key`, followed by `suffix` ([`FENCE_SUFFIX`], [`CHANNEL_SUFFIX`] or
+    /// `""`).
+    pub(crate) fn new(key: &LockKey, suffix: &str) -> Self {
+        let name = lease_name(key, suffix);
+        let lease_len = name.len() - suffix.len();
+        LeaseKeys { name, lease_len }
+    }
+
+    /// The lease key.
+    pub(crate) fn lease(&self) -> &str {
+        &self.name[..self.lease_len]
+    }
+
+    /// The lease key followed by the suffix.
+    pub(crate) fn suffixed(&self) -> &str {
+        &self.name
+    }
+
+    /// The lease key followed by the suffix, owned.
+    pub(crate) fn into_suffixed(self) -> String {
+        self.name
+    }
+}
+
 impl RedisKeys {
     /// The Redis names of `key`.
     pub fn new(key: &LockKey) -> Self {
-        let prefix = key.prefix();
-        let name = key.name();
-        let mut lease = String::with_capacity(prefix.len() + name.len() + 2);
-        lease.push_str(prefix);
-        lease.push('{');
-        lease.push_str(name);
-        lease.push('}');
-        let fence = format!("{lease}:fence");
-        let channel = format!("{lease}:released");
+        let lease = lease_name(key, "");
+        let fence = format!("{lease}{FENCE_SUFFIX}");
+        let channel = format!("{lease}{CHANNEL_SUFFIX}");
         RedisKeys {
             semaphore: format!("{lease}:sem"),
             semaphore_fences: format!("{lease}:sem:fences"),
@@ -111,5 +156,20 @@ mod tests {
         }
         let keys = RedisKeys::new(&LockKey::new("", "k").unwrap());
         assert_eq!(keys.lease, "{k}");
+    }
+
+    #[test]
+    fn lease_keys_match_the_layout() {
+        for name in ["a b", "{tag}", "x:y:z", "zahlung-übersicht-支付", "}{"] {
+            let key = LockKey::new("_lock:", name).unwrap();
+            let keys = RedisKeys::new(&key);
+            let fence = LeaseKeys::new(&key, FENCE_SUFFIX);
+            assert_eq!(fence.lease(), keys.lease);
+            assert_eq!(fence.suffixed(), keys.fence);
+            let channel = LeaseKeys::new(&key, CHANNEL_SUFFIX);
+            assert_eq!(channel.lease(), keys.lease);
+            assert_eq!(channel.into_suffixed(), keys.channel);
+            assert_eq!(LeaseKeys::new(&key, "").suffixed(), keys.lease);
+        }
     }
 }

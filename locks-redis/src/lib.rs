@@ -152,7 +152,8 @@
 //!
 //! One pub/sub connection per backend (shared by its clones) carries every waiter's channel,
 //! driven by one background task. [`LockBackend::listen`] returns once the `SUBSCRIBE` is
-//! confirmed; the last listener of a channel unsubscribes lazily. When the connection drops,
+//! confirmed; a channel is unsubscribed (lazily) a second after its last listener is gone, so a
+//! contended key stays subscribed between one wait and the next. When the connection drops,
 //! every waiter is woken to re-check, and the task reconnects with backoff and resubscribes.
 
 #![warn(missing_docs)]
@@ -181,6 +182,7 @@ pub use crate::keys::RedisKeys;
 pub use redis;
 
 use crate::error::{backend_error, connect_error, malformed};
+use crate::keys::{CHANNEL_SUFFIX, FENCE_SUFFIX, LeaseKeys};
 use crate::pubsub::Notifier;
 
 /// The default [`RedisBackendBuilder::connect_timeout`].
@@ -436,6 +438,15 @@ impl RedisBackend {
     }
 }
 
+/// Length of an owner token in its hyphenated form.
+const TOKEN_LEN: usize = 36;
+
+/// `token` in its hyphenated form (as [`OwnerToken::to_hyphenated`] writes it), without
+/// allocating.
+fn token_arg(token: OwnerToken, buf: &mut [u8; TOKEN_LEN]) -> &str {
+    token.as_uuid().hyphenated().encode_lower(buf)
+}
+
 /// A ttl in whole milliseconds, rounded up, at least 1, at most [`MAX_PX_MS`].
 fn px(ttl: Duration) -> u64 {
     let ms = ttl.as_nanos().div_ceil(1_000_000);
@@ -565,13 +576,14 @@ impl LockBackend for RedisBackend {
         token: OwnerToken,
         ttl: Duration,
     ) -> Result<AcquireResult, BackendError> {
-        let keys = RedisKeys::new(key);
+        let keys = LeaseKeys::new(key, FENCE_SUFFIX);
         let ttl_ms = px(ttl);
+        let mut token_buf = [0u8; TOKEN_LEN];
         let reply: (i64, Value) = scripts::ACQUIRE
             .prepare_invoke()
-            .key(&keys.lease)
-            .key(&keys.fence)
-            .arg(token.to_hyphenated())
+            .key(keys.lease())
+            .key(keys.suffixed())
+            .arg(token_arg(token, &mut token_buf))
             .arg(ttl_ms)
             .arg(counter_px(ttl_ms))
             .invoke_async(&mut self.conn())
@@ -581,12 +593,13 @@ impl LockBackend for RedisBackend {
     }
 
     async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
-        let keys = RedisKeys::new(key);
+        let keys = LeaseKeys::new(key, CHANNEL_SUFFIX);
+        let mut token_buf = [0u8; TOKEN_LEN];
         let released: i64 = scripts::RELEASE
             .prepare_invoke()
-            .key(&keys.lease)
-            .key(&keys.channel)
-            .arg(token.to_hyphenated())
+            .key(keys.lease())
+            .key(keys.suffixed())
+            .arg(token_arg(token, &mut token_buf))
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| backend_error("release", e))?;
@@ -599,11 +612,12 @@ impl LockBackend for RedisBackend {
         token: OwnerToken,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
-        let keys = RedisKeys::new(key);
+        let keys = LeaseKeys::new(key, "");
+        let mut token_buf = [0u8; TOKEN_LEN];
         let extended: i64 = scripts::EXTEND
             .prepare_invoke()
-            .key(&keys.lease)
-            .arg(token.to_hyphenated())
+            .key(keys.lease())
+            .arg(token_arg(token, &mut token_buf))
             .arg(px(ttl))
             .invoke_async(&mut self.conn())
             .await
@@ -612,10 +626,10 @@ impl LockBackend for RedisBackend {
     }
 
     async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
-        let keys = RedisKeys::new(key);
+        let keys = LeaseKeys::new(key, "");
         let reply: Option<(String, Value, i64)> = scripts::INSPECT
             .prepare_invoke()
-            .key(&keys.lease)
+            .key(keys.lease())
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| backend_error("inspect", e))?;
@@ -636,11 +650,11 @@ impl LockBackend for RedisBackend {
     }
 
     async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError> {
-        let keys = RedisKeys::new(key);
+        let keys = LeaseKeys::new(key, CHANNEL_SUFFIX);
         let deleted: i64 = scripts::FORCE_RELEASE
             .prepare_invoke()
-            .key(&keys.lease)
-            .key(&keys.channel)
+            .key(keys.lease())
+            .key(keys.suffixed())
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| backend_error("force_release", e))?;
@@ -651,7 +665,7 @@ impl LockBackend for RedisBackend {
         let listener = self
             .inner
             .notifier
-            .listen(RedisKeys::new(key).channel)
+            .listen(LeaseKeys::new(key, CHANNEL_SUFFIX).into_suffixed())
             .await?;
         Ok(Box::new(listener))
     }
@@ -832,6 +846,13 @@ mod tests {
         assert_eq!(parse_u64(&Value::Int(-7)), None);
         assert_eq!(parse_u64(&Value::Nil), None);
         assert_eq!(parse_u64(&Value::BulkString(b"1.5e15".to_vec())), None);
+    }
+
+    #[test]
+    fn token_args_are_hyphenated_tokens() {
+        let token = OwnerToken::new();
+        let mut buf = [0u8; TOKEN_LEN];
+        assert_eq!(token_arg(token, &mut buf), token.to_hyphenated());
     }
 
     #[test]

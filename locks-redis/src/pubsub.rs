@@ -6,8 +6,10 @@
 //!   server (or was already), so a release published after `listen` returns is never missed
 //!   while the connection lives.
 //! - Dropping the last listener of a channel queues it for a lazy, batched `UNSUBSCRIBE` done by
-//!   the background task, which re-checks the refcount under the subscription lock so that a
-//!   concurrent `listen` of the same channel is never left unsubscribed.
+//!   the background task [`LINGER`] later, which re-checks the refcount under the subscription
+//!   lock so that a concurrent `listen` of the same channel is never left unsubscribed. The
+//!   linger keeps a hot key's channel subscribed between one wait and the next, so that
+//!   `listen` on a contended key costs no round trip.
 //! - When the connection drops (or a periodic `PING` fails), the task bumps *every*
 //!   generation (every waiter re-checks at once: a release may have been missed), reconnects
 //!   with exponential backoff and jitter, resubscribes every live channel (pipelined), and bumps
@@ -15,7 +17,7 @@
 //! - While it is reconnecting, `listen` fails fast with a transient error; the service then
 //!   polls.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +38,8 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 /// Longest pause between reconnection attempts.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// How long a channel stays subscribed after its last listener is gone.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Channel {
@@ -43,6 +47,8 @@ struct Channel {
     refs: usize,
     /// A `SUBSCRIBE` for it was confirmed on the current connection.
     subscribed: bool,
+    /// When the last listener left (`refs` became 0).
+    idle_since: Option<Instant>,
     /// Bumped on every message and on every (re)connection event.
     generation: watch::Sender<u64>,
 }
@@ -52,6 +58,7 @@ impl Channel {
         Channel {
             refs: 0,
             subscribed: false,
+            idle_since: None,
             generation: watch::Sender::new(0),
         }
     }
@@ -134,7 +141,10 @@ impl Shared {
             HEALTH_CHECK_INTERVAL,
         );
         health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Idle channels in the order they went idle, with the time to unsubscribe them.
+        let mut lingering: VecDeque<(Instant, String)> = VecDeque::new();
         loop {
+            let next_due = lingering.front().map(|(at, _)| *at);
             tokio::select! {
                 msg = stream.next() => match msg {
                     Some(msg) => self.wake(msg.get_channel_name()),
@@ -142,12 +152,26 @@ impl Shared {
                 },
                 first = idle.recv() => match first {
                     Some(first) => {
-                        if !self.unsubscribe_idle(first, idle).await {
-                            return Flow::Disconnected;
+                        let due = Instant::now() + LINGER;
+                        lingering.push_back((due, first));
+                        while let Ok(more) = idle.try_recv() {
+                            lingering.push_back((due, more));
                         }
                     }
                     None => return Flow::Shutdown,
                 },
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                    let now = Instant::now();
+                    let mut batch = HashSet::new();
+                    while lingering.front().is_some_and(|(at, _)| *at <= now) {
+                        if let Some((_, name)) = lingering.pop_front() {
+                            batch.insert(name);
+                        }
+                    }
+                    if !self.unsubscribe_idle(batch, now).await {
+                        return Flow::Disconnected;
+                    }
+                }
                 _ = health.tick() => {
                     if !self.ping().await {
                         return Flow::Disconnected;
@@ -157,24 +181,18 @@ impl Shared {
         }
     }
 
-    /// Unsubscribe every queued channel that still has no listener. `false`: the connection
-    /// failed.
-    async fn unsubscribe_idle(
-        &self,
-        first: String,
-        idle: &mut mpsc::UnboundedReceiver<String>,
-    ) -> bool {
-        let mut batch = HashSet::from([first]);
-        while let Ok(more) = idle.try_recv() {
-            batch.insert(more);
-        }
+    /// Unsubscribe every channel of `batch` that has had no listener for [`LINGER`] at `now`.
+    /// `false`: the connection failed.
+    async fn unsubscribe_idle(&self, batch: HashSet<String>, now: Instant) -> bool {
         let mut sink = self.sink.lock().await;
         let gone: Vec<String> = {
             let mut channels = self.channels();
             batch
                 .into_iter()
                 .filter(|name| {
-                    let idle = channels.get(name).is_some_and(|c| c.refs == 0);
+                    let idle = channels.get(name).is_some_and(|c| {
+                        c.refs == 0 && c.idle_since.is_some_and(|t| t + LINGER <= now)
+                    });
                     if idle {
                         channels.remove(name);
                     }
@@ -365,6 +383,7 @@ impl Notifier {
             let mut channels = self.shared.channels();
             let c = channels.entry(channel.clone()).or_insert_with(Channel::new);
             c.refs += 1;
+            c.idle_since = None;
             (c.generation.subscribe(), c.subscribed)
         };
         // From here on, dropping the listener gives the reference back.
@@ -425,6 +444,9 @@ impl Drop for RedisListener {
             match channels.get_mut(&self.channel) {
                 Some(c) => {
                     c.refs = c.refs.saturating_sub(1);
+                    if c.refs == 0 {
+                        c.idle_since = Some(Instant::now());
+                    }
                     c.refs == 0
                 }
                 None => false,

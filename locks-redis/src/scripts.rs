@@ -350,7 +350,9 @@ if first or (mark and mark ~= token) then
   if other and (not remaining or other < remaining) then remaining = other end
   return {0, remaining or -1}
 end
-redis.call('DEL', waiting)
+-- Only when there is a mark: a write that frees memory must not come first, or a server at
+-- maxmemory would let the script half-run before refusing the first write that needs memory.
+if mark then redis.call('DEL', waiting) end
 local fence = next_fence(counter, counter_ttl, t)
 redis.call('HSET', writer, 'owner', token, 'fence', fence)
 redis.call('PEXPIRE', writer, ttl)

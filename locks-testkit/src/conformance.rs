@@ -99,12 +99,12 @@ macro_rules! __conformance_cases {
 }
 
 /// A key no other test uses (tests may share a store).
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!("conformance:{name}:{}", OwnerToken::new())
 }
 
 /// A service with short timings so real-time stores finish quickly.
-fn service(backend: Arc<dyn LockBackend>) -> LockService {
+pub(crate) fn service(backend: Arc<dyn LockBackend>) -> LockService {
     LockService::builder_arc(backend)
         .default_ttl(Duration::from_secs(2))
         .default_wait_timeout(Duration::from_secs(10))

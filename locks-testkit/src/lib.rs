@@ -30,8 +30,8 @@ pub mod conformance;
 pub mod faulty;
 pub mod model;
 pub mod primitives_suite;
-pub mod recording;
 pub mod proxy;
+pub mod recording;
 pub mod redis_server;
 pub mod sim;
 

@@ -14,14 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use locks_core::{
-    AcquireOptions, LeaseState, LockBackend, LockError, LockService, LostReason, OwnerToken,
-    RetryPolicy,
-};
+use locks_core::{AcquireOptions, LeaseState, LockError, LostReason};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::{Instant, timeout};
 
 use crate::Harness;
+use crate::conformance::service;
 use crate::faulty::FaultyBackend;
 
 /// Instantiate the primitives suite. Same arguments as
@@ -113,20 +111,7 @@ macro_rules! adapter_conformance_tests {
 }
 
 fn unique(name: &str) -> String {
-    format!("primitives:{name}:{}", OwnerToken::new())
-}
-
-fn service(backend: Arc<dyn LockBackend>) -> LockService {
-    LockService::builder_arc(backend)
-        .default_ttl(Duration::from_secs(2))
-        .default_wait_timeout(Duration::from_secs(10))
-        .retry(
-            RetryPolicy::default()
-                .initial_delay(Duration::from_millis(2))
-                .max_delay(Duration::from_millis(50)),
-        )
-        .build()
-        .expect("valid test service")
+    crate::conformance::unique(&format!("primitives:{name}"))
 }
 
 const LIMIT: Duration = Duration::from_secs(30);

@@ -393,8 +393,6 @@ fn service_builder_settings_are_rejected_or_work() {
         512,
         strategy,
         |(prefix, ttl, max_ttl, wait, retry, renew, fraction, max_hold)| {
-            // Known bug, see `an_accepted_huge_ttl_never_panics`: skip accepted ttls >= 2^63 s.
-            prop_assume!(!(ttl >= Duration::from_secs(1 << 63) && ttl <= max_ttl));
             let backend = env.backend();
             let mut conn = env.conn();
             env.case(async move {
@@ -766,18 +764,26 @@ fn redis_urls_and_timeouts_are_rejected_or_work() {
     );
 }
 
-/// A ttl the service accepts (because `max_ttl` allows it) never panics, however long: here
-/// `Duration::MAX` with `max_ttl(Duration::MAX)`.
-///
-/// Ignored: it fails today. `LeaseShared::start` (and `extend`) compute the local deadline as
-/// `Instant + (ttl - drift margin)`, which panics ("overflow when adding duration to instant")
-/// for ttls above about 2^63 s, in the caller of `acquire` — after the store granted the lease,
-/// which is then left behind (Redis caps it at ~100 years). Fix in locks-core: cap `max_ttl`
-/// (e.g. at the Redis backend's 100 years) or use `checked_add` and treat an unrepresentable
-/// deadline as `InvalidTtl` before anything is sent.
+/// A huge ttl never panics and never reaches the store: `Duration::MAX` with
+/// `max_ttl(Duration::MAX)` is a typed `InvalidTtl` (every ttl is bounded by
+/// `locks_core::TTL_LIMIT`, one day), whether it is the default or a per-call ttl. (Before the
+/// bound, the local deadline `Instant + ttl` overflowed and panicked after the store had
+/// granted the lease.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "locks-core bug: an accepted ttl near Duration::MAX panics in acquire"]
 async fn an_accepted_huge_ttl_never_panics() {
+    // Per call, with the service's max_ttl lifted as far as it goes: a typed error.
+    let lifted = LockService::builder(locks_memory::MemoryBackend::new())
+        .max_ttl(Duration::MAX)
+        .build()
+        .expect("a huge max_ttl is accepted; ttls are still bounded by TTL_LIMIT");
+    let r = lifted
+        .acquire_with(
+            "huge-ttl",
+            locks_core::AcquireOptions::new().ttl(Duration::MAX),
+        )
+        .await;
+    assert!(matches!(r, Err(LockError::InvalidTtl { .. })), "{r:?}");
+    assert!(!lifted.is_locked("huge-ttl").await.expect("inspect"));
     let locks = LockService::builder(locks_memory::MemoryBackend::new())
         .max_ttl(Duration::MAX)
         .default_ttl(Duration::MAX)

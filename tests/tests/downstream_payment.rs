@@ -266,7 +266,10 @@ async fn the_charge_happens_under_the_payment_lock() {
 #[tokio::test(start_paused = true)]
 async fn concurrent_payments_of_one_order_charge_once() {
     let recorder = RecordingBackend::memory();
-    let gateway = FakeGateway::new(&recorder);
+    // The lookup takes a little (virtual) time, so the instances really overlap: with an
+    // instant gateway and an in-memory store the first instance could pay and release before
+    // the others even ask.
+    let gateway = FakeGateway::with_lookup_latency(&recorder, Duration::from_millis(1));
     // Three application instances sharing one lock store.
     let instances: Vec<PaymentService> = (0..3).map(|_| payments(&recorder, &gateway)).collect();
 

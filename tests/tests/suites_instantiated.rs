@@ -26,7 +26,11 @@ fn every_backend_runs_the_conformance_suite() {
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|name| {
-            name.starts_with("locks-") && name != "locks-core" && name != "locks-testkit"
+            // The core, the testkit and the benchmarks are not backends.
+            name.starts_with("locks-")
+                && name != "locks-core"
+                && name != "locks-testkit"
+                && name != "locks-bench"
         })
         .collect();
     assert!(backends.contains(&"locks-memory".to_owned()));
