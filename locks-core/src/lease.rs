@@ -321,8 +321,19 @@ impl LeaseShared {
         });
     }
 
+    /// The state, with the local deadline checked on the spot: a holder that was paused (or
+    /// whose keeper has not run yet) never reports `Held` past its deadline.
     fn current_state(&self) -> LeaseState {
-        self.state.get()
+        let state = self.state.get();
+        if matches!(state, LeaseState::Lost(_)) {
+            return state;
+        }
+        let timing = self.timing();
+        if Instant::now() >= timing.deadline {
+            self.mark_lost(self.deadline_reason(&timing, false));
+            return self.state.get();
+        }
+        state
     }
 
     /// Why the lease is lost when its deadline passes: `MaxHoldReached` if `max_hold` is what

@@ -5,8 +5,10 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-/// The identity of one lease holder: a random UUID v4 (122 bits from the operating system's
-/// cryptographic generator), new for every acquisition and never reused.
+/// The identity of one lease holder: a random UUID v4 (122 random bits from a cryptographically
+/// secure generator: `uuid`'s `fast-rng`, i.e. `rand`'s thread-local ChaCha generator seeded and
+/// periodically reseeded from the operating system), new for every acquisition and never
+/// reused.
 ///
 /// Stores compare it on every release and extend, so nobody can release or extend a lease
 /// they do not hold.

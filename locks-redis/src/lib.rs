@@ -148,6 +148,11 @@
 //! `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`. Permanent: authentication and
 //! permissions, `NOSCRIPT` after a reload, script errors, `WRONGTYPE`, malformed replies.
 //!
+//! A command that hits the response timeout retires the connection it was sent on: replies are
+//! matched to requests in order, so after a lost request a later command could get another
+//! one's reply. The next commands wait for a new connection (at most the connect timeout; if it
+//! cannot be made they fail transiently and the next one tries again).
+//!
 //! ## Notifications
 //!
 //! One pub/sub connection per backend (shared by its clones) carries every waiter's channel,
@@ -164,7 +169,8 @@ mod pubsub;
 mod scripts;
 
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -173,7 +179,7 @@ use locks_core::{
     ReleaseListener, RwInfo,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Value};
+use redis::{Client, FromRedisValue, RedisError, RedisResult, ScriptInvocation, Value};
 
 pub use crate::error::RedisBackendError;
 pub use crate::keys::RedisKeys;
@@ -208,7 +214,12 @@ pub struct RedisBackend {
 
 struct Inner {
     client: Client,
-    conn: ConnectionManager,
+    /// The command connection, replaced after a response timeout (see [`Slot`]).
+    slot: RwLock<Slot>,
+    /// Held while a replacement connection is being made: one attempt at a time.
+    reconnecting: tokio::sync::Mutex<()>,
+    /// How the command connection is made (and remade).
+    config: ConnectionManagerConfig,
     notifier: Arc<Notifier>,
     addr: String,
     connect_timeout: Duration,
@@ -298,13 +309,10 @@ impl RedisBackendBuilder {
         let connected = tokio::time::timeout(ct, async {
             // No retries inside the connection manager: a dropped connection fails the command
             // (transient) and reconnects on the next one; the service decides about retrying.
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(ct))
-                .set_response_timeout(Some(rt))
-                .set_number_of_retries(0);
-            let mut conn = ConnectionManager::new_with_config(client.clone(), config)
-                .await
-                .map_err(|e| connect_error(&addr, e))?;
+            let mut conn =
+                ConnectionManager::new_with_config(client.clone(), manager_config(ct, rt))
+                    .await
+                    .map_err(|e| connect_error(&addr, e))?;
             // The connection setup authenticates; PING catches `NOAUTH` (password missing).
             redis::cmd("PING")
                 .query_async::<Value>(&mut conn)
@@ -327,7 +335,14 @@ impl RedisBackendBuilder {
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 client,
-                conn,
+                slot: RwLock::new(Slot {
+                    conn,
+                    generation: 0,
+                    broken: false,
+                    attempts: 0,
+                }),
+                reconnecting: tokio::sync::Mutex::new(()),
+                config: manager_config(ct, rt),
                 notifier,
                 addr,
                 connect_timeout: ct,
@@ -335,6 +350,115 @@ impl RedisBackendBuilder {
             }),
         })
     }
+}
+
+/// The command connection's configuration. No retries inside the connection manager: a dropped
+/// connection fails the command (transient) and reconnects on the next one; the service decides
+/// about retrying.
+fn manager_config(
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(0)
+}
+
+/// The shared command connection.
+///
+/// The redis crate matches replies to requests in the order they were sent, and keeps a
+/// connection after a response timeout. A request lost on a connection that stays open (a
+/// middlebox discarding bytes) would shift every later reply to the wrong request, so a
+/// response timeout marks the connection `broken`: no later command is sent on it, and a new
+/// connection manager (same client, same configuration) replaces it. The `generation` tells
+/// whether a timed-out command used the current connection (N concurrent timeouts replace it
+/// once); `attempts` counts reconnection attempts, so commands waiting for one attempt do not
+/// each start another after it failed.
+struct Slot {
+    conn: ConnectionManager,
+    generation: u64,
+    broken: bool,
+    attempts: u64,
+}
+
+impl Inner {
+    fn read_slot(&self) -> std::sync::RwLockReadGuard<'_, Slot> {
+        self.slot.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_slot(&self) -> std::sync::RwLockWriteGuard<'_, Slot> {
+        self.slot.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A command that used connection `generation` timed out: mark it broken if it is still
+    /// the current one. Returns the attempt count to reconnect from, if this call marked it.
+    fn mark_broken(&self, generation: u64) -> Option<u64> {
+        let mut slot = self.write_slot();
+        if slot.generation != generation || slot.broken {
+            return None;
+        }
+        slot.broken = true;
+        tracing::warn!(
+            addr = %self.addr,
+            "redis command timed out: replacing the command connection (replies could be \
+             matched to the wrong requests on it)"
+        );
+        Some(slot.attempts)
+    }
+
+    /// Replace the broken connection, unless another attempt happened since `seen_attempts`
+    /// (then its outcome stands). Bounded by the connect timeout. On failure the old
+    /// connection stays marked broken, so the next command tries again.
+    async fn reconnect(&self, seen_attempts: u64) -> RedisResult<(ConnectionManager, u64)> {
+        let _one_at_a_time = self.reconnecting.lock().await;
+        {
+            let slot = self.read_slot();
+            if !slot.broken {
+                return Ok((slot.conn.clone(), slot.generation));
+            }
+            if slot.attempts != seen_attempts {
+                return Err(not_connected(
+                    "reconnecting after a response timeout failed",
+                ));
+            }
+        }
+        let made = tokio::time::timeout(
+            self.connect_timeout,
+            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
+        )
+        .await;
+        let mut slot = self.write_slot();
+        slot.attempts = slot.attempts.wrapping_add(1);
+        match made {
+            Ok(Ok(conn)) => {
+                slot.conn = conn.clone();
+                slot.generation = slot.generation.wrapping_add(1);
+                slot.broken = false;
+                tracing::info!(addr = %self.addr, "redis command connection replaced");
+                Ok((conn, slot.generation))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(addr = %self.addr, error = %e, "redis reconnection failed");
+                Err(e)
+            }
+            Err(_) => {
+                tracing::warn!(addr = %self.addr, "redis reconnection timed out");
+                Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "reconnecting after a response timeout timed out",
+                )))
+            }
+        }
+    }
+}
+
+/// A transient "not connected" error (an I/O error, so `error::is_transient` holds).
+fn not_connected(message: &'static str) -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        message,
+    ))
 }
 
 fn open_client(url: &str) -> Result<Client, RedisBackendError> {
@@ -406,8 +530,54 @@ impl RedisBackend {
         self.inner.notifier.channel_count()
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+    /// The current command connection and its generation; reconnects first if the last one
+    /// broke (see [`Slot`]).
+    async fn conn(&self) -> RedisResult<(ConnectionManager, u64)> {
+        let seen_attempts = {
+            let slot = self.inner.read_slot();
+            if !slot.broken {
+                return Ok((slot.conn.clone(), slot.generation));
+            }
+            slot.attempts
+        };
+        self.inner.reconnect(seen_attempts).await
+    }
+
+    /// Run one command on the command connection. Every command goes through here: a
+    /// response timeout retires the connection it was sent on (see [`Slot`]) and starts a
+    /// reconnection in the background; the command itself fails with a transient error.
+    async fn command<T, F, Fut>(&self, operation: &'static str, run: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let (conn, generation) = self.conn().await.map_err(|e| backend_error(operation, e))?;
+        let e = match run(conn).await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        if e.is_timeout() {
+            if let Some(seen_attempts) = self.inner.mark_broken(generation) {
+                let inner = Arc::clone(&self.inner);
+                tokio::spawn(async move {
+                    // A failure leaves the connection marked: the next command tries again.
+                    let _ = inner.reconnect(seen_attempts).await;
+                });
+            }
+        }
+        Err(backend_error(operation, e))
+    }
+
+    /// Run a script invocation through [`command`](Self::command).
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, BackendError> {
+        self.command(operation, |mut conn| async move {
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
     }
 
     /// Run `ACQUIRE_READ` or `ACQUIRE_WRITE` (same keys and arguments).
@@ -421,19 +591,21 @@ impl RedisBackend {
     ) -> Result<AcquireResult, BackendError> {
         let keys = RedisKeys::new(key);
         let ttl_ms = px(ttl);
-        let reply: (i64, Value) = script
-            .prepare_invoke()
-            .key(&keys.rw_readers)
-            .key(&keys.rw_fences)
-            .key(&keys.rw_writer)
-            .key(&keys.rw_waiting)
-            .key(&keys.fence)
-            .arg(token.to_hyphenated())
-            .arg(ttl_ms)
-            .arg(counter_px(ttl_ms))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error(operation, e))?;
+        let reply: (i64, Value) = self
+            .invoke(
+                operation,
+                script
+                    .prepare_invoke()
+                    .key(&keys.rw_readers)
+                    .key(&keys.rw_fences)
+                    .key(&keys.rw_writer)
+                    .key(&keys.rw_waiting)
+                    .key(&keys.fence)
+                    .arg(token.to_hyphenated())
+                    .arg(ttl_ms)
+                    .arg(counter_px(ttl_ms)),
+            )
+            .await?;
         acquire_result(operation, reply)
     }
 }
@@ -579,30 +751,34 @@ impl LockBackend for RedisBackend {
         let keys = LeaseKeys::new(key, FENCE_SUFFIX);
         let ttl_ms = px(ttl);
         let mut token_buf = [0u8; TOKEN_LEN];
-        let reply: (i64, Value) = scripts::ACQUIRE
-            .prepare_invoke()
-            .key(keys.lease())
-            .key(keys.suffixed())
-            .arg(token_arg(token, &mut token_buf))
-            .arg(ttl_ms)
-            .arg(counter_px(ttl_ms))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("acquire", e))?;
+        let reply: (i64, Value) = self
+            .invoke(
+                "acquire",
+                scripts::ACQUIRE
+                    .prepare_invoke()
+                    .key(keys.lease())
+                    .key(keys.suffixed())
+                    .arg(token_arg(token, &mut token_buf))
+                    .arg(ttl_ms)
+                    .arg(counter_px(ttl_ms)),
+            )
+            .await?;
         acquire_result("acquire", reply)
     }
 
     async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
         let keys = LeaseKeys::new(key, CHANNEL_SUFFIX);
         let mut token_buf = [0u8; TOKEN_LEN];
-        let released: i64 = scripts::RELEASE
-            .prepare_invoke()
-            .key(keys.lease())
-            .key(keys.suffixed())
-            .arg(token_arg(token, &mut token_buf))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("release", e))?;
+        let released: i64 = self
+            .invoke(
+                "release",
+                scripts::RELEASE
+                    .prepare_invoke()
+                    .key(keys.lease())
+                    .key(keys.suffixed())
+                    .arg(token_arg(token, &mut token_buf)),
+            )
+            .await?;
         Ok(released == 1)
     }
 
@@ -614,25 +790,27 @@ impl LockBackend for RedisBackend {
     ) -> Result<bool, BackendError> {
         let keys = LeaseKeys::new(key, "");
         let mut token_buf = [0u8; TOKEN_LEN];
-        let extended: i64 = scripts::EXTEND
-            .prepare_invoke()
-            .key(keys.lease())
-            .arg(token_arg(token, &mut token_buf))
-            .arg(px(ttl))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("extend", e))?;
+        let extended: i64 = self
+            .invoke(
+                "extend",
+                scripts::EXTEND
+                    .prepare_invoke()
+                    .key(keys.lease())
+                    .arg(token_arg(token, &mut token_buf))
+                    .arg(px(ttl)),
+            )
+            .await?;
         Ok(extended == 1)
     }
 
     async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
         let keys = LeaseKeys::new(key, "");
-        let reply: Option<(String, Value, i64)> = scripts::INSPECT
-            .prepare_invoke()
-            .key(keys.lease())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("inspect", e))?;
+        let reply: Option<(String, Value, i64)> = self
+            .invoke(
+                "inspect",
+                scripts::INSPECT.prepare_invoke().key(keys.lease()),
+            )
+            .await?;
         let Some((owner, fence, pttl)) = reply else {
             return Ok(None);
         };
@@ -651,13 +829,15 @@ impl LockBackend for RedisBackend {
 
     async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError> {
         let keys = LeaseKeys::new(key, CHANNEL_SUFFIX);
-        let deleted: i64 = scripts::FORCE_RELEASE
-            .prepare_invoke()
-            .key(keys.lease())
-            .key(keys.suffixed())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("force_release", e))?;
+        let deleted: i64 = self
+            .invoke(
+                "force_release",
+                scripts::FORCE_RELEASE
+                    .prepare_invoke()
+                    .key(keys.lease())
+                    .key(keys.suffixed()),
+            )
+            .await?;
         Ok(deleted == 1)
     }
 
@@ -683,32 +863,36 @@ impl LockBackend for RedisBackend {
     ) -> Result<AcquireResult, BackendError> {
         let keys = RedisKeys::new(key);
         let ttl_ms = px(ttl);
-        let reply: (i64, Value) = scripts::ACQUIRE_PERMIT
-            .prepare_invoke()
-            .key(&keys.semaphore)
-            .key(&keys.semaphore_fences)
-            .key(&keys.fence)
-            .arg(token.to_hyphenated())
-            .arg(ttl_ms)
-            .arg(permits)
-            .arg(counter_px(ttl_ms))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("try_acquire_permit", e))?;
+        let reply: (i64, Value) = self
+            .invoke(
+                "try_acquire_permit",
+                scripts::ACQUIRE_PERMIT
+                    .prepare_invoke()
+                    .key(&keys.semaphore)
+                    .key(&keys.semaphore_fences)
+                    .key(&keys.fence)
+                    .arg(token.to_hyphenated())
+                    .arg(ttl_ms)
+                    .arg(permits)
+                    .arg(counter_px(ttl_ms)),
+            )
+            .await?;
         acquire_result("try_acquire_permit", reply)
     }
 
     async fn release_permit(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
         let keys = RedisKeys::new(key);
-        let released: i64 = scripts::RELEASE_PERMIT
-            .prepare_invoke()
-            .key(&keys.semaphore)
-            .key(&keys.semaphore_fences)
-            .key(&keys.channel)
-            .arg(token.to_hyphenated())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("release_permit", e))?;
+        let released: i64 = self
+            .invoke(
+                "release_permit",
+                scripts::RELEASE_PERMIT
+                    .prepare_invoke()
+                    .key(&keys.semaphore)
+                    .key(&keys.semaphore_fences)
+                    .key(&keys.channel)
+                    .arg(token.to_hyphenated()),
+            )
+            .await?;
         Ok(released == 1)
     }
 
@@ -719,27 +903,31 @@ impl LockBackend for RedisBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let keys = RedisKeys::new(key);
-        let extended: i64 = scripts::EXTEND_PERMIT
-            .prepare_invoke()
-            .key(&keys.semaphore)
-            .key(&keys.semaphore_fences)
-            .arg(token.to_hyphenated())
-            .arg(px(ttl))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("extend_permit", e))?;
+        let extended: i64 = self
+            .invoke(
+                "extend_permit",
+                scripts::EXTEND_PERMIT
+                    .prepare_invoke()
+                    .key(&keys.semaphore)
+                    .key(&keys.semaphore_fences)
+                    .arg(token.to_hyphenated())
+                    .arg(px(ttl)),
+            )
+            .await?;
         Ok(extended == 1)
     }
 
     async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
         let keys = RedisKeys::new(key);
-        let reply: Value = scripts::PERMIT_HOLDERS
-            .prepare_invoke()
-            .key(&keys.semaphore)
-            .key(&keys.semaphore_fences)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("permit_holders", e))?;
+        let reply: Value = self
+            .invoke(
+                "permit_holders",
+                scripts::PERMIT_HOLDERS
+                    .prepare_invoke()
+                    .key(&keys.semaphore)
+                    .key(&keys.semaphore_fences),
+            )
+            .await?;
         parse_members("permit_holders", &reply)
     }
 
@@ -771,17 +959,19 @@ impl LockBackend for RedisBackend {
 
     async fn release_rw(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
         let keys = RedisKeys::new(key);
-        let released: i64 = scripts::RELEASE_RW
-            .prepare_invoke()
-            .key(&keys.rw_readers)
-            .key(&keys.rw_fences)
-            .key(&keys.rw_writer)
-            .key(&keys.rw_waiting)
-            .key(&keys.channel)
-            .arg(token.to_hyphenated())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("release_rw", e))?;
+        let released: i64 = self
+            .invoke(
+                "release_rw",
+                scripts::RELEASE_RW
+                    .prepare_invoke()
+                    .key(&keys.rw_readers)
+                    .key(&keys.rw_fences)
+                    .key(&keys.rw_writer)
+                    .key(&keys.rw_waiting)
+                    .key(&keys.channel)
+                    .arg(token.to_hyphenated()),
+            )
+            .await?;
         Ok(released == 1)
     }
 
@@ -792,30 +982,34 @@ impl LockBackend for RedisBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         let keys = RedisKeys::new(key);
-        let extended: i64 = scripts::EXTEND_RW
-            .prepare_invoke()
-            .key(&keys.rw_readers)
-            .key(&keys.rw_fences)
-            .key(&keys.rw_writer)
-            .arg(token.to_hyphenated())
-            .arg(px(ttl))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("extend_rw", e))?;
+        let extended: i64 = self
+            .invoke(
+                "extend_rw",
+                scripts::EXTEND_RW
+                    .prepare_invoke()
+                    .key(&keys.rw_readers)
+                    .key(&keys.rw_fences)
+                    .key(&keys.rw_writer)
+                    .arg(token.to_hyphenated())
+                    .arg(px(ttl)),
+            )
+            .await?;
         Ok(extended == 1)
     }
 
     async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
         let keys = RedisKeys::new(key);
-        let reply: Value = scripts::INSPECT_RW
-            .prepare_invoke()
-            .key(&keys.rw_readers)
-            .key(&keys.rw_fences)
-            .key(&keys.rw_writer)
-            .key(&keys.rw_waiting)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| backend_error("inspect_rw", e))?;
+        let reply: Value = self
+            .invoke(
+                "inspect_rw",
+                scripts::INSPECT_RW
+                    .prepare_invoke()
+                    .key(&keys.rw_readers)
+                    .key(&keys.rw_fences)
+                    .key(&keys.rw_writer)
+                    .key(&keys.rw_waiting),
+            )
+            .await?;
         parse_rw(&reply)
     }
 }

@@ -403,14 +403,13 @@ async fn renewal_across_a_dropped_connection_goes_unknown_then_held() {
 /// operation is answered with the reply of another one — a non-owner's extend is never `true` —
 /// and the backend works again within a few response timeouts of the network healing.
 ///
-/// Ignored: it fails today. The redis crate matches replies to requests in order and keeps a
-/// connection after a response timeout; a request that never gets a reply shifts every later
-/// reply by one. Here a non-owner's `extend` returns `Ok(true)` (the reply of a concurrent
-/// `release`), and every later command times out until the connection is dropped. Fix in
-/// locks-redis: treat a response timeout as a broken connection (drop and reconnect it).
+/// The redis crate matches replies to requests in order and keeps a connection after a
+/// response timeout, so a request that never gets a reply would shift every later reply by one
+/// (before the fix, a non-owner's `extend` returned `Ok(true)`, the reply of a concurrent
+/// `release`, and every later command timed out until the connection was dropped). The fix, in
+/// locks-redis: a response timeout retires the connection it happened on; later commands wait
+/// for a fresh connection manager instead of using it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "locks-redis bug: a response timeout leaves the connection in use; lost requests \
-            misattribute later replies (see the doc comment)"]
 async fn blackholed_requests_never_cause_misattributed_replies() {
     let server = private_server(&[]).await;
     let proxy = proxy_for(&server).await;
@@ -681,6 +680,10 @@ async fn paused_holder_is_stopped_by_the_fence() {
     assert!(
         past_deadline,
         "the deadline had passed when the holder resumed"
+    );
+    assert!(
+        !believed,
+        "ensure_held() must see the passed deadline without waiting for the keeper"
     );
     assert!(
         !accepted,
