@@ -1291,27 +1291,86 @@ mod mutex {
 }
 
 // ---------------------------------------------------------------------------------------------
+// at-most-once work (double-payment and job-dedup)
+
+/// Work that must happen at most once per item — a charge per order, a run per job — checked
+/// by counting how often each item was actually done.
+struct AtMostOnce {
+    done: Vec<AtomicBool>,
+    runs: Vec<AtomicU64>,
+    duplicates: AtomicU64,
+    skipped_done: AtomicU64,
+}
+
+/// What an [`AtMostOnce`] saw, at the end of a run.
+struct OnceTally {
+    total: u64,
+    twice: Vec<usize>,
+    never: Vec<usize>,
+    duplicates: u64,
+    skipped_done: u64,
+}
+
+impl AtMostOnce {
+    fn new(items: usize) -> Self {
+        AtMostOnce {
+            done: (0..items).map(|_| AtomicBool::new(false)).collect(),
+            runs: (0..items).map(|_| AtomicU64::new(0)).collect(),
+            duplicates: AtomicU64::new(0),
+            skipped_done: AtomicU64::new(0),
+        }
+    }
+
+    /// Inside the item's critical section: skip it when it is already done, else do it (the
+    /// side effect is recorded first, then takes `hold`). `false` for an unknown item.
+    async fn perform(&self, ctx: &Ctx, item: usize, hold: Duration) -> bool {
+        let (Some(done), Some(runs)) = (self.done.get(item), self.runs.get(item)) else {
+            return false;
+        };
+        if done.load(Ordering::SeqCst) {
+            self.skipped_done.fetch_add(1, Ordering::SeqCst);
+        } else {
+            if runs.fetch_add(1, Ordering::SeqCst) > 0 {
+                self.duplicates.fetch_add(1, Ordering::SeqCst);
+                ctx.count_violation();
+            }
+            hold_for(hold).await;
+            done.store(true, Ordering::SeqCst);
+        }
+        true
+    }
+
+    fn tally(&self) -> OnceTally {
+        let runs: Vec<u64> = self.runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+        let items = |pred: fn(u64) -> bool| -> Vec<usize> {
+            runs.iter()
+                .enumerate()
+                .filter(|&(_, &n)| pred(n))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        OnceTally {
+            total: runs.iter().sum(),
+            twice: items(|n| n > 1),
+            never: items(|n| n == 0),
+            duplicates: self.duplicates.load(Ordering::SeqCst),
+            skipped_done: self.skipped_done.load(Ordering::SeqCst),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // double-payment
 
 mod double_payment {
     use super::*;
 
-    /// The shared ledger and the payment provider's record of charges.
-    struct Ledger {
-        paid: Vec<AtomicBool>,
-        charges: Vec<AtomicU64>,
-        already_paid: AtomicU64,
-        duplicates: AtomicU64,
-    }
+    /// The shared ledger (paid orders) and the payment provider's record of charges.
+    type Ledger = AtMostOnce;
 
     pub(super) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Outcome {
         let orders = ctx.names.len();
-        let ledger = Arc::new(Ledger {
-            paid: (0..orders).map(|_| AtomicBool::new(false)).collect(),
-            charges: (0..orders).map(|_| AtomicU64::new(0)).collect(),
-            already_paid: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-        });
+        let ledger = Arc::new(Ledger::new(orders));
         let mut tasks = JoinSet::new();
         for worker in 0..ctx.cfg.workers {
             let Some(service) = Ctx::service_for(services, worker) else {
@@ -1326,19 +1385,13 @@ mod double_payment {
         }
         ctx.join(tasks).await;
 
-        let per_order: Vec<u64> = ledger
-            .charges
-            .iter()
-            .map(|c| c.load(Ordering::SeqCst))
-            .collect();
-        let charges: u64 = per_order.iter().sum();
-        let twice: Vec<usize> = (0..orders)
-            .filter(|&o| per_order.get(o).is_some_and(|&n| n > 1))
-            .collect();
-        let unpaid: Vec<usize> = (0..orders)
-            .filter(|&o| per_order.get(o).is_some_and(|&n| n == 0))
-            .collect();
-        let duplicates = ledger.duplicates.load(Ordering::SeqCst);
+        let OnceTally {
+            total: charges,
+            twice,
+            never: unpaid,
+            duplicates,
+            skipped_done: already_paid,
+        } = ledger.tally();
         let mut details = Vec::new();
         if duplicates > 0 {
             details.push(format!(
@@ -1365,10 +1418,7 @@ mod double_payment {
                 ("charges", charges),
                 ("duplicate_charges", duplicates),
                 ("orders_charged_twice", to_u64(twice.len())),
-                (
-                    "already_paid_skips",
-                    ledger.already_paid.load(Ordering::SeqCst),
-                ),
+                ("already_paid_skips", already_paid),
                 ("unpaid_orders", to_u64(unpaid.len())),
             ],
             details,
@@ -1393,20 +1443,9 @@ mod double_payment {
                 // Another instance will charge it.
                 Attempt::Contended | Attempt::TimedOut | Attempt::Failed => continue,
             };
-            let (Some(paid), Some(charges)) = (ledger.paid.get(order), ledger.charges.get(order))
-            else {
+            // Charge unless paid: the provider records the charge, then answers after `hold`.
+            if !ledger.perform(&ctx, order, hold).await {
                 break;
-            };
-            if paid.load(Ordering::SeqCst) {
-                ledger.already_paid.fetch_add(1, Ordering::SeqCst);
-            } else {
-                // The payment provider records the charge, then answers after `hold`.
-                if charges.fetch_add(1, Ordering::SeqCst) > 0 {
-                    ledger.duplicates.fetch_add(1, Ordering::SeqCst);
-                    ctx.count_violation();
-                }
-                hold_for(hold).await;
-                paid.store(true, Ordering::SeqCst);
             }
             ctx.count_release(section.leave().await);
         }
@@ -1576,21 +1615,15 @@ mod job_dedup {
     use super::*;
 
     struct Jobs {
-        done: Vec<AtomicBool>,
-        runs: Vec<AtomicU64>,
-        duplicates: AtomicU64,
+        work: AtMostOnce,
         skipped_in_progress: AtomicU64,
-        skipped_done: AtomicU64,
     }
 
     pub(super) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Outcome {
         let count = ctx.names.len();
         let jobs = Arc::new(Jobs {
-            done: (0..count).map(|_| AtomicBool::new(false)).collect(),
-            runs: (0..count).map(|_| AtomicU64::new(0)).collect(),
-            duplicates: AtomicU64::new(0),
+            work: AtMostOnce::new(count),
             skipped_in_progress: AtomicU64::new(0),
-            skipped_done: AtomicU64::new(0),
         });
         let mut tasks = JoinSet::new();
         for worker in 0..ctx.cfg.workers {
@@ -1606,15 +1639,13 @@ mod job_dedup {
         }
         ctx.join(tasks).await;
 
-        let runs: Vec<u64> = jobs.runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
-        let total_runs: u64 = runs.iter().sum();
-        let twice: Vec<usize> = (0..count)
-            .filter(|&j| runs.get(j).is_some_and(|&n| n > 1))
-            .collect();
-        let never: Vec<usize> = (0..count)
-            .filter(|&j| runs.get(j).is_some_and(|&n| n == 0))
-            .collect();
-        let duplicates = jobs.duplicates.load(Ordering::SeqCst);
+        let OnceTally {
+            total: total_runs,
+            twice,
+            never,
+            duplicates,
+            skipped_done,
+        } = jobs.work.tally();
         let mut details = Vec::new();
         if duplicates > 0 {
             details.push(format!(
@@ -1644,7 +1675,7 @@ mod job_dedup {
                     "skipped_in_progress",
                     jobs.skipped_in_progress.load(Ordering::SeqCst),
                 ),
-                ("skipped_done", jobs.skipped_done.load(Ordering::SeqCst)),
+                ("skipped_done", skipped_done),
                 ("jobs_never_run", to_u64(never.len())),
             ],
             details,
@@ -1672,18 +1703,8 @@ mod job_dedup {
                 Attempt::Stopped => break,
                 Attempt::TimedOut | Attempt::Failed => continue,
             };
-            let (Some(done), Some(runs)) = (jobs.done.get(job), jobs.runs.get(job)) else {
+            if !jobs.work.perform(&ctx, job, hold).await {
                 break;
-            };
-            if done.load(Ordering::SeqCst) {
-                jobs.skipped_done.fetch_add(1, Ordering::SeqCst);
-            } else {
-                if runs.fetch_add(1, Ordering::SeqCst) > 0 {
-                    jobs.duplicates.fetch_add(1, Ordering::SeqCst);
-                    ctx.count_violation();
-                }
-                hold_for(hold).await;
-                done.store(true, Ordering::SeqCst);
             }
             ctx.count_release(section.leave().await);
         }
