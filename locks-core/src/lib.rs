@@ -65,5 +65,5 @@ pub use key::{LockKey, MAX_KEY_LEN, MAX_PREFIX_LEN};
 pub use lease::{LeaseHandle, LeaseResource, LeaseState, LockGuard, LostReason, drift_margin};
 pub use options::{AcquireOptions, RetryPolicy, TTL_LIMIT};
 pub use primitives::{Election, Leadership, MultiGuard, RwLock, Semaphore};
-pub use service::{LockService, LockServiceBuilder, ShutdownReport};
+pub use service::{LockService, LockServiceBuilder, RENEW_FRACTION_RANGE, ShutdownReport};
 pub use token::OwnerToken;

@@ -275,7 +275,7 @@ impl LockServiceBuilder {
     }
 
     /// Renew when this fraction of the ttl has passed since the last confirmed renewal;
-    /// strictly between 0 and 1 (default 0.5).
+    /// within [`RENEW_FRACTION_RANGE`], 0.05 to 0.9 (default 0.5).
     pub fn renew_fraction(mut self, fraction: f64) -> Self {
         self.defaults.renew_fraction = fraction;
         self
@@ -316,13 +316,21 @@ impl LockServiceBuilder {
     }
 }
 
+/// The range `renew_fraction` must lie in. Below it renewal runs nearly back to back; above it
+/// the renewal would come after (or too close to) the local deadline, `ttl − drift margin`.
+pub const RENEW_FRACTION_RANGE: std::ops::RangeInclusive<f64> = 0.05..=0.9;
+
 fn validate_fraction(f: f64) -> Result<(), LockError> {
-    if f.is_finite() && f > 0.0 && f < 1.0 {
+    if RENEW_FRACTION_RANGE.contains(&f) {
         Ok(())
     } else {
         Err(LockError::invalid_option(
             "renew_fraction",
-            format!("{f} is not strictly between 0 and 1"),
+            format!(
+                "{f} is outside [{}, {}]",
+                RENEW_FRACTION_RANGE.start(),
+                RENEW_FRACTION_RANGE.end()
+            ),
         ))
     }
 }

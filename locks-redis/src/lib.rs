@@ -269,14 +269,14 @@ impl fmt::Debug for RedisBackendBuilder {
 
 impl RedisBackendBuilder {
     /// How long [`connect`](Self::connect) may take in total (TCP, TLS, `AUTH`, `PING` and the
-    /// pub/sub connection), and each later reconnection attempt. Default 5 s; must be > 0.
+    /// pub/sub connection), and each later reconnection attempt. Default 5 s; at least 1 ms.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// How long one command may wait for its reply before it fails with a transient error.
-    /// Default 5 s; must be > 0.
+    /// Default 5 s; at least 1 ms.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
@@ -291,10 +291,10 @@ impl RedisBackendBuilder {
             ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
         ] {
-            if value.is_zero() {
+            if value < Duration::from_millis(1) {
                 return Err(RedisBackendError::InvalidOption {
                     option,
-                    reason: "must be greater than zero".into(),
+                    reason: "must be at least 1 ms".into(),
                 });
             }
         }

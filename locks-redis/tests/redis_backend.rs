@@ -457,6 +457,21 @@ async fn unreachable_address_fails_within_the_connect_timeout() {
         ),
         "{err:?}"
     );
+    let err = RedisBackend::builder(format!("redis://127.0.0.1:{port}"))
+        .response_timeout(Duration::from_nanos(1))
+        .connect()
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(RedisBackendError::InvalidOption {
+                option: "response_timeout",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
     #[cfg(not(feature = "tls"))]
     {
         let err = RedisBackend::connect("rediss://127.0.0.1:1").await.err();

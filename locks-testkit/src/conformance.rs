@@ -908,6 +908,8 @@ pub async fn validation_errors_are_typed_and_write_nothing<H: Harness>(h: H) {
         ("renew_fraction", b().renew_fraction(0.0)),
         ("renew_fraction", b().renew_fraction(1.0)),
         ("renew_fraction", b().renew_fraction(f64::NAN)),
+        ("renew_fraction", b().renew_fraction(0.01)),
+        ("renew_fraction", b().renew_fraction(0.99)),
         ("key_prefix", b().key_prefix("{braces}")),
         ("max_hold", b().max_hold(Some(Duration::ZERO))),
         ("max_ttl", b().max_ttl(Duration::ZERO)),
