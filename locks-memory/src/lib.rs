@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
+use dashmap::mapref::one::RefMut;
 use locks_core::{
     AcquireResult, BackendError, Clock, Lease, LeaseInfo, LockBackend, LockKey, OwnerToken,
     ReleaseListener, RwInfo, TokioClock, Wake,
@@ -305,6 +306,23 @@ impl MemoryBackend {
             .count()
     }
 
+    /// The slot of `key` (created if missing) with expired permits, readers, writer and
+    /// waiting marks purged, and the store's time.
+    fn slot(&self, key: &LockKey) -> (RefMut<'_, String, Slot>, Duration) {
+        let now = self.inner.clock.now();
+        let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
+        slot.purge(now);
+        (slot, now)
+    }
+
+    /// Like [`slot`](Self::slot), but `None` when the key was never used.
+    fn existing_slot(&self, key: &LockKey) -> Option<(RefMut<'_, String, Slot>, Duration)> {
+        let now = self.inner.clock.now();
+        let mut slot = self.inner.slots.get_mut(&key.full())?;
+        slot.purge(now);
+        Some((slot, now))
+    }
+
     fn expiry(&self, ttl: Duration) -> Duration {
         self.inner.clock.now().saturating_add(ttl)
     }
@@ -461,10 +479,8 @@ impl LockBackend for MemoryBackend {
         permits: u32,
     ) -> Result<AcquireResult, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
             let expires_at = self.expiry(ttl);
-            let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
-            slot.purge(now);
+            let (mut slot, now) = self.slot(key);
             if let Some(h) = slot.permits.get_mut(&token) {
                 h.expires_at = expires_at;
                 return AcquireResult::Acquired(Lease::new(h.fence));
@@ -490,11 +506,9 @@ impl LockBackend for MemoryBackend {
 
     async fn release_permit(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
-            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+            let Some((mut slot, _)) = self.existing_slot(key) else {
                 return false;
             };
-            slot.purge(now);
             let had = slot.permits.remove(&token).is_some();
             if had {
                 slot.wake();
@@ -511,12 +525,10 @@ impl LockBackend for MemoryBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
             let expires_at = self.expiry(ttl);
-            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+            let Some((mut slot, _)) = self.existing_slot(key) else {
                 return false;
             };
-            slot.purge(now);
             match slot.permits.get_mut(&token) {
                 Some(h) => {
                     h.expires_at = expires_at;
@@ -530,11 +542,9 @@ impl LockBackend for MemoryBackend {
 
     async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
-            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+            let Some((slot, now)) = self.existing_slot(key) else {
                 return Vec::new();
             };
-            slot.purge(now);
             let mut out: Vec<LeaseInfo> = slot.permits.values().map(|h| info(h, now)).collect();
             out.sort_by_key(|i| i.fence);
             out
@@ -549,10 +559,8 @@ impl LockBackend for MemoryBackend {
         ttl: Duration,
     ) -> Result<AcquireResult, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
             let expires_at = self.expiry(ttl);
-            let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
-            slot.purge(now);
+            let (mut slot, now) = self.slot(key);
             if let Some(h) = slot.readers.get_mut(&token) {
                 h.expires_at = expires_at;
                 return AcquireResult::Acquired(Lease::new(h.fence));
@@ -588,10 +596,8 @@ impl LockBackend for MemoryBackend {
         ttl: Duration,
     ) -> Result<AcquireResult, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
             let expires_at = self.expiry(ttl);
-            let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
-            slot.purge(now);
+            let (mut slot, now) = self.slot(key);
             if let Some(w) = slot.writer.as_mut() {
                 if w.owner == token {
                     w.expires_at = expires_at;
@@ -631,11 +637,9 @@ impl LockBackend for MemoryBackend {
 
     async fn release_rw(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
-            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+            let Some((mut slot, _)) = self.existing_slot(key) else {
                 return false;
             };
-            slot.purge(now);
             let mut had = slot.readers.remove(&token).is_some();
             if slot.writer.is_some_and(|w| w.owner == token) {
                 slot.writer = None;
@@ -660,12 +664,10 @@ impl LockBackend for MemoryBackend {
         ttl: Duration,
     ) -> Result<bool, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
             let expires_at = self.expiry(ttl);
-            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+            let Some((mut slot, _)) = self.existing_slot(key) else {
                 return false;
             };
-            slot.purge(now);
             if let Some(h) = slot.readers.get_mut(&token) {
                 h.expires_at = expires_at;
                 return true;
@@ -683,11 +685,9 @@ impl LockBackend for MemoryBackend {
 
     async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
         self.run(|| {
-            let now = self.inner.clock.now();
-            let Some(mut slot) = self.inner.slots.get_mut(&key.full()) else {
+            let Some((slot, now)) = self.existing_slot(key) else {
                 return RwInfo::default();
             };
-            slot.purge(now);
             let mut readers: Vec<LeaseInfo> = slot.readers.values().map(|h| info(h, now)).collect();
             readers.sort_by_key(|i| i.fence);
             RwInfo::new(
