@@ -131,7 +131,7 @@ async fn fight(services: [LockService; 2], dur: Duration) -> Result<(f64, [u64; 
         tasks.spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
-                svc.acquire_with("bench:contended", opts.clone())
+                svc.acquire_opts("bench:contended", opts.clone())
                     .await?
                     .release()
                     .await?;

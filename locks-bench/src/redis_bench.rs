@@ -479,7 +479,7 @@ async fn handoff(url: &str, workers: usize, cfg: &Config) -> Result<Handoff> {
             let mut count = 0u64;
             while Instant::now() < deadline {
                 let asked = Instant::now();
-                let guard: LockGuard = svc.acquire_with(&key, opts.clone()).await?;
+                let guard: LockGuard = svc.acquire_opts(&key, opts.clone()).await?;
                 let got = Instant::now();
                 longest = longest.max(got - asked);
                 let released = shared

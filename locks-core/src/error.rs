@@ -4,7 +4,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use crate::lease::LostReason;
+use crate::kind::LeaseKind;
+use crate::state::LostReason;
 
 /// Everything that can go wrong when taking, keeping or giving back a lock.
 ///
@@ -71,6 +72,16 @@ pub enum LockError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The backend cannot store leases of this kind (for example a store without semaphores).
+    /// Returned when the primitive is created (`LockService::semaphore`, `rwlock`, or the
+    /// service itself for mutexes), never at first use.
+    #[error("the {backend} backend does not support {kind} leases")]
+    Unsupported {
+        /// The backend's [`name`](crate::LockBackend::name).
+        backend: &'static str,
+        /// The kind it refused.
+        kind: LeaseKind,
+    },
     /// The service has been shut down (or is shutting down) and takes no new locks.
     #[error("the lock service is shutting down")]
     ShuttingDown,
@@ -94,7 +105,10 @@ impl LockError {
     }
 
     pub(crate) fn backend(operation: &'static str, source: BackendError) -> Self {
-        LockError::Backend { operation, source }
+        match source.unsupported {
+            Some((backend, kind)) => LockError::Unsupported { backend, kind },
+            None => LockError::Backend { operation, source },
+        }
     }
 }
 
@@ -118,6 +132,7 @@ pub struct BackendError {
     kind: BackendErrorKind,
     message: String,
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+    unsupported: Option<(&'static str, LeaseKind)>,
 }
 
 impl BackendError {
@@ -127,6 +142,7 @@ impl BackendError {
             kind: BackendErrorKind::Transient,
             message: message.into(),
             source: None,
+            unsupported: None,
         }
     }
 
@@ -136,7 +152,24 @@ impl BackendError {
             kind: BackendErrorKind::Permanent,
             message: message.into(),
             source: None,
+            unsupported: None,
         }
+    }
+
+    /// The backend `backend` was asked for a lease kind it does not
+    /// [`support`](crate::LockBackend::supports) (permanent). The service turns it into
+    /// [`LockError::Unsupported`].
+    pub fn unsupported(backend: &'static str, kind: LeaseKind) -> Self {
+        BackendError {
+            unsupported: Some((backend, kind)),
+            ..BackendError::permanent(format!("the {backend} backend does not support {kind} leases"))
+        }
+    }
+
+    /// The kind a backend refused, when this is an [`unsupported`](BackendError::unsupported)
+    /// error.
+    pub fn unsupported_kind(&self) -> Option<LeaseKind> {
+        self.unsupported.map(|(_, kind)| kind)
     }
 
     /// Attach the store's own error as the source.

@@ -46,24 +46,32 @@
 
 #![warn(missing_docs)]
 
-pub mod backend;
-pub mod clock;
+// Vocabulary → contract → engine → service → primitives: each module imports only from
+// the ones before it.
 pub mod error;
 pub mod key;
-pub mod lease;
+pub mod kind;
 pub mod options;
-pub mod primitives;
-pub mod service;
+pub mod state;
 pub mod token;
 
+pub mod backend;
+
+pub mod lease;
+
+pub mod service;
+
+pub mod primitives;
+
 pub use backend::{
-    AcquireResult, Lease, LeaseInfo, LockBackend, ReleaseListener, RwInfo, SleepingListener, Wake,
+    AcquireResult, Holders, Lease, LeaseInfo, LockBackend, ReleaseListener, SleepingListener, Wake,
 };
-pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BackendError, BackendErrorKind, LockError};
 pub use key::{LockKey, MAX_KEY_LEN, MAX_PREFIX_LEN};
-pub use lease::{LeaseHandle, LeaseResource, LeaseState, LockGuard, LostReason, drift_margin};
+pub use kind::LeaseKind;
+pub use lease::{LeaseHandle, LockGuard, drift_margin};
 pub use options::{AcquireOptions, RetryPolicy, TTL_LIMIT};
-pub use primitives::{Election, Leadership, MultiGuard, RwLock, Semaphore};
+pub use primitives::{Election, Leadership, MultiGuard, RwInfo, RwLock, Semaphore};
 pub use service::{LockService, LockServiceBuilder, RENEW_FRACTION_RANGE, ShutdownReport};
+pub use state::{LeaseState, LostReason};
 pub use token::OwnerToken;

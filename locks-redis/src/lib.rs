@@ -22,7 +22,7 @@
 //! let locks = LockService::new(backend)?;
 //!
 //! let opts = AcquireOptions::new().ttl(Duration::from_secs(10));
-//! let guard = locks.acquire_with("payment:42", opts).await?;
+//! let guard = locks.acquire_opts("payment:42", opts).await?;
 //! tokio::select! {
 //!     _ = async { /* charge, passing guard.fence() to the payment store */ } => {}
 //!     reason = guard.lost() => eprintln!("lock lost: {reason}; stop writing"),

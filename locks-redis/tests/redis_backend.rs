@@ -391,7 +391,7 @@ async fn holder_notices_loss_when_the_server_is_down_longer_than_the_ttl() {
     let redis = backend(&server).await;
     let locks = LockService::new(redis).unwrap_or_else(|e| panic!("{e}"));
     let guard = locks
-        .acquire_with(
+        .acquire_opts(
             "lost",
             AcquireOptions::new().ttl(Duration::from_millis(300)),
         )
@@ -697,13 +697,13 @@ async fn waiter_is_woken_by_the_release_notification() {
     let name = unique("wake");
     let channel = RedisKeys::new(&key(&name)).channel;
     let guard = holder
-        .acquire_with(&name, notification_only())
+        .acquire_opts(&name, notification_only())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let first_fence = guard.fence();
     let waiting = tokio::spawn({
         let (waiter, name) = (waiter.clone(), name.clone());
-        async move { waiter.acquire_with(&name, notification_only()).await }
+        async move { waiter.acquire_opts(&name, notification_only()).await }
     });
     eventually("the waiter subscribes", || {
         let mut conn = conn.clone();
@@ -755,7 +755,7 @@ async fn waiter_acquires_after_the_subscription_connection_is_killed() {
 
     // A bare listener is woken by the disconnection itself (a release may have been missed).
     let guard = holder
-        .acquire_with(name, notification_only())
+        .acquire_opts(name, notification_only())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut listener = redis.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
@@ -773,7 +773,7 @@ async fn waiter_acquires_after_the_subscription_connection_is_killed() {
     // A waiter parked across a disconnection still hears the release afterwards.
     let waiting = tokio::spawn({
         let waiter = waiter.clone();
-        async move { waiter.acquire_with(name, notification_only()).await }
+        async move { waiter.acquire_opts(name, notification_only()).await }
     });
     eventually("the waiter subscribes", subscribed()).await;
     kill_pubsub().await;
@@ -788,12 +788,12 @@ async fn waiter_acquires_after_the_subscription_connection_is_killed() {
 
     // And a waiter that starts after the reconnection is woken as well.
     let guard = holder
-        .acquire_with(name, notification_only())
+        .acquire_opts(name, notification_only())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let waiting = tokio::spawn({
         let waiter = waiter.clone();
-        async move { waiter.acquire_with(name, notification_only()).await }
+        async move { waiter.acquire_opts(name, notification_only()).await }
     });
     eventually("the waiter subscribes", subscribed()).await;
     guard.release().await.unwrap_or_else(|e| panic!("{e}"));

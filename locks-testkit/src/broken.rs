@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use locks_core::{AcquireResult, BackendError, Lease, LeaseInfo, LockBackend, LockKey, OwnerToken};
+use locks_core::{
+    AcquireResult, BackendError, Holders, Lease, LeaseKind, LockBackend, LockKey, OwnerToken,
+    ReleaseListener, SleepingListener,
+};
 
 /// A test double that **violates mutual exclusion on purpose**: every `try_acquire` succeeds,
 /// whoever holds the key.
@@ -16,7 +19,7 @@ use locks_core::{AcquireResult, BackendError, Lease, LeaseInfo, LockBackend, Loc
 /// - `try_acquire` always returns [`AcquireResult::Acquired`] with a new fence, strictly
 ///   increasing across all keys (so fences alone look fine; only overlap gives it away, unless
 ///   two holders are checked out of order).
-/// - `release` and `extend` always return `true`; `inspect` always returns `None`;
+/// - `release` and `extend` always return `true`; `holders` always reports nobody;
 ///   `force_release` returns `false` (it remembers nothing).
 ///
 /// ```
@@ -59,9 +62,18 @@ impl GrantAllBackend {
 
 #[async_trait]
 impl LockBackend for GrantAllBackend {
+    fn name(&self) -> &'static str {
+        "grant-all"
+    }
+
+    fn supports(&self, _kind: LeaseKind) -> bool {
+        true
+    }
+
     async fn try_acquire(
         &self,
         _key: &LockKey,
+        _kind: LeaseKind,
         _token: OwnerToken,
         _ttl: Duration,
     ) -> Result<AcquireResult, BackendError> {
@@ -72,28 +84,34 @@ impl LockBackend for GrantAllBackend {
         Ok(AcquireResult::Acquired(Lease::new(fence)))
     }
 
-    async fn release(&self, _key: &LockKey, _token: OwnerToken) -> Result<bool, BackendError> {
-        Ok(true)
-    }
-
     async fn extend(
         &self,
         _key: &LockKey,
+        _kind: LeaseKind,
         _token: OwnerToken,
         _ttl: Duration,
     ) -> Result<bool, BackendError> {
         Ok(true)
     }
 
-    async fn inspect(&self, _key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
-        Ok(None)
+    async fn release(
+        &self,
+        _key: &LockKey,
+        _kind: LeaseKind,
+        _token: OwnerToken,
+    ) -> Result<bool, BackendError> {
+        Ok(true)
     }
 
-    async fn force_release(&self, _key: &LockKey) -> Result<bool, BackendError> {
+    async fn holders(&self, _key: &LockKey, _kind: LeaseKind) -> Result<Holders, BackendError> {
+        Ok(Holders::default())
+    }
+
+    async fn force_release(&self, _key: &LockKey, _kind: LeaseKind) -> Result<bool, BackendError> {
         Ok(false)
     }
 
-    fn name(&self) -> &'static str {
-        "grant-all"
+    async fn listen(&self, _key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
+        Ok(Box::new(SleepingListener))
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use locks_core::{
-    AcquireResult, BackendError, LeaseInfo, LockBackend, LockKey, OwnerToken, ReleaseListener,
-    RwInfo,
+    AcquireResult, BackendError, Holders, LeaseKind, LockBackend, LockKey, OwnerToken,
+    ReleaseListener,
 };
 
 #[derive(Debug, Default)]
@@ -87,6 +87,14 @@ impl FaultyBackend {
         self.plan.latency_nanos.store(nanos, Ordering::SeqCst);
     }
 
+    /// Clear every fault (the count of injected faults stays).
+    pub fn clear(&self) {
+        self.plan.fail_next.store(0, Ordering::SeqCst);
+        self.plan.lose_replies.store(0, Ordering::SeqCst);
+        self.plan.unavailable.store(false, Ordering::SeqCst);
+        self.plan.latency_nanos.store(0, Ordering::SeqCst);
+    }
+
     /// How many operations failed by injection.
     pub fn injected(&self) -> u64 {
         self.plan.injected.load(Ordering::SeqCst)
@@ -127,108 +135,57 @@ impl FaultyBackend {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl LockBackend for FaultyBackend {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn supports(&self, kind: LeaseKind) -> bool {
+        self.inner.supports(kind)
+    }
+
     async fn try_acquire(
         &self,
         key: &LockKey,
+        kind: LeaseKind,
         token: OwnerToken,
         ttl: Duration,
     ) -> Result<AcquireResult, BackendError> {
-        self.call(self.inner.try_acquire(key, token, ttl)).await
-    }
-
-    async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
-        self.call(self.inner.release(key, token)).await
+        self.call(self.inner.try_acquire(key, kind, token, ttl))
+            .await
     }
 
     async fn extend(
         &self,
         key: &LockKey,
+        kind: LeaseKind,
         token: OwnerToken,
         ttl: Duration,
     ) -> Result<bool, BackendError> {
-        self.call(self.inner.extend(key, token, ttl)).await
+        self.call(self.inner.extend(key, kind, token, ttl)).await
     }
 
-    async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
-        self.call(self.inner.inspect(key)).await
+    async fn release(
+        &self,
+        key: &LockKey,
+        kind: LeaseKind,
+        token: OwnerToken,
+    ) -> Result<bool, BackendError> {
+        self.call(self.inner.release(key, kind, token)).await
     }
 
-    async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError> {
-        self.call(self.inner.force_release(key)).await
+    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
+        self.call(self.inner.holders(key, kind)).await
     }
 
+    async fn force_release(&self, key: &LockKey, kind: LeaseKind) -> Result<bool, BackendError> {
+        self.call(self.inner.force_release(key, kind)).await
+    }
+
+    /// Not affected by faults: a partitioned client can still be woken (it then fails).
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
         self.inner.listen(key).await
-    }
-
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    async fn try_acquire_permit(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-        permits: u32,
-    ) -> Result<AcquireResult, BackendError> {
-        self.call(self.inner.try_acquire_permit(key, token, ttl, permits))
-            .await
-    }
-
-    async fn release_permit(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
-        self.call(self.inner.release_permit(key, token)).await
-    }
-
-    async fn extend_permit(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        self.call(self.inner.extend_permit(key, token, ttl)).await
-    }
-
-    async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
-        self.call(self.inner.permit_holders(key)).await
-    }
-
-    async fn try_acquire_read(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        self.call(self.inner.try_acquire_read(key, token, ttl))
-            .await
-    }
-
-    async fn try_acquire_write(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        self.call(self.inner.try_acquire_write(key, token, ttl))
-            .await
-    }
-
-    async fn release_rw(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
-        self.call(self.inner.release_rw(key, token)).await
-    }
-
-    async fn extend_rw(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        self.call(self.inner.extend_rw(key, token, ttl)).await
-    }
-
-    async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
-        self.call(self.inner.inspect_rw(key)).await
     }
 }

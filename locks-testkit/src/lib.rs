@@ -1,53 +1,36 @@
 //! # locks-testkit
 //!
-//! Tools that prove a lock backend behaves, and that help downstream crates test their own
-//! locking:
+//! Test tools for `locks`, organised by audience. Each audience turns on only the feature it
+//! needs, and compiles only what that feature uses.
 //!
-//! - [`conformance`]: the suite every backend must pass, instantiated with
-//!   [`conformance_tests!`](crate::conformance_tests).
-//! - [`primitives_suite`]: the semaphore / read-write / election / multi-lock suite,
-//!   [`primitives_tests!`](crate::primitives_tests), and the mutex suite through
-//!   [`adapters`] ([`adapter_conformance_tests!`](crate::adapter_conformance_tests)).
-//! - [`faulty`]: a wrapper that injects transient failures and latency into any backend.
-//! - [`recording`]: [`RecordingBackend`](recording::RecordingBackend), which records every lock
-//!   event for assertions in downstream test suites ("ran under lock X", "every lock was
-//!   released", "never held these two at once") and stages contention and revoked leases.
-//! - [`model`]: property tests (proptest) of random operation sequences checked step by step
-//!   against a reference model, with [`check`](model::check) and the [`ops`](model::ops)
-//!   strategies.
-//! - [`sim`]: the contention simulator behind the `locks-sim` binary.
-//! - [`redis_server`]: a private real `redis-server` for tests (or an external/Docker one).
-//! - [`proxy`]: a loopback TCP proxy between a client and a test server that injects network
-//!   faults on command (latency, stalls, blackholes, dropped and refused connections).
-//! - [`broken`]: deliberately broken backends (such as
-//!   [`GrantAllBackend`](broken::GrantAllBackend)) that prove a checker can fail.
+//! | audience | feature | what |
+//! |---|---|---|
+//! | application authors | *(none)* | [`recording`]: a [`RecordingBackend`](recording::RecordingBackend) that records every lock event for assertions ("ran under lock X", "every lock was released", "never held these two at once") and stages contention and revoked leases; [`faulty`]: a decorator that injects failures, lost replies and latency into any backend |
+//! | backend implementers | `conformance` | `conformance`: the mutex, primitives and adapter suites every backend runs for the kinds it supports, their [`Harness`], and `broken` backends that prove a checker can fail |
+//! | property testing | `model` | `model`: random operation sequences checked step by step against a reference model (proptest) |
+//! | real servers | `redis` | `redis_server`: a private `redis-server` for tests; `proxy`: a loopback TCP proxy that injects network faults |
+//! | the demo | `sim` | `sim`: the contention simulator behind the `locks-sim` binary |
+//!
+//! With no feature, this crate depends on `locks-core`, `locks-memory` and tokio only.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod adapters;
-pub mod broken;
-pub mod conformance;
 pub mod faulty;
-pub mod model;
-pub mod primitives_suite;
-pub mod proxy;
 pub mod recording;
+
+#[cfg(feature = "conformance")]
+pub mod broken;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "model")]
+pub mod model;
+#[cfg(feature = "redis")]
+pub mod proxy;
+#[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "sim")]
 pub mod sim;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use locks_core::{LockBackend, LockKey};
-
-/// What the conformance suite needs from a backend under test, beyond [`LockBackend`].
-#[async_trait]
-pub trait Harness: Send + Sync + 'static {
-    /// The backend under test. Every call returns a handle to the *same* store.
-    fn backend(&self) -> Arc<dyn LockBackend>;
-
-    /// Make every lease under `key` (mutex lease, semaphore permits, read and write leases)
-    /// expire now in the store, without telling the holders (as if their ttls had run out
-    /// while they were paused).
-    async fn expire(&self, key: &LockKey);
-}
+#[cfg(feature = "conformance")]
+pub use conformance::Harness;

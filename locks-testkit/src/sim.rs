@@ -1006,9 +1006,9 @@ struct Ctx {
 /// How a worker asks for a lock.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum How {
-    /// `acquire_with`: wait up to the wait timeout.
+    /// `acquire_opts`: wait up to the wait timeout.
     Wait,
-    /// `try_acquire_with`: one attempt.
+    /// `try_acquire_opts`: one attempt.
     Try,
 }
 
@@ -1105,8 +1105,8 @@ impl Ctx {
             let started = Instant::now();
             let acquire = async {
                 match how {
-                    How::Wait => service.acquire_with(name, opts).await,
-                    How::Try => service.try_acquire_with(name, opts).await,
+                    How::Wait => service.acquire_opts(name, opts).await,
+                    How::Try => service.try_acquire_opts(name, opts).await,
                 }
             };
             let outcome = tokio::select! {

@@ -258,7 +258,7 @@ async fn hold_elsewhere_makes_the_code_wait_then_time_out() {
 
     let start = Instant::now();
     let err = locks
-        .acquire_with(
+        .acquire_opts(
             "busy",
             AcquireOptions::new().wait_timeout(Duration::from_secs(2)),
         )

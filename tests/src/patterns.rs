@@ -284,7 +284,7 @@ pub async fn semaphore(
     let ttl = Duration::from_millis(500);
     let crashed_at = Instant::now();
     let crasher = service(&backend)?.semaphore("exports", permits)?;
-    let crashed = crasher.acquire_with(AcquireOptions::new().ttl(ttl)).await?;
+    let crashed = crasher.acquire_opts(AcquireOptions::new().ttl(ttl)).await?;
     let crashed_token = crashed.token();
     crashed.abandon();
     let running = Arc::new(AtomicUsize::new(0));
@@ -463,7 +463,7 @@ pub async fn timeout(
     let caller = service(&backend)?;
     let holder = slow.acquire("report:monthly").await?;
     let result = caller
-        .acquire_with("report:monthly", AcquireOptions::new().wait_timeout(budget))
+        .acquire_opts("report:monthly", AcquireOptions::new().wait_timeout(budget))
         .await;
     let still_held = holder.is_held().await?;
     holder.release().await?;

@@ -424,8 +424,8 @@ fn service_builder_settings_are_rejected_or_work() {
     );
 }
 
-/// `LockService` entry points with arbitrary keys and per-call options: `acquire_with`,
-/// `try_acquire_with`, `with_lock_opts`, `is_locked`, `inspect`, `force_release`, `waiters`,
+/// `LockService` entry points with arbitrary keys and per-call options: `acquire_opts`,
+/// `try_acquire_opts`, `with_lock_opts`, `is_locked`, `inspect`, `force_release`, `waiters`,
 /// `key`, and `LockKey::new` with an arbitrary prefix.
 #[test]
 fn mutex_entry_points_reject_bad_keys_and_options_without_writing() {
@@ -441,15 +441,15 @@ fn mutex_entry_points_reject_bad_keys_and_options_without_writing() {
                 let c = &mut conn;
                 match op {
                     0 => {
-                        let r = locks.acquire_with(&key, opts).await;
-                        if let Some(g) = judged("acquire_with", c, before, r).await? {
-                            release("acquire_with", g).await?;
+                        let r = locks.acquire_opts(&key, opts).await;
+                        if let Some(g) = judged("acquire_opts", c, before, r).await? {
+                            release("acquire_opts", g).await?;
                         }
                     }
                     1 => {
-                        let r = locks.try_acquire_with(&key, opts).await;
-                        if let Some(g) = judged("try_acquire_with", c, before, r).await? {
-                            release("try_acquire_with", g).await?;
+                        let r = locks.try_acquire_opts(&key, opts).await;
+                        if let Some(g) = judged("try_acquire_opts", c, before, r).await? {
+                            release("try_acquire_opts", g).await?;
                         }
                     }
                     2 => {
@@ -485,9 +485,9 @@ fn mutex_entry_points_reject_bad_keys_and_options_without_writing() {
                     }
                     _ => {
                         // Valid key, arbitrary options: only the options can be rejected.
-                        let r = locks.acquire_with("valid", opts).await;
-                        if let Some(g) = judged("acquire_with(valid)", c, before, r).await? {
-                            release("acquire_with(valid)", g).await?;
+                        let r = locks.acquire_opts("valid", opts).await;
+                        if let Some(g) = judged("acquire_opts(valid)", c, before, r).await? {
+                            release("acquire_opts(valid)", g).await?;
                         }
                     }
                 }
@@ -498,9 +498,9 @@ fn mutex_entry_points_reject_bad_keys_and_options_without_writing() {
     );
 }
 
-/// `Semaphore` (`semaphore`, `with_permits`, `acquire_with`, `try_acquire`, `holders`,
-/// `available`), `RwLock` (`rwlock`, `read_with`, `write_with`, `try_read`, `try_write`,
-/// `inspect`) and `Election` (`election`, `campaign_with`, `try_campaign`, `leader`) with
+/// `Semaphore` (`semaphore`, `with_permits`, `acquire_opts`, `try_acquire`, `holders`,
+/// `available`), `RwLock` (`rwlock`, `read_opts`, `write_opts`, `try_read`, `try_write`,
+/// `inspect`) and `Election` (`election`, `campaign_opts`, `try_campaign`, `leader`) with
 /// arbitrary names, permit counts and options.
 #[test]
 fn primitive_entry_points_reject_bad_input_without_writing() {
@@ -518,9 +518,9 @@ fn primitive_entry_points_reject_bad_input_without_writing() {
                     0 => {
                         let r = locks.semaphore(&key, permits);
                         if let Some(s) = judged::<Semaphore>("semaphore", c, before, r).await? {
-                            let r = s.acquire_with(opts).await;
-                            if let Some(g) = judged("semaphore acquire_with", c, before, r).await? {
-                                release("semaphore acquire_with", g).await?;
+                            let r = s.acquire_opts(opts).await;
+                            if let Some(g) = judged("semaphore acquire_opts", c, before, r).await? {
+                                release("semaphore acquire_opts", g).await?;
                             }
                         }
                     }
@@ -560,8 +560,8 @@ fn primitive_entry_points_reject_bad_input_without_writing() {
                         let r = locks.rwlock(&key);
                         if let Some(rw) = judged("rwlock", c, before, r).await? {
                             let r = match op {
-                                4 => rw.read_with(opts).await,
-                                5 => rw.write_with(opts).await,
+                                4 => rw.read_opts(opts).await,
+                                5 => rw.write_opts(opts).await,
                                 6 => rw.try_read().await,
                                 7 => rw.try_write().await,
                                 _ => {
@@ -580,7 +580,7 @@ fn primitive_entry_points_reject_bad_input_without_writing() {
                         if let Some(e) = judged("election", c, before, r).await? {
                             prop_assert_eq!(e.role(), key.as_str());
                             let r = match op {
-                                9 => e.campaign_with(opts).await,
+                                9 => e.campaign_opts(opts).await,
                                 10 => e.try_campaign().await,
                                 _ => {
                                     let r = e.leader().await;
@@ -780,7 +780,7 @@ async fn an_accepted_huge_ttl_never_panics() {
         .build()
         .expect("a huge max_ttl is accepted; ttls are still bounded by TTL_LIMIT");
     let r = lifted
-        .acquire_with(
+        .acquire_opts(
             "huge-ttl",
             locks_core::AcquireOptions::new().ttl(Duration::MAX),
         )

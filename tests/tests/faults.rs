@@ -158,7 +158,7 @@ async fn partitioned_holder_gives_up_before_a_second_holder_gets_in() {
     proxy.set_latency(Direction::ClientToServer, Duration::from_millis(200));
     let guard = within(
         "acquire",
-        holder.acquire_with(name, AcquireOptions::new().ttl(ttl)),
+        holder.acquire_opts(name, AcquireOptions::new().ttl(ttl)),
     )
     .await
     .unwrap_or_else(|e| panic!("acquire: {e}"));
@@ -278,7 +278,7 @@ async fn release_across_a_dropped_connection_never_reports_a_release_that_did_no
         let ttl = Duration::from_secs(2);
         let guard = within(
             "acquire",
-            locks.acquire_with(name, AcquireOptions::new().ttl(ttl)),
+            locks.acquire_opts(name, AcquireOptions::new().ttl(ttl)),
         )
         .await
         .unwrap_or_else(|e| panic!("acquire: {e}"));
@@ -347,7 +347,7 @@ async fn renewal_across_a_dropped_connection_goes_unknown_then_held() {
         let ttl = Duration::from_secs(2);
         let guard = within(
             "acquire",
-            locks.acquire_with(name, AcquireOptions::new().ttl(ttl)),
+            locks.acquire_opts(name, AcquireOptions::new().ttl(ttl)),
         )
         .await
         .unwrap_or_else(|e| panic!("acquire: {e}"));
@@ -482,26 +482,26 @@ async fn restart_empty_revokes_holders_and_fences_keep_increasing() {
     // Renewed only after 10 s: still trusted by its holder well after the restart.
     let long = within(
         "acquire",
-        locks.acquire_with(
+        locks.acquire_opts(
             "restart:a",
             AcquireOptions::new().ttl(Duration::from_secs(20)),
         ),
     )
     .await;
     guards.push(("restart:a", ok("acquire")(long)));
-    let g = within("acquire", locks.acquire_with("restart:b", opts())).await;
+    let g = within("acquire", locks.acquire_opts("restart:b", opts())).await;
     guards.push(("restart:b", ok("acquire")(g)));
     let pool = ok("semaphore")(locks.semaphore("restart:pool", 2));
     for _ in 0..2 {
-        let g = within("permit", pool.acquire_with(opts())).await;
+        let g = within("permit", pool.acquire_opts(opts())).await;
         guards.push(("restart:pool", ok("permit")(g)));
     }
     let rw = ok("rwlock")(locks.rwlock("restart:rw"));
-    let r = within("read", rw.read_with(opts())).await;
+    let r = within("read", rw.read_opts(opts())).await;
     guards.push(("restart:rw", ok("read")(r)));
     let w = within(
         "write",
-        ok("rwlock")(locks.rwlock("restart:w")).write_with(opts()),
+        ok("rwlock")(locks.rwlock("restart:w")).write_opts(opts()),
     )
     .await;
     guards.push(("restart:w", ok("write")(w)));
@@ -551,12 +551,12 @@ async fn restart_empty_revokes_holders_and_fences_keep_increasing() {
     }
     let mut after = Vec::new();
     for name in ["restart:a", "restart:b", "restart:new"] {
-        let g = within("acquire after restart", locks.acquire_with(name, opts())).await;
+        let g = within("acquire after restart", locks.acquire_opts(name, opts())).await;
         after.push(ok("acquire after restart")(g));
     }
-    let g = within("permit after restart", pool.acquire_with(opts())).await;
+    let g = within("permit after restart", pool.acquire_opts(opts())).await;
     after.push(ok("permit after restart")(g));
-    let g = within("read after restart", rw.read_with(opts())).await;
+    let g = within("read after restart", rw.read_opts(opts())).await;
     after.push(ok("read after restart")(g));
     for g in &after {
         assert!(
@@ -628,7 +628,7 @@ async fn paused_holder_is_stopped_by_the_fence() {
                 let locks = service(backend(&url, Duration::from_secs(2)).await);
                 let guard = within(
                     "acquire",
-                    locks.acquire_with(
+                    locks.acquire_opts(
                         "paused",
                         AcquireOptions::new().ttl(Duration::from_millis(500)),
                     ),
@@ -756,7 +756,7 @@ async fn out_of_memory_is_a_typed_error_and_nothing_is_stuck() {
     let attempts: Vec<(&str, Result<LockGuard, LockError>)> = vec![
         (
             "acquire",
-            within("acquire", locks.acquire_with("oom:new", budget.clone())).await,
+            within("acquire", locks.acquire_opts("oom:new", budget.clone())).await,
         ),
         (
             "try_acquire",
@@ -766,7 +766,7 @@ async fn out_of_memory_is_a_typed_error_and_nothing_is_stuck() {
             "semaphore",
             within(
                 "semaphore",
-                ok("semaphore")(locks.semaphore("oom:pool", 3)).acquire_with(budget.clone()),
+                ok("semaphore")(locks.semaphore("oom:pool", 3)).acquire_opts(budget.clone()),
             )
             .await,
         ),
@@ -774,7 +774,7 @@ async fn out_of_memory_is_a_typed_error_and_nothing_is_stuck() {
             "read",
             within(
                 "read",
-                ok("rwlock")(locks.rwlock("oom:rw")).read_with(budget.clone()),
+                ok("rwlock")(locks.rwlock("oom:rw")).read_opts(budget.clone()),
             )
             .await,
         ),
@@ -802,7 +802,7 @@ async fn out_of_memory_is_a_typed_error_and_nothing_is_stuck() {
     // the middle"), so a writer may still get in. Either way: a typed answer, at once.
     let write = within(
         "write",
-        ok("rwlock")(locks.rwlock("oom:rw")).write_with(budget),
+        ok("rwlock")(locks.rwlock("oom:rw")).write_opts(budget),
     )
     .await;
     println!("maxmemory: write lock under OOM -> {write:?}");
@@ -916,7 +916,7 @@ async fn maxclients_gives_typed_errors_and_recovers() {
     let started = Instant::now();
     let r = within(
         "acquire against a full server",
-        locks.acquire_with("clients:b", AcquireOptions::new().wait_timeout(budget)),
+        locks.acquire_opts("clients:b", AcquireOptions::new().wait_timeout(budget)),
     )
     .await;
     let took = started.elapsed();
@@ -935,7 +935,7 @@ async fn maxclients_gives_typed_errors_and_recovers() {
     drop(more);
     let g = within(
         "acquire after clients left",
-        locks.acquire_with("clients:b", AcquireOptions::new().wait_timeout(SOON)),
+        locks.acquire_opts("clients:b", AcquireOptions::new().wait_timeout(SOON)),
     )
     .await;
     within("release", ok("acquire after clients left")(g).release())
@@ -1057,7 +1057,7 @@ async fn busy_script_is_transient_and_acquire_succeeds_after_script_kill() {
         let locks = locks.clone();
         async move {
             locks
-                .acquire_with(
+                .acquire_opts(
                     "busy:lock",
                     AcquireOptions::new()
                         .wait_timeout(budget)
@@ -1331,9 +1331,9 @@ impl Soak {
         while !self.stop.load(Ordering::Relaxed) {
             let lock = format!("soak:m{}", rng.below(2));
             let r = if rng.below(4) == 0 {
-                locks.try_acquire_with(&lock, self.opts.clone()).await
+                locks.try_acquire_opts(&lock, self.opts.clone()).await
             } else {
-                locks.acquire_with(&lock, self.opts.clone()).await
+                locks.acquire_opts(&lock, self.opts.clone()).await
             };
             match r {
                 Ok(g) => self.section(&lock, Kind::Mutex, g, true, &mut rng).await,
@@ -1347,7 +1347,7 @@ impl Soak {
         let lock = "soak:pool";
         let pool = ok("semaphore")(locks.semaphore(lock, permits as u32));
         while !self.stop.load(Ordering::Relaxed) {
-            match pool.acquire_with(self.opts.clone()).await {
+            match pool.acquire_opts(self.opts.clone()).await {
                 Ok(g) => {
                     self.section(lock, Kind::Permit(permits), g, false, &mut rng)
                         .await
@@ -1363,9 +1363,9 @@ impl Soak {
         while !self.stop.load(Ordering::Relaxed) {
             let write = rng.below(3) == 0;
             let r = if write {
-                rw.write_with(self.opts.clone()).await
+                rw.write_opts(self.opts.clone()).await
             } else {
-                rw.read_with(self.opts.clone()).await
+                rw.read_opts(self.opts.clone()).await
             };
             match r {
                 Ok(g) if write => self.section(lock, Kind::Write, g, true, &mut rng).await,

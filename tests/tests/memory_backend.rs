@@ -24,7 +24,7 @@ async fn gc_pause_lets_the_next_holder_in_and_refuses_the_late_release() {
     let backend = MemoryBackend::with_clock(clock.clone());
     let (a, b) = (service(&backend), service(&backend));
     let first = a
-        .acquire_with("order:1", AcquireOptions::new().auto_renew(false))
+        .acquire_opts("order:1", AcquireOptions::new().auto_renew(false))
         .await
         .expect("acquire");
     assert!(matches!(

@@ -240,7 +240,7 @@ async fn scenario(url: &str, admin: &mut MultiplexedConnection, tag: &str) -> Re
 
     // Mutex: acquire, inspect, extend, is_locked.
     let k = format!("{tag}:mutex");
-    let held = step("acquire", quick, a.acquire_with(&k, notification_only())).await?;
+    let held = step("acquire", quick, a.acquire_opts(&k, notification_only())).await?;
     let info = step("inspect", quick, a.inspect(&k)).await?;
     check(
         "inspect shows the owner",
@@ -276,7 +276,7 @@ async fn scenario(url: &str, admin: &mut MultiplexedConnection, tag: &str) -> Re
     let short = AcquireOptions::new()
         .ttl(Duration::from_millis(50))
         .auto_renew(false);
-    let p2 = step("short permit", quick, pool.acquire_with(short)).await?;
+    let p2 = step("short permit", quick, pool.acquire_opts(short)).await?;
     p2.abandon();
     let reclaimed = poll(quick, || {
         let pool = pool.clone();
@@ -359,7 +359,7 @@ async fn scenario(url: &str, admin: &mut MultiplexedConnection, tag: &str) -> Re
     let channel = RedisKeys::new(&key(&k)).channel;
     let mut waiter = tokio::spawn({
         let (b, k) = (b.clone(), k.clone());
-        async move { b.acquire_with(&k, notification_only()).await }
+        async move { b.acquire_opts(&k, notification_only()).await }
     });
     let subscribed = poll(quick, || {
         let mut admin = admin.clone();

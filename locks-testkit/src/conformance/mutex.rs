@@ -155,7 +155,7 @@ pub async fn mutual_exclusion_100_tasks<H: Harness>(h: H) {
         );
         tasks.push(tokio::spawn(async move {
             let guard = svc
-                .acquire_with(
+                .acquire_opts(
                     &key,
                     AcquireOptions::new().wait_timeout(Duration::from_secs(60)),
                 )
@@ -239,7 +239,7 @@ pub async fn non_owner_cannot_release_or_extend<H: Harness>(h: H) {
 
     // Through the service: a late release after the lease was taken is "not owner".
     let guard = svc
-        .acquire_with(&key_name, AcquireOptions::new().auto_renew(false))
+        .acquire_opts(&key_name, AcquireOptions::new().auto_renew(false))
         .await
         .expect("acquire");
     h.expire(&key).await;
@@ -293,7 +293,7 @@ pub async fn expiry_lets_the_next_holder_in<H: Harness>(h: H) {
     // Forced expiry (a "GC pause": the store moves on, the holder does not know).
     let key = unique("expiry");
     let held = a
-        .acquire_with(&key, AcquireOptions::new().auto_renew(false))
+        .acquire_opts(&key, AcquireOptions::new().auto_renew(false))
         .await
         .expect("acquire");
     h.expire(&a.key(&key).expect("key")).await;
@@ -307,12 +307,12 @@ pub async fn expiry_lets_the_next_holder_in<H: Harness>(h: H) {
     let ttl = Duration::from_millis(300);
     let start = Instant::now();
     let held = a
-        .acquire_with(&key, AcquireOptions::new().ttl(ttl).auto_renew(false))
+        .acquire_opts(&key, AcquireOptions::new().ttl(ttl).auto_renew(false))
         .await
         .expect("acquire");
     let next = within(
         "waiter after ttl",
-        b.acquire_with(
+        b.acquire_opts(
             &key,
             AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
         ),
@@ -360,7 +360,7 @@ pub async fn extend_resets_ttl_and_later_renewals_use_it<H: Harness>(h: H) {
     let svc = service(h.backend());
     let key = unique("extend");
     let guard = svc
-        .acquire_with(&key, AcquireOptions::new().ttl(Duration::from_millis(500)))
+        .acquire_opts(&key, AcquireOptions::new().ttl(Duration::from_millis(500)))
         .await
         .expect("acquire");
     guard.extend(Duration::from_secs(5)).await.expect("extend");
@@ -397,7 +397,7 @@ pub async fn renewal_keeps_lease_past_ttl<H: Harness>(h: H) {
     let key = unique("renew");
     let ttl = Duration::from_millis(300);
     let guard = a
-        .acquire_with(&key, AcquireOptions::new().ttl(ttl))
+        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
         .await
         .expect("acquire");
     tokio::time::sleep(ttl * 4).await;
@@ -416,7 +416,7 @@ pub async fn lost_fires_when_store_revokes<H: Harness>(h: H) {
     let key = unique("revoke");
     let ttl = Duration::from_millis(400);
     let guard = svc
-        .acquire_with(&key, AcquireOptions::new().ttl(ttl))
+        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
         .await
         .expect("acquire");
     let lost = guard.lost();
@@ -432,7 +432,7 @@ pub async fn lost_fires_when_store_revokes<H: Harness>(h: H) {
 
     // Force-release by an operator has the same effect.
     let guard = svc
-        .acquire_with(&key, AcquireOptions::new().ttl(ttl))
+        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
         .await
         .expect("acquire");
     assert!(
@@ -455,7 +455,7 @@ pub async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harness>(h: 
     let ttl = Duration::from_secs(1);
     let before = Instant::now();
     let guard = holder_svc
-        .acquire_with(&key, AcquireOptions::new().ttl(ttl))
+        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
         .await
         .expect("acquire");
     assert!(guard.deadline() + locks_core::drift_margin(ttl) <= Instant::now() + ttl);
@@ -473,7 +473,7 @@ pub async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harness>(h: 
         let key = key.clone();
         tokio::spawn(async move {
             let g = other
-                .acquire_with(
+                .acquire_opts(
                     &key,
                     AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
                 )
@@ -502,7 +502,7 @@ pub async fn transient_renewal_failure_is_unknown_then_held<H: Harness>(h: H) {
     let key = unique("unknown");
     let ttl = Duration::from_millis(600);
     let guard = svc
-        .acquire_with(&key, AcquireOptions::new().ttl(ttl))
+        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
         .await
         .expect("acquire");
     let mut states = guard.watch_state();
@@ -526,7 +526,7 @@ pub async fn max_hold_stops_renewal<H: Harness>(h: H) {
     let ttl = Duration::from_millis(300);
     let start = Instant::now();
     let guard = svc
-        .acquire_with(
+        .acquire_opts(
             &key,
             AcquireOptions::new()
                 .ttl(ttl)
@@ -560,7 +560,7 @@ pub async fn wait_budget_is_honoured<H: Harness>(h: H) {
     let budget = Duration::from_millis(700);
     let start = Instant::now();
     let err = b
-        .acquire_with(&key, AcquireOptions::new().wait_timeout(budget))
+        .acquire_opts(&key, AcquireOptions::new().wait_timeout(budget))
         .await
         .expect_err("held for longer than the budget");
     let waited_outside = start.elapsed();
@@ -591,7 +591,7 @@ pub async fn max_attempts_limits_waiting<H: Harness>(h: H) {
     let key = unique("attempts");
     let guard = a.acquire(&key).await.expect("acquire");
     let err = b
-        .acquire_with(
+        .acquire_opts(
             &key,
             AcquireOptions::new()
                 .wait_timeout(Duration::from_secs(30))
@@ -615,7 +615,7 @@ pub async fn waiter_gets_lock_after_release<H: Harness>(h: H) {
         let key = key.clone();
         let b = b.clone();
         tokio::spawn(async move {
-            b.acquire_with(
+            b.acquire_opts(
                 &key,
                 AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
             )
@@ -695,7 +695,7 @@ pub async fn lost_acquire_reply_does_not_leak_a_lease<H: Harness>(h: H) {
     // created is released in the background instead of blocking everyone for a ttl.
     faulty.lose_replies_next(1);
     let err = svc
-        .acquire_with(
+        .acquire_opts(
             &key,
             AcquireOptions::new()
                 .ttl(Duration::from_secs(60))
@@ -885,7 +885,7 @@ pub async fn validation_errors_are_typed_and_write_nothing<H: Harness>(h: H) {
     ];
     for opts in bad_opts {
         let err = svc
-            .acquire_with(&key, opts.clone())
+            .acquire_opts(&key, opts.clone())
             .await
             .expect_err("rejected");
         assert!(
@@ -895,7 +895,7 @@ pub async fn validation_errors_are_typed_and_write_nothing<H: Harness>(h: H) {
             ),
             "{opts:?}: {err:?}"
         );
-        assert!(svc.try_acquire_with(&key, opts).await.is_err());
+        assert!(svc.try_acquire_opts(&key, opts).await.is_err());
     }
     assert!(
         !svc.is_locked(&key).await.expect("inspect"),

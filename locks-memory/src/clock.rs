@@ -1,6 +1,6 @@
 //! Clocks for stores that keep their own time (the memory backend).
 //!
-//! The [`LockService`](crate::LockService) itself schedules with tokio's timer, so
+//! The [`LockService`](locks_core::LockService) itself schedules with tokio's timer, so
 //! `#[tokio::test(start_paused = true)]` makes a whole test deterministic. A store that
 //! expires leases by itself (the memory backend) reads a [`Clock`]: [`TokioClock`] follows
 //! tokio's (possibly paused) time, [`ManualClock`] moves only when the test says so, which

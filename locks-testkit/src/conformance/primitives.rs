@@ -135,7 +135,7 @@ pub async fn semaphore_never_exceeds_its_permits<H: Harness>(h: H) {
         let (inside, max_inside) = (inside.clone(), max_inside.clone());
         tasks.push(tokio::spawn(async move {
             let permit = sem
-                .acquire_with(AcquireOptions::new().wait_timeout(Duration::from_secs(60)))
+                .acquire_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(60)))
                 .await
                 .expect("permit");
             let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
@@ -164,7 +164,7 @@ pub async fn semaphore_crashed_holder_permit_returns_after_ttl<H: Harness>(h: H)
     let sem_a = a.semaphore(&name, 2).expect("semaphore");
     let ttl = Duration::from_millis(500);
     let crashed = sem_a
-        .acquire_with(AcquireOptions::new().ttl(ttl))
+        .acquire_opts(AcquireOptions::new().ttl(ttl))
         .await
         .expect("permit");
     let alive = sem_a.acquire().await.expect("permit");
@@ -178,7 +178,7 @@ pub async fn semaphore_crashed_holder_permit_returns_after_ttl<H: Harness>(h: H)
     ));
     let next = within(
         "permit after the crashed holder's ttl",
-        sem_b.acquire_with(AcquireOptions::new().wait_timeout(Duration::from_secs(10))),
+        sem_b.acquire_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(10))),
     )
     .await
     .expect("permit returned");
@@ -197,7 +197,7 @@ pub async fn semaphore_permits_renew_and_report_loss<H: Harness>(h: H) {
     let sem = svc.semaphore(&name, 1).expect("semaphore");
     let ttl = Duration::from_millis(300);
     let permit = sem
-        .acquire_with(AcquireOptions::new().ttl(ttl))
+        .acquire_opts(AcquireOptions::new().ttl(ttl))
         .await
         .expect("permit");
     tokio::time::sleep(ttl * 4).await;
@@ -259,7 +259,7 @@ pub async fn semaphore_waiter_is_woken_by_release<H: Harness>(h: H) {
     let sem_b = b.semaphore(&name, 1).expect("semaphore");
     let waiter = tokio::spawn(async move {
         sem_b
-            .acquire_with(AcquireOptions::new().wait_timeout(Duration::from_secs(10)))
+            .acquire_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(10)))
             .await
     });
     tokio::task::yield_now().await;
@@ -293,7 +293,7 @@ pub async fn rwlock_readers_share_writers_exclude<H: Harness>(h: H) {
         tasks.push(tokio::spawn(async move {
             let opts = AcquireOptions::new().wait_timeout(Duration::from_secs(60));
             if i % 4 == 0 {
-                let w = rw.write_with(opts).await.expect("write");
+                let w = rw.write_opts(opts).await.expect("write");
                 if writers.fetch_add(1, Ordering::SeqCst) != 0
                     || readers.load(Ordering::SeqCst) != 0
                 {
@@ -303,7 +303,7 @@ pub async fn rwlock_readers_share_writers_exclude<H: Harness>(h: H) {
                 writers.fetch_sub(1, Ordering::SeqCst);
                 w.release().await.expect("release");
             } else {
-                let r = rw.read_with(opts).await.expect("read");
+                let r = rw.read_opts(opts).await.expect("read");
                 let now = readers.fetch_add(1, Ordering::SeqCst) + 1;
                 max_readers.fetch_max(now, Ordering::SeqCst);
                 if writers.load(Ordering::SeqCst) != 0 {
@@ -341,7 +341,7 @@ pub async fn rwlock_writer_is_not_starved_by_readers<H: Harness>(h: H) {
     let writer = {
         let rw = w_svc.rwlock(&name).expect("rwlock");
         tokio::spawn(async move {
-            rw.write_with(AcquireOptions::new().wait_timeout(Duration::from_secs(20)))
+            rw.write_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(20)))
                 .await
         })
     };
@@ -397,7 +397,7 @@ pub async fn rwlock_abandoned_writer_does_not_block_readers<H: Harness>(h: H) {
     let rw = svc.rwlock(&name).expect("rwlock");
     let reader = rw.read().await.expect("read");
     let err = rw
-        .write_with(
+        .write_opts(
             AcquireOptions::new()
                 .wait_timeout(Duration::from_millis(200))
                 .ttl(Duration::from_secs(60)),
@@ -423,7 +423,7 @@ pub async fn rwlock_leases_renew_and_report_loss<H: Harness>(h: H) {
     let rw = svc.rwlock(&name).expect("rwlock");
     let ttl = Duration::from_millis(300);
     let r = rw
-        .read_with(AcquireOptions::new().ttl(ttl))
+        .read_opts(AcquireOptions::new().ttl(ttl))
         .await
         .expect("read");
     tokio::time::sleep(ttl * 4).await;
@@ -434,7 +434,7 @@ pub async fn rwlock_leases_renew_and_report_loss<H: Harness>(h: H) {
         LostReason::NotOwner
     );
     let w = rw
-        .write_with(AcquireOptions::new().ttl(ttl))
+        .write_opts(AcquireOptions::new().ttl(ttl))
         .await
         .expect("write");
     tokio::time::sleep(ttl * 4).await;
@@ -456,7 +456,7 @@ pub async fn election_one_leader_with_increasing_terms<H: Harness>(h: H) {
         tasks.push(tokio::spawn(async move {
             for _ in 0..3 {
                 let lead = election
-                    .campaign_with(AcquireOptions::new().wait_timeout(Duration::from_secs(60)))
+                    .campaign_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(60)))
                     .await
                     .expect("elected");
                 assert_eq!(leaders.fetch_add(1, Ordering::SeqCst), 0, "two leaders");
@@ -718,7 +718,7 @@ pub async fn primitive_inputs_are_validated<H: Harness>(h: H) {
     );
     let sem = svc.semaphore(&unique("semttl"), 1).expect("semaphore");
     assert!(matches!(
-        sem.acquire_with(AcquireOptions::new().ttl(Duration::ZERO))
+        sem.acquire_opts(AcquireOptions::new().ttl(Duration::ZERO))
             .await,
         Err(LockError::InvalidTtl { .. })
     ));

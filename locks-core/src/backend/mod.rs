@@ -1,0 +1,162 @@
+//! The backend contract: the atomic lease operations a store offers, parameterised by
+//! [`LeaseKind`].
+
+mod lease;
+mod listen;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use lease::{AcquireResult, Holders, Lease, LeaseInfo};
+pub use listen::{ReleaseListener, SleepingListener, Wake};
+
+use crate::error::BackendError;
+use crate::key::LockKey;
+use crate::kind::LeaseKind;
+use crate::token::OwnerToken;
+
+/// A store of leases with atomic, compare-and-act operations.
+///
+/// Eight methods serve every primitive: each operation names the [`LeaseKind`] it acts on
+/// (mutex, semaphore permit, reader, writer). A backend offers primitives only; retry,
+/// waiting, renewal and lost-lock detection live in [`LockService`](crate::LockService),
+/// written once for every backend. Time for expiry is the store's own. A new backend is one
+/// crate that implements this trait and passes `locks_testkit::conformance_tests!` for the
+/// kinds it [`supports`](LockBackend::supports).
+///
+/// Every operation must be atomic, and idempotent for the same owner token: a call that failed
+/// on a dropped connection may or may not have been applied, and the service may send it again.
+/// An operation on a kind the backend does not support returns
+/// [`BackendError::unsupported`]; the service never sends one, because it checks
+/// [`supports`](LockBackend::supports) when a primitive is created.
+///
+/// Semantics per kind:
+///
+/// - `Mutex`: one holder.
+/// - `Permit { limit }`: at most `limit` holders, each its own lease; expired permits are
+///   reclaimed first; a limit lower than the live permits refuses new ones and never revokes.
+/// - `Read` / `Write`: many readers or one writer, writer-preferring: a writer that finds
+///   readers records that it waits (for at most its ttl, refreshed by every attempt), and no
+///   new reader gets in meanwhile. Releasing a writer also clears its waiting mark.
+///
+/// Wrappers (decorators) implement the trait by forwarding, and carry
+/// `#[deny(clippy::missing_trait_methods)]` so that no method silently falls back to a
+/// default.
+#[async_trait]
+pub trait LockBackend: fmt::Debug + Send + Sync + 'static {
+    /// A short name for logs, metrics and errors (`"memory"`, `"redis"`).
+    fn name(&self) -> &'static str;
+
+    /// Whether this store can keep leases of `kind`. A backend that returns `false` answers
+    /// every operation on that kind with [`BackendError::unsupported`].
+    fn supports(&self, kind: LeaseKind) -> bool;
+
+    /// Take a lease of `kind` for `token` if the kind's rule allows it. A token that already
+    /// holds one gets it back with its ttl reset and the *same* fence. A new holder gets a
+    /// fence larger than every fence handed out for this key before. When refused,
+    /// `Held { remaining }` hints how long until a holder's lease runs out.
+    async fn try_acquire(
+        &self,
+        key: &LockKey,
+        kind: LeaseKind,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<AcquireResult, BackendError>;
+
+    /// Reset the ttl of `token`'s lease of `kind` to `ttl`. `false`: not a holder.
+    async fn extend(
+        &self,
+        key: &LockKey,
+        kind: LeaseKind,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
+
+    /// Delete `token`'s lease of `kind` (a writer's waiting mark too) and wake waiters.
+    /// `false`: not a holder (expired, taken, or never held).
+    async fn release(
+        &self,
+        key: &LockKey,
+        kind: LeaseKind,
+        token: OwnerToken,
+    ) -> Result<bool, BackendError>;
+
+    /// The live leases of `key` for `kind` (see [`Holders`]).
+    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError>;
+
+    /// Delete every lease of `kind` under `key` whoever holds it, and wake waiters (an
+    /// operator's tool). `true` if there was one. For `Read` and `Write` this clears the whole
+    /// read-write lock.
+    async fn force_release(&self, key: &LockKey, kind: LeaseKind) -> Result<bool, BackendError>;
+
+    /// Start listening for releases of `key` (every kind). A store without notifications
+    /// returns a [`SleepingListener`]: waiters then poll.
+    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError>;
+}
+
+macro_rules! forward_backend {
+    ($ty:ty) => {
+        #[deny(clippy::missing_trait_methods)]
+        #[async_trait]
+        impl<T: LockBackend + ?Sized> LockBackend for $ty {
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+            fn supports(&self, kind: LeaseKind) -> bool {
+                (**self).supports(kind)
+            }
+            async fn try_acquire(
+                &self,
+                key: &LockKey,
+                kind: LeaseKind,
+                token: OwnerToken,
+                ttl: Duration,
+            ) -> Result<AcquireResult, BackendError> {
+                (**self).try_acquire(key, kind, token, ttl).await
+            }
+            async fn extend(
+                &self,
+                key: &LockKey,
+                kind: LeaseKind,
+                token: OwnerToken,
+                ttl: Duration,
+            ) -> Result<bool, BackendError> {
+                (**self).extend(key, kind, token, ttl).await
+            }
+            async fn release(
+                &self,
+                key: &LockKey,
+                kind: LeaseKind,
+                token: OwnerToken,
+            ) -> Result<bool, BackendError> {
+                (**self).release(key, kind, token).await
+            }
+            async fn holders(
+                &self,
+                key: &LockKey,
+                kind: LeaseKind,
+            ) -> Result<Holders, BackendError> {
+                (**self).holders(key, kind).await
+            }
+            async fn force_release(
+                &self,
+                key: &LockKey,
+                kind: LeaseKind,
+            ) -> Result<bool, BackendError> {
+                (**self).force_release(key, kind).await
+            }
+            async fn listen(
+                &self,
+                key: &LockKey,
+            ) -> Result<Box<dyn ReleaseListener>, BackendError> {
+                (**self).listen(key).await
+            }
+        }
+    };
+}
+
+forward_backend!(Arc<T>);
+forward_backend!(Box<T>);

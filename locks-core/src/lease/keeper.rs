@@ -1,0 +1,440 @@
+//! The keeper: the one task per service that renews every held lease and watches deadlines.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until};
+
+use super::shared::{LeaseShared, Timing, drift_margin, lock};
+use crate::error::BackendError;
+use crate::state::{LeaseState, LostReason};
+
+/// How long to wait before retrying a renewal that failed transiently.
+fn renew_retry_delay(ttl: Duration, fraction: f64) -> Duration {
+    (ttl.mul_f64(fraction) / 4).clamp(Duration::from_millis(1), Duration::from_secs(1))
+}
+
+/// The leases one service holds, and the single task that renews them all and watches their
+/// deadlines.
+///
+/// Per lease the rules are those of a dedicated keeper: renew at `ttl * fraction` after the last
+/// confirmed renewal (never two renewals of one lease at once), retry a transient failure after
+/// [`renew_retry_delay`] (state `Unknown`), mark the lease lost when the store says "not owner"
+/// or when its local deadline passes without a confirmed renewal, stop renewing at `max_hold`.
+/// One task for all leases means no task spawn per acquire, no task join per release, and no
+/// cross-thread wake-up on either: taking a lease is a map insert, and the task is woken only
+/// when the new lease is due before everything it already waits for (the first lease, or one
+/// with a shorter ttl). The task is spawned when there is something to watch and ends when
+/// there is nothing left.
+#[derive(Default)]
+pub(crate) struct Keeper {
+    state: Mutex<KeeperState>,
+    wake: Notify,
+    pub(crate) next_id: AtomicU64,
+}
+
+/// Hashes lease ids (sequential `u64`s) with one multiplication; SipHash is needlessly slow
+/// for them.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[derive(Default)]
+struct KeeperState {
+    /// Every lease held through the service (for shutdown and `held_count`).
+    held: HashMap<u64, Entry, BuildHasherDefault<IdHasher>>,
+    /// `(due, id)`: the next event (renewal or deadline) of every lease that has one.
+    queue: BTreeSet<(Instant, u64)>,
+    task: TaskState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum TaskState {
+    /// No task runs: the next lease that needs one spawns it.
+    #[default]
+    Stopped,
+    /// The task runs and sleeps until this time (or until woken, when `None`).
+    Sleeping(Option<Instant>),
+}
+
+struct Entry {
+    lease: Arc<LeaseShared>,
+    /// The due time of this lease's queue entry, if it has one.
+    queued: Option<Instant>,
+    /// When to retry a renewal that failed transiently.
+    retry_at: Option<Instant>,
+    /// Renewal is on (auto-renew, and `max_hold` not exhausted).
+    renewing: bool,
+    hold_exhausted: bool,
+    /// `extend` moved the lease while a renewal was in flight: drop the retry time after it.
+    replanned: bool,
+    /// Renewal and deadline watching are over (lost, or stopped); the lease stays held.
+    done: bool,
+}
+
+/// What the keeper does with a lease whose time has come.
+enum Due {
+    Lose(Arc<LeaseShared>, LostReason),
+    Renew(Renewal),
+}
+
+struct Renewal {
+    lease: Arc<LeaseShared>,
+    ttl: Duration,
+    sent: Instant,
+    timing: Timing,
+}
+
+/// Clears the lease's in-flight mark when a renewal ends, also when it is dropped unfinished
+/// (the runtime shut down), so that `finish` never waits for a renewal that cannot end.
+struct InFlight(Arc<LeaseShared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.renewing.store(false, Ordering::SeqCst);
+        self.0.renewal_done.notify_waiters();
+    }
+}
+
+/// Marks the keeper stopped when the runtime drops its task before it ended by itself.
+struct TaskGuard {
+    keeper: Arc<Keeper>,
+    armed: bool,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.keeper.state().task = TaskState::Stopped;
+        }
+    }
+}
+
+impl Entry {
+    /// The next event: the renewal time (if renewing) or the deadline, whichever is first.
+    fn due(&self, timing: &Timing) -> Instant {
+        if self.renewing {
+            let renew_at = self
+                .retry_at
+                .unwrap_or_else(|| timing.sent + timing.ttl.mul_f64(self.lease.renew_fraction));
+            renew_at.min(timing.deadline)
+        } else {
+            timing.deadline
+        }
+    }
+}
+
+impl KeeperState {
+    /// (Re)queue lease `id` at its next event. Returns the due time.
+    fn schedule(&mut self, id: u64) -> Option<Instant> {
+        let entry = self.held.get_mut(&id)?;
+        if let Some(at) = entry.queued.take() {
+            self.queue.remove(&(at, id));
+        }
+        if entry.done {
+            return None;
+        }
+        let due = entry.due(&entry.lease.timing());
+        entry.queued = Some(due);
+        self.queue.insert((due, id));
+        Some(due)
+    }
+
+    fn unqueue(&mut self, id: u64) {
+        if let Some(entry) = self.held.get_mut(&id) {
+            if let Some(at) = entry.queued.take() {
+                self.queue.remove(&(at, id));
+            }
+        }
+    }
+
+    /// Decide what to do with lease `id`, whose queue entry came due at `now`.
+    fn fire(&mut self, id: u64, now: Instant) -> Option<Due> {
+        let entry = self.held.get_mut(&id)?;
+        entry.queued = None;
+        if entry.done {
+            return None;
+        }
+        let lease = &entry.lease;
+        let timing = lease.timing();
+        if now >= timing.deadline {
+            entry.done = true;
+            let reason = lease.deadline_reason(&timing, entry.hold_exhausted);
+            return Some(Due::Lose(Arc::clone(lease), reason));
+        }
+        if entry.renewing && now >= entry.due(&timing) {
+            let mut ttl = timing.ttl;
+            if let Some(end) = lease.hold_end {
+                let left = end.saturating_duration_since(now);
+                if left < Duration::from_millis(1) {
+                    entry.renewing = false;
+                    entry.hold_exhausted = true;
+                    self.schedule(id);
+                    return None;
+                }
+                ttl = ttl.min(left);
+            }
+            lease.renewing.store(true, Ordering::SeqCst);
+            return Some(Due::Renew(Renewal {
+                lease: Arc::clone(lease),
+                ttl,
+                sent: now,
+                timing,
+            }));
+        }
+        // Moved since it was queued (extend): queue it again.
+        self.schedule(id);
+        None
+    }
+}
+
+impl Keeper {
+    fn state(&self) -> MutexGuard<'_, KeeperState> {
+        lock(&self.state)
+    }
+
+    /// Register a freshly acquired lease and queue its first event.
+    pub(crate) fn insert(self: &Arc<Self>, lease: Arc<LeaseShared>) {
+        let id = lease.id;
+        let renewing = lease.auto_renew;
+        let mut st = self.state();
+        st.held.insert(
+            id,
+            Entry {
+                lease,
+                queued: None,
+                retry_at: None,
+                renewing,
+                hold_exhausted: false,
+                replanned: false,
+                done: false,
+            },
+        );
+        let due = st.schedule(id);
+        self.wake_for(st, due);
+    }
+
+    /// Make sure the task will look at the queue by `due`: spawn it, wake it, or let it be.
+    fn wake_for(self: &Arc<Self>, mut st: MutexGuard<'_, KeeperState>, due: Option<Instant>) {
+        let Some(due) = due else { return };
+        match st.task {
+            TaskState::Sleeping(Some(until)) if until <= due => {}
+            TaskState::Sleeping(_) => {
+                drop(st);
+                self.wake.notify_one();
+            }
+            TaskState::Stopped => match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    st.task = TaskState::Sleeping(None);
+                    drop(st);
+                    rt.spawn(run_keeper(TaskGuard {
+                        keeper: Arc::clone(self),
+                        armed: true,
+                    }));
+                }
+                Err(_) => {
+                    tracing::warn!("no tokio runtime: held leases are not renewed");
+                }
+            },
+        }
+    }
+
+    /// `extend` moved lease `id`: requeue it at its new time.
+    pub(crate) fn replan(self: &Arc<Self>, id: u64) {
+        let mut st = self.state();
+        let Some(entry) = st.held.get_mut(&id) else {
+            return;
+        };
+        if entry.lease.renewing.load(Ordering::SeqCst) {
+            // The renewal in flight requeues it when it ends.
+            entry.replanned = true;
+            return;
+        }
+        entry.retry_at = None;
+        let due = st.schedule(id);
+        self.wake_for(st, due);
+    }
+
+    /// Forget lease `id`: no renewal starts after this returns (one may be in flight).
+    pub(crate) fn remove(&self, id: u64) {
+        let mut st = self.state();
+        st.unqueue(id);
+        st.held.remove(&id);
+    }
+
+    /// Stop renewing and watching lease `id`, but keep it registered as held.
+    pub(crate) fn stop(&self, id: u64) {
+        let mut st = self.state();
+        st.unqueue(id);
+        if let Some(entry) = st.held.get_mut(&id) {
+            entry.done = true;
+        }
+    }
+
+    /// Take every lease off the books (for shutdown).
+    pub(crate) fn drain(&self) -> Vec<Arc<LeaseShared>> {
+        let mut st = self.state();
+        st.queue.clear();
+        st.held.drain().map(|(_, e)| e.lease).collect()
+    }
+
+    /// How many leases are held.
+    pub(crate) fn len(&self) -> usize {
+        self.state().held.len()
+    }
+
+    /// Whether no task runs (nothing to renew or watch).
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.state().task == TaskState::Stopped
+    }
+
+    /// Apply the outcome of a renewal and requeue the lease.
+    fn renewed(self: &Arc<Self>, renewal: Renewal, outcome: Option<Result<bool, BackendError>>) {
+        let Renewal {
+            lease,
+            sent,
+            timing,
+            ..
+        } = renewal;
+        let backend = lease.resource.backend_name();
+        let mut retry_at = None;
+        let mut keep_going = true;
+        match outcome {
+            None => {
+                // The deadline passed while the renewal was in flight; unless `extend` moved
+                // it meanwhile, the lease is lost.
+                let current = lease.timing();
+                if current.version == timing.version || current.deadline <= Instant::now() {
+                    let hold_exhausted = self
+                        .state()
+                        .held
+                        .get(&lease.id)
+                        .is_some_and(|e| e.hold_exhausted);
+                    lease.mark_lost(lease.deadline_reason(&current, hold_exhausted));
+                    keep_going = false;
+                }
+            }
+            Some(Ok(true)) => {
+                {
+                    let mut t = lock(&lease.timing);
+                    if t.version == timing.version {
+                        let ttl = renewal.ttl;
+                        t.sent = sent;
+                        t.deadline = sent + ttl.saturating_sub(drift_margin(ttl));
+                    }
+                }
+                lease.set_state(LeaseState::Held);
+                metrics::counter!("locks_renew_total", "backend" => backend, "result" => "ok")
+                    .increment(1);
+            }
+            Some(Ok(false)) => {
+                metrics::counter!("locks_renew_total", "backend" => backend, "result" => "not_owner")
+                    .increment(1);
+                lease.mark_lost(LostReason::NotOwner);
+                keep_going = false;
+            }
+            Some(Err(e)) => {
+                metrics::counter!("locks_renew_total", "backend" => backend, "result" => "error")
+                    .increment(1);
+                tracing::debug!(key = %lease.resource.key, error = %e, "renewal failed; state unknown, retrying");
+                lease.set_state(LeaseState::Unknown);
+                retry_at = Some(sent + renew_retry_delay(timing.ttl, lease.renew_fraction));
+            }
+        }
+        let mut st = self.state();
+        // Under the lock: a concurrent `replan` either saw the renewal in flight (and left
+        // `replanned` for us) or sees it over (and requeues the lease itself, from its new
+        // timing). `InFlight` clears it again and wakes a waiting `finish`.
+        lease.renewing.store(false, Ordering::SeqCst);
+        let Some(entry) = st.held.get_mut(&lease.id) else {
+            return;
+        };
+        if !keep_going {
+            entry.done = true;
+            return;
+        }
+        entry.retry_at = if entry.replanned { None } else { retry_at };
+        entry.replanned = false;
+        st.schedule(lease.id);
+        // The task requeued it itself: it looks at the queue before it sleeps again.
+    }
+}
+
+/// One renewal, bounded by the lease's deadline.
+async fn renew(renewal: Renewal) -> (Renewal, Option<Result<bool, BackendError>>, InFlight) {
+    let in_flight = InFlight(Arc::clone(&renewal.lease));
+    let lease = &renewal.lease;
+    let outcome = tokio::select! {
+        r = lease.resource.extend(lease.token, renewal.ttl) => Some(r),
+        _ = sleep_until(renewal.timing.deadline) => None,
+    };
+    (renewal, outcome, in_flight)
+}
+
+/// The keeper task: fire due events, run renewals concurrently, sleep until the next event.
+async fn run_keeper(mut guard: TaskGuard) {
+    let keeper = Arc::clone(&guard.keeper);
+    let mut in_flight = FuturesUnordered::new();
+    let mut due = Vec::new();
+    loop {
+        let now = Instant::now();
+        let next = {
+            let mut st = keeper.state();
+            while let Some(&(at, id)) = st.queue.first() {
+                if at > now {
+                    break;
+                }
+                st.queue.pop_first();
+                if let Some(d) = st.fire(id, now) {
+                    due.push(d);
+                }
+            }
+            let next = st.queue.first().map(|&(at, _)| at);
+            if next.is_none() && in_flight.is_empty() && due.is_empty() {
+                st.task = TaskState::Stopped;
+                guard.armed = false;
+                return;
+            }
+            st.task = TaskState::Sleeping(next);
+            next
+        };
+        for d in due.drain(..) {
+            match d {
+                Due::Lose(lease, reason) => lease.mark_lost(reason),
+                Due::Renew(renewal) => in_flight.push(renew(renewal)),
+            }
+        }
+        tokio::select! {
+            biased;
+            Some((renewal, outcome, done)) = in_flight.next(), if !in_flight.is_empty() => {
+                keeper.renewed(renewal, outcome);
+                drop(done);
+            }
+            _ = keeper.wake.notified() => {}
+            _ = sleep_until(next.unwrap_or(now)), if next.is_some() => {}
+        }
+    }
+}
+

@@ -1,0 +1,189 @@
+//! Building a [`LockService`]: defaults, and the checks every value passes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, LockService};
+use crate::backend::LockBackend;
+use crate::error::LockError;
+use crate::key::{DEFAULT_PREFIX, validate_prefix};
+use crate::kind::LeaseKind;
+use crate::lease::keeper::Keeper;
+use crate::options::{RetryPolicy, validate_ttl};
+
+pub(crate) struct Defaults {
+    pub(crate) ttl: Duration,
+    pub(crate) max_ttl: Duration,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) auto_renew: bool,
+    pub(crate) renew_fraction: f64,
+    pub(crate) max_hold: Option<Duration>,
+}
+
+
+/// Builds a [`LockService`]; every value is checked by [`build`](LockServiceBuilder::build).
+pub struct LockServiceBuilder {
+    backend: Arc<dyn LockBackend>,
+    prefix: String,
+    defaults: Defaults,
+}
+
+impl fmt::Debug for LockServiceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockServiceBuilder")
+            .field("backend", &self.backend.name())
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockServiceBuilder {
+    /// Prefix for every key (default `_lock:`; at most 128 bytes, no braces or control chars).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Lease ttl when a call does not set one (default 30 s).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.defaults.ttl = ttl;
+        self
+    }
+
+    /// Largest ttl accepted (default 5 min). Larger ttls are an error, never clamped.
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.defaults.max_ttl = ttl;
+        self
+    }
+
+    /// How long `acquire` waits when a call does not say (default 30 s).
+    pub fn default_wait_timeout(mut self, d: Duration) -> Self {
+        self.defaults.wait_timeout = d;
+        self
+    }
+
+    /// Backoff between attempts (default: [`RetryPolicy::default`]).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.defaults.retry = retry;
+        self
+    }
+
+    /// Renew held leases in the background (default on).
+    pub fn auto_renew(mut self, on: bool) -> Self {
+        self.defaults.auto_renew = on;
+        self
+    }
+
+    /// Renew when this fraction of the ttl has passed since the last confirmed renewal;
+    /// within [`RENEW_FRACTION_RANGE`], 0.05 to 0.9 (default 0.5).
+    pub fn renew_fraction(mut self, fraction: f64) -> Self {
+        self.defaults.renew_fraction = fraction;
+        self
+    }
+
+    /// Stop renewing a lease after it has been held this long, so a hung but living process
+    /// cannot hold a lock forever (default: no limit).
+    pub fn max_hold(mut self, max_hold: Option<Duration>) -> Self {
+        self.defaults.max_hold = max_hold;
+        self
+    }
+
+    /// Validate and build. `Err(Unsupported)` when the backend cannot store mutex leases
+    /// (the service's own kind; semaphores and read-write locks are checked when created).
+    pub fn build(self) -> Result<LockService, LockError> {
+        validate_prefix(&self.prefix)?;
+        let d = &self.defaults;
+        if d.max_ttl < Duration::from_millis(1) {
+            return Err(LockError::invalid_option(
+                "max_ttl",
+                "must be at least 1 ms",
+            ));
+        }
+        validate_ttl(d.ttl, d.max_ttl)?;
+        d.retry.validate()?;
+        validate_fraction(d.renew_fraction)?;
+        validate_max_hold(d.max_hold)?;
+        if !self.backend.supports(LeaseKind::Mutex) {
+            return Err(LockError::Unsupported {
+                backend: self.backend.name(),
+                kind: LeaseKind::Mutex,
+            });
+        }
+        Ok(LockService {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                prefix: Arc::from(self.prefix.as_str()),
+                defaults: self.defaults,
+                keeper: Arc::new(Keeper::default()),
+                closing: CancellationToken::new(),
+                closed: AtomicBool::new(false),
+                lines: Arc::default(),
+            }),
+        })
+    }
+}
+
+/// The range `renew_fraction` must lie in. Below it renewal runs nearly back to back; above it
+/// the renewal would come after (or too close to) the local deadline, `ttl − drift margin`.
+pub const RENEW_FRACTION_RANGE: std::ops::RangeInclusive<f64> = 0.05..=0.9;
+
+fn validate_fraction(f: f64) -> Result<(), LockError> {
+    if RENEW_FRACTION_RANGE.contains(&f) {
+        Ok(())
+    } else {
+        Err(LockError::invalid_option(
+            "renew_fraction",
+            format!(
+                "{f} is outside [{}, {}]",
+                RENEW_FRACTION_RANGE.start(),
+                RENEW_FRACTION_RANGE.end()
+            ),
+        ))
+    }
+}
+
+pub(crate) fn validate_max_hold(max_hold: Option<Duration>) -> Result<(), LockError> {
+    match max_hold {
+        Some(d) if d.is_zero() => Err(LockError::invalid_option(
+            "max_hold",
+            "must be greater than zero",
+        )),
+        _ => Ok(()),
+    }
+}
+
+
+impl LockService {
+    /// Start building a service over `backend`.
+    pub fn builder(backend: impl LockBackend) -> LockServiceBuilder {
+        Self::builder_arc(Arc::new(backend))
+    }
+
+    /// Start building a service over a shared backend.
+    pub fn builder_arc(backend: Arc<dyn LockBackend>) -> LockServiceBuilder {
+        LockServiceBuilder {
+            backend,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            defaults: Defaults {
+                ttl: Duration::from_secs(30),
+                max_ttl: Duration::from_secs(300),
+                wait_timeout: Duration::from_secs(30),
+                retry: RetryPolicy::default(),
+                auto_renew: true,
+                renew_fraction: 0.5,
+                max_hold: None,
+            },
+        }
+    }
+
+    /// A service with every default.
+    pub fn new(backend: impl LockBackend) -> Result<Self, LockError> {
+        Self::builder(backend).build()
+    }
+
+}
