@@ -162,7 +162,9 @@ impl BackendError {
     pub fn unsupported(backend: &'static str, kind: LeaseKind) -> Self {
         BackendError {
             unsupported: Some((backend, kind)),
-            ..BackendError::permanent(format!("the {backend} backend does not support {kind} leases"))
+            ..BackendError::permanent(format!(
+                "the {backend} backend does not support {kind} leases"
+            ))
         }
     }
 

@@ -44,7 +44,7 @@
 //! `locks_renew_total{backend,result}`, `locks_lost_total{backend,reason}`,
 //! `locks_release_failed_total`.
 
-#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 // Vocabulary → contract → engine → service → primitives: each module imports only from
 // the ones before it.

@@ -33,7 +33,7 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod clock;
 mod contract;

@@ -8,7 +8,12 @@ use crate::slot::{Held, Slot, info};
 use crate::store::MemoryBackend;
 
 impl MemoryBackend {
-    pub(crate) fn acquire_mutex(&self, key: &LockKey, token: OwnerToken, ttl: Duration) -> AcquireResult {
+    pub(crate) fn acquire_mutex(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> AcquireResult {
         let now = self.now();
         let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
         match slot.live(now) {

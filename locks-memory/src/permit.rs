@@ -8,7 +8,13 @@ use crate::slot::{Held, info, soonest};
 use crate::store::MemoryBackend;
 
 impl MemoryBackend {
-    pub(crate) fn acquire_permit(&self, key: &LockKey, token: OwnerToken, ttl: Duration, permits: u32) -> AcquireResult {
+    pub(crate) fn acquire_permit(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+        permits: u32,
+    ) -> AcquireResult {
         let expires_at = self.expiry(ttl);
         let (mut slot, now) = self.slot(key);
         if let Some(h) = slot.permits.get_mut(&token) {

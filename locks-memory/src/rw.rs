@@ -8,7 +8,12 @@ use crate::slot::{Held, info, soonest};
 use crate::store::MemoryBackend;
 
 impl MemoryBackend {
-    pub(crate) fn acquire_read(&self, key: &LockKey, token: OwnerToken, ttl: Duration) -> AcquireResult {
+    pub(crate) fn acquire_read(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> AcquireResult {
         let expires_at = self.expiry(ttl);
         let (mut slot, now) = self.slot(key);
         if let Some(h) = slot.readers.get_mut(&token) {
@@ -37,7 +42,12 @@ impl MemoryBackend {
         AcquireResult::Acquired(Lease::new(fence))
     }
 
-    pub(crate) fn acquire_write(&self, key: &LockKey, token: OwnerToken, ttl: Duration) -> AcquireResult {
+    pub(crate) fn acquire_write(
+        &self,
+        key: &LockKey,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> AcquireResult {
         let expires_at = self.expiry(ttl);
         let (mut slot, now) = self.slot(key);
         if let Some(w) = slot.writer.as_mut() {

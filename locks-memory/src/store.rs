@@ -110,7 +110,10 @@ impl MemoryBackend {
     }
 
     /// Like [`slot`](Self::slot), but `None` when the key was never used.
-    pub(crate) fn existing_slot(&self, key: &LockKey) -> Option<(RefMut<'_, String, Slot>, Duration)> {
+    pub(crate) fn existing_slot(
+        &self,
+        key: &LockKey,
+    ) -> Option<(RefMut<'_, String, Slot>, Duration)> {
         let now = self.inner.clock.now();
         let mut slot = self.inner.slots.get_mut(&key.full())?;
         slot.purge(now);
@@ -143,4 +146,3 @@ impl ReleaseListener for MemoryListener {
         }
     }
 }
-

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use locks_core::{LockBackend, ManualClock};
-use locks_memory::MemoryBackend;
-use locks_testkit::model::{self, ForgetfulBackend, Op, RealTime};
+use locks_core::LockBackend;
+use locks_memory::{ManualClock, MemoryBackend};
+use locks_testkit::model::{self, ForgetfulBackend, Kind, Op, RealTime};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestError, TestRng, TestRunner};
 
@@ -53,67 +53,117 @@ proptest! {
     }
 }
 
+const MUTEX: Kind = Kind::Mutex;
+const PERMIT_OF_1: Kind = Kind::Permit { limit: 1 };
+const PERMIT_OF_2: Kind = Kind::Permit { limit: 2 };
+
+fn acquire(owner: u8, key: u8, kind: Kind, ttl_ms: u64) -> Op {
+    Op::TryAcquire {
+        owner,
+        key,
+        kind,
+        ttl_ms,
+    }
+}
+
+fn extend(owner: u8, key: u8, kind: Kind, ttl_ms: u64) -> Op {
+    Op::Extend {
+        owner,
+        key,
+        kind,
+        ttl_ms,
+    }
+}
+
 #[test]
 fn a_hand_written_script_covers_every_op() {
-    use Op::*;
+    use Op::{Advance, Fault, ForceRelease, Holders, Release};
     let ops = [
-        Inspect { key: 0 },
-        TryAcquire {
-            owner: 0,
+        Holders {
             key: 0,
-            ttl_ms: 100,
+            kind: MUTEX,
         },
-        TryAcquire {
-            owner: 0,
-            key: 0,
-            ttl_ms: 200,
-        }, // idempotent: same fence, ttl reset
-        TryAcquire {
+        acquire(0, 0, MUTEX, 100),
+        acquire(0, 0, MUTEX, 200), // idempotent: same fence, ttl reset
+        acquire(1, 0, MUTEX, 100), // held, 200 ms left
+        Release {
             owner: 1,
             key: 0,
-            ttl_ms: 100,
-        }, // held, 200 ms left
-        Release { owner: 1, key: 0 }, // not the owner
-        Extend {
-            owner: 2,
-            key: 0,
-            ttl_ms: 500,
+            kind: MUTEX,
         }, // not the owner
+        extend(2, 0, MUTEX, 500),  // not the owner
         Advance { ms: 150 },
-        Extend {
-            owner: 0,
+        extend(0, 0, MUTEX, 100),
+        Holders {
             key: 0,
-            ttl_ms: 100,
+            kind: MUTEX,
         },
-        Inspect { key: 0 },
         Advance { ms: 100 }, // exactly the ttl: expired
-        Inspect { key: 0 },
-        Extend {
-            owner: 0,
+        Holders {
             key: 0,
-            ttl_ms: 100,
+            kind: MUTEX,
         },
-        TryAcquire {
-            owner: 1,
-            key: 0,
-            ttl_ms: 50,
-        }, // a new holder, a larger fence
+        extend(0, 0, MUTEX, 100),
+        acquire(1, 0, MUTEX, 50), // a new holder, a larger fence
         Fault { ops: 2 },
-        ForceRelease { key: 0 }, // fails, changes nothing
-        TryAcquire {
-            owner: 2,
-            key: 1,
-            ttl_ms: 50,
+        ForceRelease {
+            key: 0,
+            kind: MUTEX,
         }, // fails, changes nothing
-        Inspect { key: 1 },
-        ForceRelease { key: 0 },
-        ForceRelease { key: 0 },
-        TryAcquire {
+        acquire(2, 1, MUTEX, 50), // fails, changes nothing
+        Holders {
+            key: 1,
+            kind: MUTEX,
+        },
+        ForceRelease {
+            key: 0,
+            kind: MUTEX,
+        },
+        ForceRelease {
+            key: 0,
+            kind: MUTEX,
+        },
+        acquire(2, 0, MUTEX, 50),
+        Release {
             owner: 2,
             key: 0,
-            ttl_ms: 50,
+            kind: MUTEX,
         },
-        Release { owner: 2, key: 0 },
+        // Permits: a semaphore beside the mutex of the same key, sharing its fences.
+        acquire(0, 0, PERMIT_OF_2, 100),
+        acquire(1, 0, PERMIT_OF_2, 200),
+        acquire(2, 0, PERMIT_OF_2, 100), // full: held, 100 ms until o0's permit ends
+        acquire(2, 0, MUTEX, 100),       // the mutex is another lock
+        Holders {
+            key: 0,
+            kind: PERMIT_OF_2,
+        }, // o0 then o1, oldest first
+        acquire(1, 0, PERMIT_OF_1, 200), // a holder keeps its permit under a lower limit
+        Release {
+            owner: 2,
+            key: 0,
+            kind: PERMIT_OF_2,
+        }, // not a holder
+        Advance { ms: 100 },             // o0's permit and o2's mutex expire
+        acquire(2, 0, PERMIT_OF_1, 100), // o1 alone fills a semaphore of 1
+        acquire(2, 0, PERMIT_OF_2, 100),
+        ForceRelease {
+            key: 0,
+            kind: MUTEX,
+        }, // expired: nothing to release
+        Holders {
+            key: 0,
+            kind: PERMIT_OF_2,
+        },
+        extend(1, 0, PERMIT_OF_2, 50),
+        ForceRelease {
+            key: 0,
+            kind: PERMIT_OF_2,
+        },
+        Holders {
+            key: 0,
+            kind: PERMIT_OF_2,
+        },
     ];
     run_on_memory(&ops, memory).unwrap_or_else(|report| panic!("{report}"));
 }
@@ -121,12 +171,12 @@ fn a_hand_written_script_covers_every_op() {
 #[test]
 fn the_check_reports_the_step_and_both_sides() {
     let ops = [
-        Op::TryAcquire {
-            owner: 0,
+        acquire(0, 0, MUTEX, 100),
+        Op::Release {
+            owner: 1,
             key: 0,
-            ttl_ms: 100,
+            kind: MUTEX,
         },
-        Op::Release { owner: 1, key: 0 },
     ];
     let report = run_on_memory(&ops, forgetful).expect_err("the forgetful backend is caught");
     assert!(report.contains("step 1 of 2 `release(o1, k0)`"), "{report}");

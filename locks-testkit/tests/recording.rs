@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use locks_core::{AcquireOptions, LockError, LockService, LostReason};
-use locks_testkit::recording::{EndReason, LockEventKind, LockMode, RecordingBackend};
+use locks_core::{AcquireOptions, LeaseKind, LockError, LockService, LostReason};
+use locks_testkit::recording::{EndReason, LockEventKind, RecordingBackend};
 use tokio::time::{Instant, sleep};
 
 fn kinds(rec: &RecordingBackend, key: &str) -> Vec<LockEventKind> {
@@ -48,7 +48,7 @@ async fn records_acquire_contention_and_release_in_order() {
     let acquired = &history[0];
     assert_eq!(acquired.key, "order:1");
     assert_eq!(acquired.full_key, "_lock:order:1");
-    assert_eq!(acquired.mode, LockMode::Mutex);
+    assert_eq!(acquired.lease_kind, LeaseKind::Mutex);
     assert_eq!(acquired.owner, Some(token));
     assert_eq!(acquired.fence, Some(fence));
     assert!(!acquired.elsewhere);
@@ -515,9 +515,9 @@ async fn semaphores_and_rw_locks_are_forwarded_and_recorded() {
     assert!(
         rec.holders("pool")
             .iter()
-            .all(|h| h.mode == LockMode::Permit)
+            .all(|h| h.lease_kind == LeaseKind::Permit { limit: 2 })
     );
-    sleep(Duration::from_secs(2)).await; // renewed through extend_permit
+    sleep(Duration::from_secs(2)).await; // renewed through extend(Permit)
     rec.assert_held("pool");
     p1.release().await.unwrap();
     p2.release().await.unwrap();
@@ -528,43 +528,44 @@ async fn semaphores_and_rw_locks_are_forwarded_and_recorded() {
     let r2 = rw.read().await.unwrap();
     assert!(rw.try_write().await.is_err());
     assert_eq!(rw.inspect().await.unwrap().readers.len(), 2);
-    sleep(Duration::from_secs(2)).await; // renewed through extend_rw
+    sleep(Duration::from_secs(2)).await; // renewed through extend(Read)
     r1.release().await.unwrap();
     r2.release().await.unwrap();
     let w = rw.write().await.unwrap();
-    assert_eq!(rec.holders("doc")[0].mode, LockMode::Write);
+    assert_eq!(rec.holders("doc")[0].lease_kind, LeaseKind::Write);
     w.release().await.unwrap();
 
-    let modes: Vec<(LockMode, LockEventKind)> = rec
+    let modes: Vec<(LeaseKind, LockEventKind)> = rec
         .history()
         .into_iter()
         .filter(|e| !matches!(e.kind, LockEventKind::Extended { .. }))
-        .map(|e| (e.mode, e.kind))
+        .map(|e| (e.lease_kind, e.kind))
         .collect();
     let contended = LockEventKind::Contended { remaining: None };
+    let permit = LeaseKind::Permit { limit: 2 };
     let strip = |k: LockEventKind| match k {
         LockEventKind::Contended { .. } => contended,
         k => k,
     };
-    let modes: Vec<(LockMode, LockEventKind)> =
+    let modes: Vec<(LeaseKind, LockEventKind)> =
         modes.into_iter().map(|(m, k)| (m, strip(k))).collect();
     assert_eq!(
         modes,
         vec![
-            (LockMode::Permit, LockEventKind::Acquired),
-            (LockMode::Permit, LockEventKind::Acquired),
-            (LockMode::Permit, contended),
-            (LockMode::Permit, LockEventKind::Released),
-            (LockMode::Permit, LockEventKind::Released),
-            (LockMode::Read, LockEventKind::Acquired),
-            (LockMode::Read, LockEventKind::Acquired),
-            (LockMode::Write, contended),
+            (permit, LockEventKind::Acquired),
+            (permit, LockEventKind::Acquired),
+            (permit, contended),
+            (permit, LockEventKind::Released),
+            (permit, LockEventKind::Released),
+            (LeaseKind::Read, LockEventKind::Acquired),
+            (LeaseKind::Read, LockEventKind::Acquired),
+            (LeaseKind::Write, contended),
             // try_write cleans up its "writer waiting" mark: the store had no lease for it.
-            (LockMode::Write, LockEventKind::ReleaseRefused),
-            (LockMode::Read, LockEventKind::Released),
-            (LockMode::Read, LockEventKind::Released),
-            (LockMode::Write, LockEventKind::Acquired),
-            (LockMode::Write, LockEventKind::Released),
+            (LeaseKind::Write, LockEventKind::ReleaseRefused),
+            (LeaseKind::Read, LockEventKind::Released),
+            (LeaseKind::Read, LockEventKind::Released),
+            (LeaseKind::Write, LockEventKind::Acquired),
+            (LeaseKind::Write, LockEventKind::Released),
         ],
         "{}",
         rec.timeline()
@@ -572,14 +573,56 @@ async fn semaphores_and_rw_locks_are_forwarded_and_recorded() {
     assert!(
         rec.history()
             .iter()
-            .any(|e| e.mode == LockMode::Permit && matches!(e.kind, LockEventKind::Extended { .. }))
+            .any(|e| e.lease_kind == permit && matches!(e.kind, LockEventKind::Extended { .. }))
+    );
+    assert!(rec.history().iter().any(
+        |e| e.lease_kind == LeaseKind::Read && matches!(e.kind, LockEventKind::Extended { .. })
+    ));
+    rec.assert_all_released();
+}
+
+#[tokio::test(start_paused = true)]
+async fn force_release_of_permits_and_rw_locks_ends_every_lease_of_the_lock() {
+    use locks_core::LockBackend as _;
+    let rec = RecordingBackend::memory();
+    let locks = service(&rec);
+
+    let sem = locks.semaphore("pool", 2).unwrap();
+    let (p1, p2) = (sem.acquire().await.unwrap(), sem.acquire().await.unwrap());
+    let permit = LeaseKind::Permit { limit: 2 };
+    assert!(
+        rec.force_release(&rec.key("pool").unwrap(), permit)
+            .await
+            .unwrap()
+    );
+    rec.assert_not_held("pool");
+    let last = rec.history().pop().expect("an event");
+    assert_eq!(last.kind, LockEventKind::ForceReleased { had_lease: true });
+    assert_eq!(last.lease_kind, permit);
+    assert_eq!(last.owner, None, "two holders were evicted, not one");
+
+    let rw = locks.rwlock("doc").unwrap();
+    let (r1, r2) = (rw.read().await.unwrap(), rw.read().await.unwrap());
+    // Forcing either side clears the whole read-write lock.
+    assert!(
+        rec.force_release(&rec.key("doc").unwrap(), LeaseKind::Write)
+            .await
+            .unwrap()
+    );
+    rec.assert_not_held("doc");
+    assert!(
+        rec.holdings()
+            .iter()
+            .all(|h| h.ended.map(|(_, r)| r) == Some(EndReason::ForceReleased)),
+        "{}",
+        rec.timeline()
     );
     assert!(
-        rec.history()
-            .iter()
-            .any(|e| e.mode == LockMode::Read && matches!(e.kind, LockEventKind::Extended { .. }))
+        rec.timeline()
+            .contains("acquired `pool` permit (of 2) owner")
     );
     rec.assert_all_released();
+    drop((p1, p2, r1, r2));
 }
 
 #[tokio::test(start_paused = true)]

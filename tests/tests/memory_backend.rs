@@ -1,15 +1,16 @@
 //! Memory-backend behaviour that the shared suite does not cover: the manual clock ("GC
-//! pauses", skewed clocks) and the backend's own fault injector.
+//! pauses", skewed clocks) and the fault decorator over it.
 
 use std::time::Duration;
 
 use locks_core::{
-    AcquireOptions, LeaseState, LockBackend, LockError, LockService, LostReason, ManualClock,
+    AcquireOptions, LeaseKind, LeaseState, LockBackend, LockError, LockService, LostReason,
     OwnerToken,
 };
-use locks_memory::MemoryBackend;
+use locks_memory::{ManualClock, MemoryBackend};
+use locks_testkit::faulty::FaultyBackend;
 
-fn service(backend: &MemoryBackend) -> LockService {
+fn service<B: LockBackend + Clone>(backend: &B) -> LockService {
     LockService::builder(backend.clone())
         .default_ttl(Duration::from_secs(10))
         .build()
@@ -78,25 +79,25 @@ async fn inspect_reports_remaining_ttl_by_the_store_clock() {
     assert_eq!(backend.live_leases(), 0);
 }
 
-/// The backend's own injector: transient failures are retried, a lost reply is idempotent, an
-/// unavailable store makes the holder lose the lease at its local deadline.
+/// The fault decorator over the memory backend: transient failures are retried, a lost reply
+/// is idempotent, an unavailable store makes the holder lose the lease at its local deadline.
 #[tokio::test(start_paused = true)]
-async fn built_in_fault_injection_drives_retry_and_loss() {
-    let backend = MemoryBackend::new();
+async fn fault_decorator_drives_retry_and_loss() {
+    let backend = FaultyBackend::new(MemoryBackend::new());
     let svc = service(&backend);
-    backend.faults().fail_next(2);
+    backend.fail_next(2);
     let guard = svc.acquire("faults").await.expect("retried");
-    assert_eq!(backend.faults().injected(), 2);
+    assert_eq!(backend.injected(), 2);
     guard.release().await.expect("release");
 
-    backend.faults().lose_replies_next(1);
+    backend.lose_replies_next(1);
     let guard = svc.acquire("faults").await.expect("acquire");
     let info = svc.inspect("faults").await.expect("inspect").expect("held");
     assert_eq!(info.owner, guard.token(), "the retry found its own lease");
 
-    backend.faults().set_unavailable(true);
+    backend.set_unavailable(true);
     assert_eq!(guard.lost().await, LostReason::DeadlineExpired);
-    backend.faults().clear();
+    backend.clear();
     // The holder gave up *before* the store expires the lease (safety rule 1) ...
     assert!(svc.is_locked("faults").await.expect("inspect"));
     // ... which happens one drift margin later.
@@ -104,12 +105,12 @@ async fn built_in_fault_injection_drives_retry_and_loss() {
     assert!(!svc.is_locked("faults").await.expect("inspect"));
 
     // Latency is tokio time: with paused time it costs nothing real.
-    backend.faults().set_latency(Duration::from_millis(50));
+    backend.set_latency(Duration::from_millis(50));
     let before = tokio::time::Instant::now();
     let token = OwnerToken::new();
     let key = svc.key("latency").expect("key");
     backend
-        .try_acquire(&key, token, Duration::from_secs(1))
+        .try_acquire(&key, LeaseKind::Mutex, token, Duration::from_secs(1))
         .await
         .expect("acquire");
     assert!(before.elapsed() >= Duration::from_millis(50));

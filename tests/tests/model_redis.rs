@@ -1,5 +1,6 @@
 //! Property test: random scripts on a real Redis server must answer exactly as the reference
-//! model (`locks_testkit::model`) says.
+//! model (`locks_testkit::model`) says, for mutex leases and semaphore permits (the backend
+//! must support both kinds).
 //!
 //! Redis keeps its own clock, which the test cannot move and must not sleep on, so the scripts
 //! come from `model::real_time_ops`: no `Advance` step, and ttls of at least 10 s, so nothing

@@ -437,4 +437,3 @@ async fn run_keeper(mut guard: TaskGuard) {
         }
     }
 }
-

@@ -186,5 +186,4 @@ impl LockService {
             role: role.to_owned(),
         })
     }
-
 }

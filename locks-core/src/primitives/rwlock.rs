@@ -111,7 +111,12 @@ impl RwLock {
     /// One attempt at the write lease (it leaves no waiting mark behind).
     pub async fn try_write(&self) -> Result<LockGuard, LockError> {
         self.service
-            .acquire_kind(&self.key, LeaseKind::Write, AcquireOptions::default(), false)
+            .acquire_kind(
+                &self.key,
+                LeaseKind::Write,
+                AcquireOptions::default(),
+                false,
+            )
             .await
     }
 
@@ -126,14 +131,13 @@ impl RwLock {
     }
 }
 
-
 impl LockService {
     /// A read-write lock under `name`. `Err(Unsupported)` when the backend cannot store read
     /// and write leases.
     pub fn rwlock(&self, name: &str) -> Result<RwLock, LockError> {
         let key = self.key(name)?;
-        self.require(LeaseKind::Read)?;
-        self.require(LeaseKind::Write)?;
+        self.ensure_supported(LeaseKind::Read)?;
+        self.ensure_supported(LeaseKind::Write)?;
         Ok(RwLock {
             service: self.clone(),
             key,

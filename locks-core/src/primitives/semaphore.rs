@@ -80,7 +80,8 @@ impl Semaphore {
     /// The same semaphore with another permit count (at least 1).
     pub fn with_permits(&self, permits: u32) -> Result<Semaphore, LockError> {
         validate_permits(permits)?;
-        self.service.require(LeaseKind::Permit { limit: permits })?;
+        self.service
+            .ensure_supported(LeaseKind::Permit { limit: permits })?;
         Ok(Semaphore {
             permits,
             ..self.clone()
@@ -123,7 +124,6 @@ impl Semaphore {
     }
 }
 
-
 impl LockService {
     /// A semaphore with `permits` permits (at least 1) under `name`.
     ///
@@ -132,7 +132,7 @@ impl LockService {
     pub fn semaphore(&self, name: &str, permits: u32) -> Result<Semaphore, LockError> {
         validate_permits(permits)?;
         let key = self.key(name)?;
-        self.require(LeaseKind::Permit { limit: permits })?;
+        self.ensure_supported(LeaseKind::Permit { limit: permits })?;
         Ok(Semaphore {
             service: self.clone(),
             key,

@@ -64,12 +64,10 @@ impl Drop for MaybeHeld {
     }
 }
 
-
 pub(crate) enum Mode {
     Wait,
     Once,
 }
-
 
 impl LockService {
     /// Start listening for releases of `resource`, bounded by `deadline` and shutdown.

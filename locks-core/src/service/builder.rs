@@ -25,7 +25,6 @@ pub(crate) struct Defaults {
     pub(crate) max_hold: Option<Duration>,
 }
 
-
 /// Builds a [`LockService`]; every value is checked by [`build`](LockServiceBuilder::build).
 pub struct LockServiceBuilder {
     backend: Arc<dyn LockBackend>,
@@ -93,8 +92,9 @@ impl LockServiceBuilder {
         self
     }
 
-    /// Validate and build. `Err(Unsupported)` when the backend cannot store mutex leases
-    /// (the service's own kind; semaphores and read-write locks are checked when created).
+    /// Validate and build. A backend that cannot store some kinds still builds a service: its
+    /// primitives are refused with `Unsupported` when created, and mutex calls before anything
+    /// is sent when it cannot store mutexes.
     pub fn build(self) -> Result<LockService, LockError> {
         validate_prefix(&self.prefix)?;
         let d = &self.defaults;
@@ -108,12 +108,7 @@ impl LockServiceBuilder {
         d.retry.validate()?;
         validate_fraction(d.renew_fraction)?;
         validate_max_hold(d.max_hold)?;
-        if !self.backend.supports(LeaseKind::Mutex) {
-            return Err(LockError::Unsupported {
-                backend: self.backend.name(),
-                kind: LeaseKind::Mutex,
-            });
-        }
+        let mutex_supported = self.backend.supports(LeaseKind::Mutex);
         Ok(LockService {
             inner: Arc::new(Inner {
                 backend: self.backend,
@@ -123,6 +118,7 @@ impl LockServiceBuilder {
                 closing: CancellationToken::new(),
                 closed: AtomicBool::new(false),
                 lines: Arc::default(),
+                mutex_supported,
             }),
         })
     }
@@ -157,7 +153,6 @@ pub(crate) fn validate_max_hold(max_hold: Option<Duration>) -> Result<(), LockEr
     }
 }
 
-
 impl LockService {
     /// Start building a service over `backend`.
     pub fn builder(backend: impl LockBackend) -> LockServiceBuilder {
@@ -185,5 +180,4 @@ impl LockService {
     pub fn new(backend: impl LockBackend) -> Result<Self, LockError> {
         Self::builder(backend).build()
     }
-
 }

@@ -9,8 +9,8 @@ mod tests;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     /// Mirrors `closing` (set first): a cheaper check for the hot path.
     pub(crate) closed: AtomicBool,
     pub(crate) lines: Lines,
+    /// The backend supports mutex leases (asked once, at build).
+    pub(crate) mutex_supported: bool,
 }
 
 /// Distributed locks over any [`LockBackend`]: waiting with backoff and notifications,
@@ -88,7 +90,6 @@ impl fmt::Debug for LockService {
     }
 }
 
-
 /// What [`LockService::shutdown`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -100,7 +101,6 @@ pub struct ShutdownReport {
     /// Releases that failed (those leases end by their ttl).
     pub failed: usize,
 }
-
 
 impl LockService {
     /// The backend this service runs on.
@@ -136,10 +136,15 @@ impl LockService {
         Resource::new(Arc::clone(&self.inner.backend), key, kind)
     }
 
-    /// `Err(Unsupported)` unless the backend can store `kind` (checked when a primitive is
-    /// created, never at first use).
-    pub(crate) fn require(&self, kind: LeaseKind) -> Result<(), LockError> {
-        if self.inner.backend.supports(kind) {
+    /// `Err(Unsupported)` unless the backend can store leases of `kind`. Primitives check it
+    /// when they are created ([`semaphore`](LockService::semaphore),
+    /// [`rwlock`](LockService::rwlock)); mutex calls check it before anything is sent.
+    pub fn ensure_supported(&self, kind: LeaseKind) -> Result<(), LockError> {
+        let supported = match kind {
+            LeaseKind::Mutex => self.inner.mutex_supported,
+            other => self.inner.backend.supports(other),
+        };
+        if supported {
             Ok(())
         } else {
             Err(LockError::Unsupported {
@@ -194,6 +199,7 @@ impl LockService {
         opts: AcquireOptions,
     ) -> Result<LockGuard, LockError> {
         let resource = self.resource(self.key(key)?, LeaseKind::Mutex);
+        self.ensure_supported(LeaseKind::Mutex)?;
         let resolved = self.resolve(&opts)?;
         self.run_acquire(resource, &resolved, Mode::Wait).await
     }
@@ -210,6 +216,7 @@ impl LockService {
         opts: AcquireOptions,
     ) -> Result<LockGuard, LockError> {
         let resource = self.resource(self.key(key)?, LeaseKind::Mutex);
+        self.ensure_supported(LeaseKind::Mutex)?;
         let resolved = self.resolve(&opts)?;
         self.run_acquire(resource, &resolved, Mode::Once).await
     }

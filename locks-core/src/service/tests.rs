@@ -228,5 +228,10 @@ async fn a_kind_the_backend_cannot_store_is_refused_when_the_primitive_is_create
     ));
     // Nothing was sent to the store, and the mutex (which it supports) still works.
     assert_eq!(store.attempts.load(Ordering::SeqCst), attempts);
-    svc.acquire("k").await.expect("mutex").release().await.expect("release");
+    svc.acquire("k")
+        .await
+        .expect("mutex")
+        .release()
+        .await
+        .expect("release");
 }

@@ -63,7 +63,9 @@ impl LockBackend for MutexVia {
         token: OwnerToken,
         ttl: Duration,
     ) -> Result<AcquireResult, BackendError> {
-        self.inner.try_acquire(key, self.map(kind)?, token, ttl).await
+        self.inner
+            .try_acquire(key, self.map(kind)?, token, ttl)
+            .await
     }
     async fn extend(
         &self,
@@ -87,7 +89,9 @@ impl LockBackend for MutexVia {
     async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
         let mapped = self.map(kind)?;
         let mut holders = self.inner.holders(key, mapped).await?;
-        holders.leases.retain(|l| Holders::same_side(l.kind, mapped));
+        holders
+            .leases
+            .retain(|l| Holders::same_side(l.kind, mapped));
         for lease in &mut holders.leases {
             lease.kind = LeaseKind::Mutex;
         }

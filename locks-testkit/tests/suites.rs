@@ -1,0 +1,95 @@
+//! Self-checks of the suites: the registries built from the case lists, the capability-aware
+//! runner, and that a case cannot be asked for by a wrong name.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use locks_core::{LeaseKind, LockBackend, LockKey};
+use locks_memory::MemoryBackend;
+use locks_testkit::Harness;
+use locks_testkit::conformance::adapters::MutexVia;
+use locks_testkit::conformance::{COORDINATION, MUTEX, RWLOCK, SEMAPHORE, SUITES};
+
+/// A store that can only keep mutex leases: the memory backend seen through a one-permit
+/// semaphore adapter (which supports `Mutex` and nothing else).
+struct MutexOnly {
+    memory: MemoryBackend,
+}
+
+#[async_trait]
+impl Harness for MutexOnly {
+    fn backend(&self) -> Arc<dyn LockBackend> {
+        Arc::new(MutexVia::semaphore(Arc::new(self.memory.clone())))
+    }
+    async fn expire(&self, key: &LockKey) {
+        self.memory.expire_now(key);
+    }
+}
+
+fn mutex_only() -> Box<dyn Harness> {
+    Box::new(MutexOnly {
+        memory: MemoryBackend::new(),
+    })
+}
+
+#[test]
+fn every_suite_lists_its_cases_once() {
+    let expected = [
+        (&MUTEX, 23),
+        (&SEMAPHORE, 6),
+        (&RWLOCK, 4),
+        (&COORDINATION, 5),
+    ];
+    for (suite, count) in expected {
+        let names: HashSet<_> = suite.cases.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names.len(),
+            suite.cases.len(),
+            "{}: a case is listed twice",
+            suite.name
+        );
+        assert_eq!(
+            suite.cases.len(),
+            count,
+            "{}: cases added or removed",
+            suite.name
+        );
+    }
+    let suite_names: HashSet<_> = SUITES.iter().map(|s| s.name).collect();
+    assert_eq!(suite_names.len(), 4);
+}
+
+#[test]
+fn each_suite_names_the_kinds_it_needs() {
+    assert_eq!(MUTEX.kinds, &[LeaseKind::Mutex]);
+    assert!(matches!(SEMAPHORE.kinds, [LeaseKind::Permit { .. }]));
+    assert_eq!(RWLOCK.kinds, &[LeaseKind::Read, LeaseKind::Write]);
+    assert_eq!(COORDINATION.kinds, &[LeaseKind::Mutex]);
+}
+
+/// A backend without permits and read-write leases does not skip those suites: each case
+/// checks that the primitive is refused with `Unsupported` when created.
+#[tokio::test(start_paused = true)]
+async fn unsupported_kinds_run_the_refusal_check_instead_of_being_skipped() {
+    let backend = mutex_only().backend();
+    assert!(backend.supports(LeaseKind::Mutex));
+    assert!(!backend.supports(LeaseKind::Permit { limit: 1 }));
+    assert!(!backend.supports(LeaseKind::Read));
+    for case in SEMAPHORE.cases.iter().chain(RWLOCK.cases) {
+        let suite = if SEMAPHORE.case(case.name).is_some() {
+            &SEMAPHORE
+        } else {
+            &RWLOCK
+        };
+        suite.run(case.name, mutex_only()).await;
+    }
+    // The kinds it does support run for real.
+    MUTEX.run("fencing_strictly_increases", mutex_only()).await;
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "suite `mutex` has no case `no_such_case`")]
+async fn asking_for_a_case_that_is_not_listed_panics() {
+    MUTEX.run("no_such_case", mutex_only()).await;
+}
