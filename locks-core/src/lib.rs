@@ -63,6 +63,9 @@ pub mod service;
 
 pub mod primitives;
 
+#[doc(hidden)]
+pub use async_trait::async_trait as __async_trait;
+
 pub use backend::{
     AcquireResult, Holders, Lease, LeaseInfo, LockBackend, ReleaseListener, SleepingListener, Wake,
 };

@@ -6,10 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use locks_core::{
-    AcquireResult, BackendError, Holders, LeaseKind, LockBackend, LockKey, OwnerToken,
-    ReleaseListener,
-};
+use locks_core::backend::{Decorator, Operation, Outcome};
+use locks_core::{BackendError, LockBackend};
 
 #[derive(Debug, Default)]
 struct Plan {
@@ -135,57 +133,17 @@ impl FaultyBackend {
     }
 }
 
-#[deny(clippy::missing_trait_methods)]
 #[async_trait]
-impl LockBackend for FaultyBackend {
-    fn name(&self) -> &'static str {
-        self.inner.name()
+impl Decorator for FaultyBackend {
+    fn inner(&self) -> &dyn LockBackend {
+        &*self.inner
     }
 
-    fn supports(&self, kind: LeaseKind) -> bool {
-        self.inner.supports(kind)
-    }
-
-    async fn try_acquire(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        self.call(self.inner.try_acquire(key, kind, token, ttl))
-            .await
-    }
-
-    async fn extend(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        self.call(self.inner.extend(key, kind, token, ttl)).await
-    }
-
-    async fn release(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-    ) -> Result<bool, BackendError> {
-        self.call(self.inner.release(key, kind, token)).await
-    }
-
-    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
-        self.call(self.inner.holders(key, kind)).await
-    }
-
-    async fn force_release(&self, key: &LockKey, kind: LeaseKind) -> Result<bool, BackendError> {
-        self.call(self.inner.force_release(key, kind)).await
-    }
-
-    /// Not affected by faults: a partitioned client can still be woken (it then fails).
-    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
-        self.inner.listen(key).await
+    /// Every store operation may fail, lose its reply or be delayed. Listening for releases is
+    /// not affected: a partitioned client can still be woken (it then fails).
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        self.call(op.send(&*self.inner)).await
     }
 }
+
+locks_core::impl_decorated_backend!(FaultyBackend);

@@ -1,6 +1,7 @@
 //! The backend contract: the atomic lease operations a store offers, parameterised by
 //! [`LeaseKind`].
 
+mod decorator;
 mod lease;
 mod listen;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use decorator::{Decorator, Operation, Outcome};
 pub use lease::{AcquireResult, Holders, Lease, LeaseInfo};
 pub use listen::{ReleaseListener, SleepingListener, Wake};
 

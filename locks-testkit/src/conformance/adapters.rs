@@ -3,13 +3,10 @@
 //! too.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use locks_core::{
-    AcquireResult, BackendError, Holders, LeaseKind, LockBackend, LockKey, OwnerToken,
-    ReleaseListener,
-};
+use locks_core::backend::{Decorator, Operation, Outcome};
+use locks_core::{BackendError, Holders, LeaseKind, LockBackend, LockKey};
 
 use crate::Harness;
 
@@ -47,63 +44,36 @@ impl MutexVia {
     }
 }
 
-#[deny(clippy::missing_trait_methods)]
 #[async_trait]
-impl LockBackend for MutexVia {
-    fn name(&self) -> &'static str {
-        self.inner.name()
+impl Decorator for MutexVia {
+    fn inner(&self) -> &dyn LockBackend {
+        &*self.inner
     }
+
     fn supports(&self, kind: LeaseKind) -> bool {
         kind == LeaseKind::Mutex && self.inner.supports(self.kind)
     }
-    async fn try_acquire(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        self.inner
-            .try_acquire(key, self.map(kind)?, token, ttl)
-            .await
-    }
-    async fn extend(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        self.inner.extend(key, self.map(kind)?, token, ttl).await
-    }
-    async fn release(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-    ) -> Result<bool, BackendError> {
-        self.inner.release(key, self.map(kind)?, token).await
-    }
-    /// The leases of the mapped kind only (a write lock's readers are not mutex holders),
-    /// reported as `Mutex` leases.
-    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
-        let mapped = self.map(kind)?;
-        let mut holders = self.inner.holders(key, mapped).await?;
-        holders
-            .leases
-            .retain(|l| Holders::same_side(l.kind, mapped));
-        for lease in &mut holders.leases {
-            lease.kind = LeaseKind::Mutex;
+
+    /// Every operation on the mapped kind. `holders` lists the leases of the mapped kind only
+    /// (a write lock's readers are not mutex holders), reported as `Mutex` leases.
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        let mapped = self.map(op.kind())?;
+        match op.with_kind(mapped).send(&*self.inner).await? {
+            Outcome::Holders(mut holders) => {
+                holders
+                    .leases
+                    .retain(|l| Holders::same_side(l.kind, mapped));
+                for lease in &mut holders.leases {
+                    lease.kind = LeaseKind::Mutex;
+                }
+                Ok(Outcome::Holders(Holders::new(holders.leases)))
+            }
+            other => Ok(other),
         }
-        Ok(Holders::new(holders.leases))
-    }
-    async fn force_release(&self, key: &LockKey, kind: LeaseKind) -> Result<bool, BackendError> {
-        self.inner.force_release(key, self.map(kind)?).await
-    }
-    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
-        self.inner.listen(key).await
     }
 }
+
+locks_core::impl_decorated_backend!(MutexVia);
 
 /// A harness whose backend is a [`MutexVia`] adapter over another harness's store.
 pub struct AdaptedHarness<H> {

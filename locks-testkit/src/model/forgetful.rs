@@ -1,15 +1,11 @@
 //! [`ForgetfulBackend`]: a store that breaks the contract on purpose, to prove that
 //! [`check`](super::check) can fail.
 
+use async_trait::async_trait;
+use locks_core::backend::{Decorator, Operation, Outcome};
+use locks_core::{BackendError, LockBackend};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
-use locks_core::{
-    AcquireResult, BackendError, Holders, LeaseKind, LockBackend, LockKey, OwnerToken,
-    ReleaseListener,
-};
 
 /// A test double that **breaks the contract on purpose**: `release` forgets the owner check
 /// and deletes every lease of the kind whoever holds it (it forwards to `force_release`).
@@ -40,56 +36,26 @@ impl ForgetfulBackend {
     }
 }
 
-#[deny(clippy::missing_trait_methods)]
 #[async_trait]
-impl LockBackend for ForgetfulBackend {
+impl Decorator for ForgetfulBackend {
+    fn inner(&self) -> &dyn LockBackend {
+        &*self.inner
+    }
+
     fn name(&self) -> &'static str {
         "forgetful"
     }
 
-    fn supports(&self, kind: LeaseKind) -> bool {
-        self.inner.supports(kind)
-    }
-
-    async fn try_acquire(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        self.inner.try_acquire(key, kind, token, ttl).await
-    }
-
-    async fn extend(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        self.inner.extend(key, kind, token, ttl).await
-    }
-
-    /// The bug: no owner check.
-    async fn release(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        _token: OwnerToken,
-    ) -> Result<bool, BackendError> {
-        self.inner.force_release(key, kind).await
-    }
-
-    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
-        self.inner.holders(key, kind).await
-    }
-
-    async fn force_release(&self, key: &LockKey, kind: LeaseKind) -> Result<bool, BackendError> {
-        self.inner.force_release(key, kind).await
-    }
-
-    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
-        self.inner.listen(key).await
+    /// The bug: a release has no owner check.
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        match op {
+            Operation::Release { key, kind, .. } => {
+                let had = self.inner.force_release(key, kind).await?;
+                Ok(Outcome::Done(had))
+            }
+            other => other.send(&*self.inner).await,
+        }
     }
 }
+
+locks_core::impl_decorated_backend!(ForgetfulBackend);

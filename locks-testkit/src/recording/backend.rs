@@ -7,11 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use locks_core::backend::{Decorator, Operation, Outcome};
 use locks_core::key::DEFAULT_PREFIX;
-use locks_core::{
-    AcquireResult, BackendError, Holders, LeaseKind, LockBackend, LockError, LockKey, LockService,
-    LockServiceBuilder, OwnerToken, ReleaseListener,
-};
+use locks_core::{BackendError, LockBackend, LockError, LockKey, LockService, LockServiceBuilder};
 use locks_memory::MemoryBackend;
 
 use super::event::{Holder, Holding, LockEvent};
@@ -301,55 +299,15 @@ impl RecordingBackend {
 }
 
 /// Forwards to the fault injector, which forwards to the recorder.
-#[deny(clippy::missing_trait_methods)]
 #[async_trait]
-impl LockBackend for RecordingBackend {
-    fn name(&self) -> &'static str {
-        self.front.name()
+impl Decorator for RecordingBackend {
+    fn inner(&self) -> &dyn LockBackend {
+        &self.front
     }
 
-    fn supports(&self, kind: LeaseKind) -> bool {
-        self.front.supports(kind)
-    }
-
-    async fn try_acquire(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        self.front.try_acquire(key, kind, token, ttl).await
-    }
-
-    async fn extend(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        self.front.extend(key, kind, token, ttl).await
-    }
-
-    async fn release(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-    ) -> Result<bool, BackendError> {
-        self.front.release(key, kind, token).await
-    }
-
-    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
-        self.front.holders(key, kind).await
-    }
-
-    async fn force_release(&self, key: &LockKey, kind: LeaseKind) -> Result<bool, BackendError> {
-        self.front.force_release(key, kind).await
-    }
-
-    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
-        self.front.listen(key).await
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        op.send(&self.front).await
     }
 }
+
+locks_core::impl_decorated_backend!(RecordingBackend);

@@ -7,15 +7,11 @@
 //! own rather than the front itself.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use locks_core::{
-    AcquireResult, BackendError, Holders, LeaseKind, LockBackend, LockKey, OwnerToken,
-    ReleaseListener,
-};
+use locks_core::backend::{Decorator, Operation, Outcome};
+use locks_core::{BackendError, LeaseKind, LockBackend, LockKey};
 use tokio::time::Instant;
 
 use super::event::EndReason;
@@ -35,85 +31,61 @@ impl fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// The one recording path: send `call`, and when the store answered, note `op(answer)`
-    /// for `key` and `kind`. Errors are not recorded (the store may not have seen the call).
-    pub(super) async fn observe<T: Copy + Send>(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        call: impl Future<Output = Result<T, BackendError>> + Send,
-        op: impl FnOnce(T) -> Op + Send,
-    ) -> Result<T, BackendError> {
+    /// Drop the mutex lease of `key` in the store whoever holds it, recorded as revoked (not
+    /// as a release by the holder).
+    pub(super) async fn revoke(&self, key: &LockKey) -> Result<bool, BackendError> {
         let sent = Instant::now();
-        let answer = call.await?;
+        let had = self.inner.force_release(key, LeaseKind::Mutex).await?;
+        let entry = Op::Force {
+            had,
+            reason: EndReason::Revoked,
+        };
         self.state
-            .record(|log| log.apply(key, kind, sent, op(answer)));
+            .record(|log| log.apply(key, LeaseKind::Mutex, sent, entry));
+        Ok(had)
+    }
+}
+
+#[async_trait]
+impl Decorator for Recorder {
+    fn inner(&self) -> &dyn LockBackend {
+        &*self.inner
+    }
+
+    /// The one recording path: send the operation and, when the store answered, note what it
+    /// did. Errors are not recorded (the store may not have seen the call); `holders` and
+    /// `listen` change nothing and are not recorded.
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        let sent = Instant::now();
+        let answer = op.send(&*self.inner).await?;
+        let entry = match (op, &answer) {
+            (Operation::TryAcquire { token, ttl, .. }, Outcome::Acquire(result)) => {
+                Some(Op::Acquire {
+                    token,
+                    ttl,
+                    result: *result,
+                })
+            }
+            (Operation::Extend { token, ttl, .. }, Outcome::Done(ok)) => Some(Op::Extend {
+                token,
+                ttl,
+                ok: *ok,
+            }),
+            (Operation::Release { token, .. }, Outcome::Done(ok)) => {
+                Some(Op::Release { token, ok: *ok })
+            }
+            (Operation::ForceRelease { .. }, Outcome::Done(had)) => Some(Op::Force {
+                had: *had,
+                reason: EndReason::ForceReleased,
+            }),
+            _ => None,
+        };
+        if let Some(entry) = entry {
+            self.state
+                .record(|log| log.apply(op.key(), op.kind(), sent, entry));
+        }
         Ok(answer)
     }
 }
 
-#[deny(clippy::missing_trait_methods)]
-#[async_trait]
-impl LockBackend for Recorder {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn supports(&self, kind: LeaseKind) -> bool {
-        self.inner.supports(kind)
-    }
-
-    async fn try_acquire(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        let call = self.inner.try_acquire(key, kind, token, ttl);
-        let op = move |result| Op::Acquire { token, ttl, result };
-        self.observe(key, kind, call, op).await
-    }
-
-    async fn extend(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let call = self.inner.extend(key, kind, token, ttl);
-        let op = move |ok| Op::Extend { token, ttl, ok };
-        self.observe(key, kind, call, op).await
-    }
-
-    async fn release(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-    ) -> Result<bool, BackendError> {
-        let call = self.inner.release(key, kind, token);
-        self.observe(key, kind, call, move |ok| Op::Release { token, ok })
-            .await
-    }
-
-    /// Not recorded: it changes nothing.
-    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
-        self.inner.holders(key, kind).await
-    }
-
-    async fn force_release(&self, key: &LockKey, kind: LeaseKind) -> Result<bool, BackendError> {
-        let call = self.inner.force_release(key, kind);
-        let op = |had| Op::Force {
-            had,
-            reason: EndReason::ForceReleased,
-        };
-        self.observe(key, kind, call, op).await
-    }
-
-    /// Not recorded: it changes nothing.
-    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
-        self.inner.listen(key).await
-    }
-}
+locks_core::impl_decorated_backend!(Recorder);

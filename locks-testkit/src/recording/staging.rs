@@ -11,8 +11,6 @@ use locks_core::{
 };
 
 use super::RecordingBackend;
-use super::event::EndReason;
-use super::log::Op;
 use super::recorder::Recorder;
 
 /// Report a store failure of a staging helper as `LockError::Backend`.
@@ -72,14 +70,8 @@ impl RecordingBackend {
     /// [`fail_next`](Self::fail_next)).
     pub async fn revoke(&self, key: &str) -> Result<bool, LockError> {
         let lock_key = self.key(key)?;
-        let kind = LeaseKind::Mutex;
-        let call = self.recorder.inner.force_release(&lock_key, kind);
-        let op = |had| Op::Force {
-            had,
-            reason: EndReason::Revoked,
-        };
         self.recorder
-            .observe(&lock_key, kind, call, op)
+            .revoke(&lock_key)
             .await
             .map_err(backend_error("revoke"))
     }

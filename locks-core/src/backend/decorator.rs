@@ -1,0 +1,331 @@
+//! Decorators: backends that wrap a backend and act on every operation in one place.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{AcquireResult, Holders, LockBackend, ReleaseListener};
+use crate::error::BackendError;
+use crate::key::LockKey;
+use crate::kind::LeaseKind;
+use crate::token::OwnerToken;
+
+/// One store operation of the [`LockBackend`] contract, as a value, so that a [`Decorator`]
+/// can handle all of them in one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation<'a> {
+    /// [`LockBackend::try_acquire`].
+    TryAcquire {
+        /// The key.
+        key: &'a LockKey,
+        /// The lease kind.
+        kind: LeaseKind,
+        /// The owner token.
+        token: OwnerToken,
+        /// The requested ttl.
+        ttl: Duration,
+    },
+    /// [`LockBackend::extend`].
+    Extend {
+        /// The key.
+        key: &'a LockKey,
+        /// The lease kind.
+        kind: LeaseKind,
+        /// The owner token.
+        token: OwnerToken,
+        /// The new ttl.
+        ttl: Duration,
+    },
+    /// [`LockBackend::release`].
+    Release {
+        /// The key.
+        key: &'a LockKey,
+        /// The lease kind.
+        kind: LeaseKind,
+        /// The owner token.
+        token: OwnerToken,
+    },
+    /// [`LockBackend::holders`].
+    Holders {
+        /// The key.
+        key: &'a LockKey,
+        /// The lease kind.
+        kind: LeaseKind,
+    },
+    /// [`LockBackend::force_release`].
+    ForceRelease {
+        /// The key.
+        key: &'a LockKey,
+        /// The lease kind.
+        kind: LeaseKind,
+    },
+}
+
+impl<'a> Operation<'a> {
+    /// The key it acts on.
+    pub fn key(&self) -> &'a LockKey {
+        match *self {
+            Operation::TryAcquire { key, .. }
+            | Operation::Extend { key, .. }
+            | Operation::Release { key, .. }
+            | Operation::Holders { key, .. }
+            | Operation::ForceRelease { key, .. } => key,
+        }
+    }
+
+    /// The lease kind it acts on.
+    pub fn kind(&self) -> LeaseKind {
+        match *self {
+            Operation::TryAcquire { kind, .. }
+            | Operation::Extend { kind, .. }
+            | Operation::Release { kind, .. }
+            | Operation::Holders { kind, .. }
+            | Operation::ForceRelease { kind, .. } => kind,
+        }
+    }
+
+    /// The same operation on another kind (how an adapter maps kinds).
+    pub fn with_kind(mut self, new: LeaseKind) -> Self {
+        match &mut self {
+            Operation::TryAcquire { kind, .. }
+            | Operation::Extend { kind, .. }
+            | Operation::Release { kind, .. }
+            | Operation::Holders { kind, .. }
+            | Operation::ForceRelease { kind, .. } => *kind = new,
+        }
+        self
+    }
+
+    /// The method's name (`try_acquire`, `extend`, ...), for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::TryAcquire { .. } => "try_acquire",
+            Operation::Extend { .. } => "extend",
+            Operation::Release { .. } => "release",
+            Operation::Holders { .. } => "holders",
+            Operation::ForceRelease { .. } => "force_release",
+        }
+    }
+
+    /// Whether it may change the store (everything but `holders`).
+    pub fn is_write(&self) -> bool {
+        !matches!(self, Operation::Holders { .. })
+    }
+
+    /// Send it to `backend`.
+    pub async fn send(self, backend: &dyn LockBackend) -> Result<Outcome, BackendError> {
+        match self {
+            Operation::TryAcquire {
+                key,
+                kind,
+                token,
+                ttl,
+            } => backend
+                .try_acquire(key, kind, token, ttl)
+                .await
+                .map(Outcome::Acquire),
+            Operation::Extend {
+                key,
+                kind,
+                token,
+                ttl,
+            } => backend
+                .extend(key, kind, token, ttl)
+                .await
+                .map(Outcome::Done),
+            Operation::Release { key, kind, token } => {
+                backend.release(key, kind, token).await.map(Outcome::Done)
+            }
+            Operation::Holders { key, kind } => {
+                backend.holders(key, kind).await.map(Outcome::Holders)
+            }
+            Operation::ForceRelease { key, kind } => {
+                backend.force_release(key, kind).await.map(Outcome::Done)
+            }
+        }
+    }
+}
+
+/// What an [`Operation`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The answer of `try_acquire`.
+    Acquire(AcquireResult),
+    /// The answer of `extend`, `release` or `force_release`: whether it applied.
+    Done(bool),
+    /// The answer of `holders`.
+    Holders(Holders),
+}
+
+impl Outcome {
+    /// The `try_acquire` answer, or an error naming the mismatch.
+    pub fn into_acquire(self) -> Result<AcquireResult, BackendError> {
+        match self {
+            Outcome::Acquire(r) => Ok(r),
+            other => Err(mismatch("try_acquire", &other)),
+        }
+    }
+
+    /// The `extend`/`release`/`force_release` answer, or an error naming the mismatch.
+    pub fn into_done(self, op: &'static str) -> Result<bool, BackendError> {
+        match self {
+            Outcome::Done(done) => Ok(done),
+            other => Err(mismatch(op, &other)),
+        }
+    }
+
+    /// The `holders` answer, or an error naming the mismatch.
+    pub fn into_holders(self) -> Result<Holders, BackendError> {
+        match self {
+            Outcome::Holders(h) => Ok(h),
+            other => Err(mismatch("holders", &other)),
+        }
+    }
+}
+
+fn mismatch(op: &str, got: &Outcome) -> BackendError {
+    BackendError::permanent(format!("decorator bug: `{op}` was answered with {got:?}"))
+}
+
+/// A backend that wraps another and handles every store operation in one place: fault
+/// injection, recording, kind adapters. Implement [`call`](Decorator::call) (and whatever else
+/// differs), then [`impl_decorated_backend!`](crate::impl_decorated_backend) implements
+/// [`LockBackend`] by routing every method through it.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use locks_core::backend::{Decorator, Operation, Outcome};
+/// use locks_core::{BackendError, LockBackend, LockService};
+/// use locks_memory::MemoryBackend;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// /// Counts the operations that may change the store.
+/// #[derive(Debug)]
+/// struct Counting {
+///     inner: MemoryBackend,
+///     writes: AtomicU64,
+/// }
+///
+/// #[async_trait]
+/// impl Decorator for Counting {
+///     fn inner(&self) -> &dyn LockBackend {
+///         &self.inner
+///     }
+///     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+///         if op.is_write() {
+///             self.writes.fetch_add(1, Ordering::Relaxed);
+///         }
+///         op.send(&self.inner).await
+///     }
+/// }
+/// locks_core::impl_decorated_backend!(Counting);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), locks_core::LockError> {
+/// let counting = std::sync::Arc::new(Counting { inner: MemoryBackend::new(), writes: AtomicU64::new(0) });
+/// let locks = LockService::builder_arc(counting.clone()).auto_renew(false).build()?;
+/// locks.acquire("k").await?.release().await?;
+/// assert_eq!(counting.writes.load(Ordering::Relaxed), 2); // acquire + release
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait Decorator: fmt::Debug + Send + Sync + 'static {
+    /// The backend this one wraps.
+    fn inner(&self) -> &dyn LockBackend;
+
+    /// Handle one operation; [`Operation::send`] passes it on to the inner backend.
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError>;
+
+    /// The name for logs and metrics (default: the inner backend's).
+    fn name(&self) -> &'static str {
+        self.inner().name()
+    }
+
+    /// Which kinds it stores (default: the inner backend's).
+    fn supports(&self, kind: LeaseKind) -> bool {
+        self.inner().supports(kind)
+    }
+
+    /// Release notifications (default: the inner backend's, untouched).
+    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
+        self.inner().listen(key).await
+    }
+}
+
+/// Implement [`LockBackend`](crate::LockBackend) for types that implement
+/// [`Decorator`](crate::backend::Decorator): every method becomes one
+/// [`Operation`](crate::backend::Operation) handed to `Decorator::call`.
+#[macro_export]
+macro_rules! impl_decorated_backend {
+    ($($ty:ty),+ $(,)?) => {$(
+        #[deny(clippy::missing_trait_methods)]
+        #[$crate::__async_trait]
+        impl $crate::LockBackend for $ty {
+            fn name(&self) -> &'static str {
+                $crate::backend::Decorator::name(self)
+            }
+            fn supports(&self, kind: $crate::LeaseKind) -> bool {
+                $crate::backend::Decorator::supports(self, kind)
+            }
+            async fn try_acquire(
+                &self,
+                key: &$crate::LockKey,
+                kind: $crate::LeaseKind,
+                token: $crate::OwnerToken,
+                ttl: ::std::time::Duration,
+            ) -> ::std::result::Result<$crate::AcquireResult, $crate::BackendError> {
+                let op = $crate::backend::Operation::TryAcquire { key, kind, token, ttl };
+                $crate::backend::Decorator::call(self, op).await?.into_acquire()
+            }
+            async fn extend(
+                &self,
+                key: &$crate::LockKey,
+                kind: $crate::LeaseKind,
+                token: $crate::OwnerToken,
+                ttl: ::std::time::Duration,
+            ) -> ::std::result::Result<bool, $crate::BackendError> {
+                let op = $crate::backend::Operation::Extend { key, kind, token, ttl };
+                $crate::backend::Decorator::call(self, op).await?.into_done("extend")
+            }
+            async fn release(
+                &self,
+                key: &$crate::LockKey,
+                kind: $crate::LeaseKind,
+                token: $crate::OwnerToken,
+            ) -> ::std::result::Result<bool, $crate::BackendError> {
+                let op = $crate::backend::Operation::Release { key, kind, token };
+                $crate::backend::Decorator::call(self, op).await?.into_done("release")
+            }
+            async fn holders(
+                &self,
+                key: &$crate::LockKey,
+                kind: $crate::LeaseKind,
+            ) -> ::std::result::Result<$crate::Holders, $crate::BackendError> {
+                let op = $crate::backend::Operation::Holders { key, kind };
+                $crate::backend::Decorator::call(self, op).await?.into_holders()
+            }
+            async fn force_release(
+                &self,
+                key: &$crate::LockKey,
+                kind: $crate::LeaseKind,
+            ) -> ::std::result::Result<bool, $crate::BackendError> {
+                let op = $crate::backend::Operation::ForceRelease { key, kind };
+                $crate::backend::Decorator::call(self, op)
+                    .await?
+                    .into_done("force_release")
+            }
+            async fn listen(
+                &self,
+                key: &$crate::LockKey,
+            ) -> ::std::result::Result<
+                ::std::boxed::Box<dyn $crate::ReleaseListener>,
+                $crate::BackendError,
+            > {
+                $crate::backend::Decorator::listen(self, key).await
+            }
+        }
+    )+};
+}
