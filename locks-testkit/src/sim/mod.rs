@@ -1,5 +1,6 @@
 //! The contention simulator: named scenarios that mirror real incidents, each with its own
-//! invariant checker, run by many workers through several [`LockService`]s sharing one backend.
+//! invariant checker, run by many workers through several
+//! [`LockService`](locks_core::LockService)s sharing one backend.
 //!
 //! | [`Scenario`] | the incident | the checker counts a violation when |
 //! |---|---|---|
