@@ -63,15 +63,15 @@ struct Args {
     quick: bool,
 
     /// Measuring time per side of each throughput figure (e.g. `2s`, `300ms`).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     measure: Option<Duration>,
 
     /// How long the leases of the renewal figure are held.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     renew_duration: Option<Duration>,
 
     /// Ttl of the renewed leases; they renew at half of it.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     renew_ttl: Option<Duration>,
 
     /// Number of leases held for the renewal figure.
@@ -172,21 +172,6 @@ impl Config {
     pub fn runs(&self, section: Section) -> bool {
         self.sections.contains(&section)
     }
-}
-
-fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        _ => return Err(format!("unknown unit in {s:?} (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// A tokio runtime flavour, with the label the table uses.
@@ -331,11 +316,19 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("fast").is_err());
+        let measure = |text: &str| {
+            Args::try_parse_from(["locks-bench", "--measure", text])
+                .ok()
+                .and_then(|args| args.measure)
+        };
+        assert_eq!(measure("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(measure("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(measure("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(measure("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(measure("1min"), Some(Duration::from_secs(60)));
+        // humantime wants a unit: a bare number other than 0 is refused.
+        assert_eq!(measure("2"), None);
+        assert_eq!(measure("fast"), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use locks_memory::MemoryBackend;
 use locks_testkit::broken::GrantAllBackend;
 use locks_testkit::redis_server::RedisServer;
 use locks_testkit::sim::{self, Scenario, SimConfig, SimReport};
+use serde_json::{Value, json};
 
 fn ops_config(workers: usize, keys: usize, ops: u64) -> SimConfig {
     SimConfig {
@@ -255,7 +256,41 @@ fn binary_json_output() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_start().starts_with('{'), "{stdout}");
     assert!(stdout.contains("\"acquired\":20"), "{stdout}");
-    assert!(stdout.contains("\"passed\":true"), "{stdout}");
+    let objects = json_lines(&stdout);
+    assert_eq!(objects.len(), 1, "{stdout}");
+    let o = &objects[0];
+    assert_eq!(o["scenario"], "mutex", "{o}");
+    assert_eq!(o["acquired"], 20, "{o}");
+    assert_eq!(o["ops_per_worker"], 5, "{o}");
+    assert!(o["duration_ms"].is_null(), "{o}");
+    assert_eq!(o["passed"], true, "{o}");
+
+    // A failed run: the violation lines are JSON strings, `passed` is false, exit code 1.
+    let (output, text) = run_binary(&[
+        "--json",
+        "--scenario",
+        "double-payment",
+        "--unsafe-no-lock",
+        "--workers",
+        "3",
+        "--keys",
+        "10",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let objects = json_lines(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(objects.len(), 1, "{text}");
+    let o = &objects[0];
+    assert_eq!(o["scenario"], "double-payment", "{o}");
+    assert_eq!(o["locking"], false, "{o}");
+    assert_eq!(o["passed"], false, "{o}");
+    assert!(num(o, "violations") > 0.0, "{o}");
+    let details = o["violation_details"].as_array().expect("an array");
+    assert!(
+        details
+            .iter()
+            .any(|d| d.as_str().is_some_and(|d| d.contains("duplicate charge"))),
+        "{o}"
+    );
 }
 
 /// The same contention scenario against a real, private Redis server: 0 violations.
@@ -743,208 +778,21 @@ async fn redis_backend_passes_every_scenario() {
 // ---------------------------------------------------------------------------------------------
 // The binary: every scenario, JSON output
 
-/// A minimal JSON value and parser (enough for the simulator's output).
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn num(&self, key: &str) -> f64 {
-        match self.get(key) {
-            Some(Json::Num(n)) => *n,
-            other => panic!("`{key}` is not a number: {other:?} in {self:?}"),
-        }
+/// The number under `key` of a JSON object, or a panic naming what is there instead.
+fn num(o: &Value, key: &str) -> f64 {
+    match o.get(key).and_then(Value::as_f64) {
+        Some(n) => n,
+        None => panic!("`{key}` is not a number: {:?} in {o}", o.get(key)),
     }
 }
 
-struct JsonParser<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl JsonParser<'_> {
-    fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            bytes: text.as_bytes(),
-            at: 0,
-        };
-        let value = p.value()?;
-        p.skip_ws();
-        if p.at != p.bytes.len() {
-            return Err(format!("trailing characters at {}", p.at));
-        }
-        Ok(value)
-    }
-
-    fn skip_ws(&mut self) {
-        while self.bytes.get(self.at).is_some_and(u8::is_ascii_whitespace) {
-            self.at += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_ws();
-        self.bytes.get(self.at).copied()
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.peek() == Some(c) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(format!("expected `{}` at {}", c as char, self.at))
-        }
-    }
-
-    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
-        if self.bytes[self.at..].starts_with(word.as_bytes()) {
-            self.at += word.len();
-            Ok(value)
-        } else {
-            Err(format!("bad literal at {}", self.at))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        match self.peek().ok_or("unexpected end")? {
-            b'{' => {
-                self.at += 1;
-                let mut members = Vec::new();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    return Ok(Json::Obj(members));
-                }
-                loop {
-                    self.skip_ws();
-                    let key = self.string()?;
-                    self.expect(b':')?;
-                    members.push((key, self.value()?));
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(Json::Obj(members));
-                        }
-                        _ => return Err(format!("bad object at {}", self.at)),
-                    }
-                }
-            }
-            b'[' => {
-                self.at += 1;
-                let mut items = Vec::new();
-                if self.peek() == Some(b']') {
-                    self.at += 1;
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b']') => {
-                            self.at += 1;
-                            return Ok(Json::Arr(items));
-                        }
-                        _ => return Err(format!("bad array at {}", self.at)),
-                    }
-                }
-            }
-            b'"' => self.string().map(Json::Str),
-            b't' => self.literal("true", Json::Bool(true)),
-            b'f' => self.literal("false", Json::Bool(false)),
-            b'n' => self.literal("null", Json::Null),
-            _ => self.number(),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        if self.bytes.get(self.at) != Some(&b'"') {
-            return Err(format!("expected a string at {}", self.at));
-        }
-        self.at += 1;
-        let mut out = Vec::new();
-        loop {
-            let c = *self.bytes.get(self.at).ok_or("unterminated string")?;
-            self.at += 1;
-            match c {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let e = *self.bytes.get(self.at).ok_or("bad escape")?;
-                    self.at += 1;
-                    match e {
-                        b'"' | b'\\' | b'/' => out.push(e),
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'u' => {
-                            let hex = self.bytes.get(self.at..self.at + 4).ok_or("bad \\u")?;
-                            let code = u32::from_str_radix(
-                                std::str::from_utf8(hex).map_err(|e| e.to_string())?,
-                                16,
-                            )
-                            .map_err(|e| e.to_string())?;
-                            self.at += 4;
-                            let ch = char::from_u32(code).ok_or("bad code point")?;
-                            out.extend_from_slice(ch.to_string().as_bytes());
-                        }
-                        _ => return Err(format!("bad escape at {}", self.at)),
-                    }
-                }
-                c if c < 0x20 => return Err(format!("control character at {}", self.at)),
-                c => out.push(c),
-            }
-        }
-    }
-
-    fn number(&mut self) -> Result<Json, String> {
-        let start = self.at;
-        while self
-            .bytes
-            .get(self.at)
-            .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(c))
-        {
-            self.at += 1;
-        }
-        let text = std::str::from_utf8(&self.bytes[start..self.at]).map_err(|e| e.to_string())?;
-        text.parse::<f64>()
-            .map(Json::Num)
-            .map_err(|_| format!("bad number `{text}` at {start}"))
-    }
-}
-
-#[test]
-fn json_parser_self_check() {
-    let v =
-        JsonParser::parse(r#" {"a":[1,-2.5e3,true,null],"b":{"c":"x\"\u00b5"}} "#).expect("valid");
-    assert_eq!(
-        v.get("a"),
-        Some(&Json::Arr(vec![
-            Json::Num(1.0),
-            Json::Num(-2500.0),
-            Json::Bool(true),
-            Json::Null
-        ]))
-    );
-    assert_eq!(
-        v.get("b").and_then(|b| b.get("c")),
-        Some(&Json::Str("x\"µ".into()))
-    );
-    assert!(JsonParser::parse("{\"a\":1,}").is_err());
-    assert!(JsonParser::parse("{\"a\":1} x").is_err());
+/// Every non-empty line of `stdout` parsed as one JSON value.
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 #[test]
@@ -959,17 +807,12 @@ fn binary_runs_every_scenario_with_json_output() {
         "4",
     ]);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let objects: Vec<Json> = stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| JsonParser::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let objects = json_lines(&String::from_utf8_lossy(&output.stdout));
     let names: Vec<&str> = objects
         .iter()
-        .map(|o| match o.get("scenario") {
-            Some(Json::Str(s)) => s.as_str(),
-            other => panic!("no scenario: {other:?}"),
+        .map(|o| match o.get("scenario").and_then(Value::as_str) {
+            Some(s) => s,
+            None => panic!("no scenario: {o}"),
         })
         .collect();
     assert_eq!(
@@ -984,34 +827,54 @@ fn binary_runs_every_scenario_with_json_output() {
         ]
     );
     for o in &objects {
-        assert_eq!(o.get("passed"), Some(&Json::Bool(true)), "{o:?}");
-        assert_eq!(o.get("locking"), Some(&Json::Bool(true)), "{o:?}");
-        assert_eq!(o.get("backend"), Some(&Json::Str("memory".into())), "{o:?}");
-        assert_eq!(o.num("violations"), 0.0, "{o:?}");
-        assert_eq!(o.num("workers"), 4.0, "{o:?}");
-        assert!(o.num("ops") > 0.0, "{o:?}");
-        assert!(o.num("ops_per_sec") > 0.0, "{o:?}");
-        assert!(o.num("elapsed_ms") > 0.0, "{o:?}");
+        assert_eq!(o["passed"], true, "{o}");
+        assert_eq!(o["locking"], true, "{o}");
+        assert_eq!(o["backend"], "memory", "{o}");
+        assert_eq!(num(o, "violations"), 0.0, "{o}");
+        assert_eq!(num(o, "workers"), 4.0, "{o}");
+        assert!(num(o, "ops") > 0.0, "{o}");
+        assert!(num(o, "ops_per_sec") > 0.0, "{o}");
+        assert!(num(o, "elapsed_ms") > 0.0, "{o}");
+        for field in [
+            "keys",
+            "services",
+            "duration_ms",
+            "hold_min_us",
+            "hold_max_us",
+            "ttl_ms",
+            "wait_timeout_ms",
+            "seed",
+            "stock",
+            "fault_interval_ms",
+            "acquired",
+            "timeouts",
+            "errors",
+            "fence_regressions",
+            "max_concurrent_per_key",
+        ] {
+            let _ = num(o, field);
+        }
+        assert!(o["ops_per_worker"].is_null(), "{o}");
         for histogram in ["wait_us", "handoff_us"] {
             let h = o
                 .get(histogram)
-                .unwrap_or_else(|| panic!("{histogram}: {o:?}"));
+                .unwrap_or_else(|| panic!("{histogram}: {o}"));
             for field in ["count", "p50", "p90", "p99", "max"] {
-                let _ = h.num(field);
+                let _ = num(h, field);
             }
-            assert!(h.num("p50") <= h.num("p99"), "{o:?}");
+            assert!(num(h, "p50") <= num(h, "p99"), "{o}");
         }
-        match o.get("counters") {
-            Some(Json::Obj(members)) => assert!(!members.is_empty(), "{o:?}"),
-            other => panic!("counters: {other:?}"),
+        match o.get("counters").and_then(Value::as_object) {
+            Some(members) => assert!(!members.is_empty(), "{o}"),
+            None => panic!("counters: {o}"),
         }
-        assert_eq!(o.get("violation_details"), Some(&Json::Arr(Vec::new())));
-        assert_eq!(o.get("problems"), Some(&Json::Arr(Vec::new())));
+        assert_eq!(o["violation_details"], json!([]), "{o}");
+        assert_eq!(o["problems"], json!([]), "{o}");
     }
     let gc = objects.last().expect("gc-pause");
-    let counters = gc.get("counters").expect("counters");
-    assert!(counters.num("stale_rejected") > 0.0, "{gc:?}");
-    assert_eq!(counters.num("stale_accepted"), 0.0, "{gc:?}");
+    let counters = &gc["counters"];
+    assert!(num(counters, "stale_rejected") > 0.0, "{gc}");
+    assert_eq!(num(counters, "stale_accepted"), 0.0, "{gc}");
 }
 
 #[test]

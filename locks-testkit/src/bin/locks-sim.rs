@@ -113,7 +113,7 @@ struct Args {
 
     /// How long to run, e.g. `2s`, `500ms`, `1m`; a cap for double-payment, oversell and
     /// job-dedup, which end when their work is done [default: 2s; cap 60s].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
 
     /// Stop each worker after this many acquires (mutex and gc-pause; with --duration:
@@ -130,11 +130,11 @@ struct Args {
     hold_max_ms: Option<u64>,
 
     /// Lease ttl, e.g. `5s` [default: per scenario, mutex 5s].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     ttl: Option<Duration>,
 
     /// How long one acquire may wait before it counts as a timeout, e.g. `5s` [default: 5s].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     wait_timeout: Option<Duration>,
 
     /// Lock service instances sharing the backend, as if in separate processes
@@ -151,7 +151,7 @@ struct Args {
     stock: Option<u64>,
 
     /// leader-failover: time between injected failovers, e.g. `400ms` [default: 400ms].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     fault_interval: Option<Duration>,
 
     /// UNSAFE: skip locking entirely, to watch each scenario's checker catch the incident.
@@ -170,68 +170,6 @@ struct Args {
     /// Print one JSON object per scenario (one per line) instead of the tables.
     #[arg(long)]
     json: bool,
-}
-
-/// Why a duration argument was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ParseDurationError {
-    /// Nothing was given.
-    Empty,
-    /// The number part is missing or not a whole number.
-    BadNumber(String),
-    /// The unit is not one of `ms`, `s`, `m`, `h`.
-    BadUnit(String),
-    /// The value does not fit in a `Duration`.
-    TooLarge(String),
-}
-
-impl fmt::Display for ParseDurationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseDurationError::Empty => f.write_str("empty duration (try `2s` or `500ms`)"),
-            ParseDurationError::BadNumber(s) => {
-                write!(
-                    f,
-                    "`{s}` does not start with a whole number (try `2s` or `500ms`)"
-                )
-            }
-            ParseDurationError::BadUnit(u) => {
-                write!(f, "unknown unit `{u}` (use ms, s, m or h, e.g. `2s`)")
-            }
-            ParseDurationError::TooLarge(s) => write!(f, "`{s}` is too large"),
-        }
-    }
-}
-
-impl std::error::Error for ParseDurationError {}
-
-/// Parses `<whole number><unit>` with unit `ms`, `s`, `m` or `h` (`2s`, `500ms`, `1m`).
-/// A bare `0` is accepted as zero.
-fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(ParseDurationError::Empty);
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| ParseDurationError::BadNumber(s.to_owned()))?;
-    let too_large = || ParseDurationError::TooLarge(s.to_owned());
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => value
-            .checked_mul(60)
-            .map(Duration::from_secs)
-            .ok_or_else(too_large),
-        "h" => value
-            .checked_mul(3600)
-            .map(Duration::from_secs)
-            .ok_or_else(too_large),
-        "" if value == 0 => Ok(Duration::ZERO),
-        other => Err(ParseDurationError::BadUnit(other.to_owned())),
-    }
 }
 
 /// The configuration of `scenario`: its defaults, overridden by what the command line says.
@@ -481,36 +419,24 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration(" 1m "), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration(""), Err(ParseDurationError::Empty));
-        assert!(matches!(
-            parse_duration("s"),
-            Err(ParseDurationError::BadNumber(_))
-        ));
-        assert!(matches!(
-            parse_duration("1.5s"),
-            Err(ParseDurationError::BadUnit(_))
-        ));
-        assert!(matches!(
-            parse_duration("10"),
-            Err(ParseDurationError::BadUnit(_))
-        ));
-        assert!(matches!(
-            parse_duration("3days"),
-            Err(ParseDurationError::BadUnit(_))
-        ));
-        assert!(matches!(
-            parse_duration("99999999999999999999s"),
-            Err(ParseDurationError::BadNumber(_))
-        ));
-        assert!(matches!(
-            parse_duration("18446744073709551615h"),
-            Err(ParseDurationError::TooLarge(_))
-        ));
+        let duration = |text: &str| {
+            Args::try_parse_from(["locks-sim", "--duration", text])
+                .ok()
+                .and_then(|args| args.duration)
+        };
+        assert_eq!(duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(duration("1s 500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(duration("0"), Some(Duration::ZERO));
+        for bad in ["", "s", "10", "3 parsecs", "soon", "18446744073709551615h"] {
+            assert_eq!(duration(bad), None, "{bad:?} was accepted");
+        }
+        let ttl = Args::try_parse_from(["locks-sim", "--ttl", "250ms", "--fault-interval", "1s"])
+            .expect("valid args");
+        assert_eq!(ttl.ttl, Some(Duration::from_millis(250)));
+        assert_eq!(ttl.fault_interval, Some(Duration::from_secs(1)));
     }
 
     #[test]
