@@ -1,26 +1,19 @@
-//! The backend contract: every operation dispatched by lease kind.
-
-use std::time::Duration;
+//! The backend contract: one dispatcher, every operation routed by lease kind.
 
 use async_trait::async_trait;
-use locks_core::{
-    AcquireResult, BackendError, Holders, LeaseKind, LockBackend, LockKey, OwnerToken,
-    ReleaseListener,
-};
+use locks_core::backend::{Dispatch, Operation, Outcome};
+use locks_core::{BackendError, LeaseKind, LockKey, ReleaseListener};
 
 use crate::slot::Slot;
 use crate::store::{MemoryBackend, MemoryListener};
 
-fn unsupported(kind: LeaseKind) -> BackendError {
-    BackendError::unsupported("memory", kind)
-}
-
 #[async_trait]
-impl LockBackend for MemoryBackend {
+impl Dispatch for MemoryBackend {
     fn name(&self) -> &'static str {
         "memory"
     }
 
+    /// Every kind: mutex, semaphore permits, readers and writers.
     fn supports(&self, kind: LeaseKind) -> bool {
         matches!(
             kind,
@@ -28,69 +21,60 @@ impl LockBackend for MemoryBackend {
         )
     }
 
-    async fn try_acquire(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        match kind {
-            LeaseKind::Mutex => Ok(self.acquire_mutex(key, token, ttl)),
-            LeaseKind::Permit { limit } => Ok(self.acquire_permit(key, token, ttl, limit)),
-            LeaseKind::Read => Ok(self.acquire_read(key, token, ttl)),
-            LeaseKind::Write => Ok(self.acquire_write(key, token, ttl)),
-            other => Err(unsupported(other)),
-        }
-    }
-
-    async fn extend(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        match kind {
-            LeaseKind::Mutex => Ok(self.extend_mutex(key, token, ttl)),
-            LeaseKind::Permit { .. } => Ok(self.extend_permit(key, token, ttl)),
-            LeaseKind::Read => Ok(self.extend_read(key, token, ttl)),
-            LeaseKind::Write => Ok(self.extend_write(key, token, ttl)),
-            other => Err(unsupported(other)),
-        }
-    }
-
-    async fn release(
-        &self,
-        key: &LockKey,
-        kind: LeaseKind,
-        token: OwnerToken,
-    ) -> Result<bool, BackendError> {
-        match kind {
-            LeaseKind::Mutex => Ok(self.release_mutex(key, token)),
-            LeaseKind::Permit { .. } => Ok(self.release_permit(key, token)),
-            LeaseKind::Read => Ok(self.release_read(key, token)),
-            LeaseKind::Write => Ok(self.release_write(key, token)),
-            other => Err(unsupported(other)),
-        }
-    }
-
-    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
-        match kind {
-            LeaseKind::Mutex => Ok(self.mutex_holders(key)),
-            LeaseKind::Permit { .. } => Ok(self.permit_holders(key, kind)),
-            LeaseKind::Read | LeaseKind::Write => Ok(self.rw_holders(key)),
-            other => Err(unsupported(other)),
-        }
-    }
-
-    async fn force_release(&self, key: &LockKey, kind: LeaseKind) -> Result<bool, BackendError> {
-        match kind {
-            LeaseKind::Mutex => Ok(self.force_release_mutex(key)),
-            LeaseKind::Permit { .. } => Ok(self.force_release_permits(key)),
-            LeaseKind::Read | LeaseKind::Write => Ok(self.force_release_rw(key)),
-            other => Err(unsupported(other)),
-        }
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        use LeaseKind::{Mutex, Permit, Read, Write};
+        use Operation as Op;
+        use Outcome::{Acquire, Done, Holders};
+        Ok(match op {
+            Op::TryAcquire {
+                key,
+                kind,
+                token,
+                ttl,
+            } => Acquire(match kind {
+                Mutex => self.acquire_mutex(key, token, ttl),
+                Permit { limit } => self.acquire_permit(key, token, ttl, limit),
+                Read => self.acquire_read(key, token, ttl),
+                Write => self.acquire_write(key, token, ttl),
+                other => return Err(BackendError::unsupported("memory", other)),
+            }),
+            Op::Extend {
+                key,
+                kind,
+                token,
+                ttl,
+            } => Done(match kind {
+                Mutex => self.extend_mutex(key, token, ttl),
+                Permit { .. } => self.extend_permit(key, token, ttl),
+                Read => self.extend_read(key, token, ttl),
+                Write => self.extend_write(key, token, ttl),
+                other => return Err(BackendError::unsupported("memory", other)),
+            }),
+            Op::Release { key, kind, token } => Done(match kind {
+                Mutex => self.release_mutex(key, token),
+                Permit { .. } => self.release_permit(key, token),
+                Read => self.release_read(key, token),
+                Write => self.release_write(key, token),
+                other => return Err(BackendError::unsupported("memory", other)),
+            }),
+            Op::Holders { key, kind } => Holders(match kind {
+                Mutex => self.mutex_holders(key),
+                Permit { .. } => self.permit_holders(key, kind),
+                Read | Write => self.rw_holders(key),
+                other => return Err(BackendError::unsupported("memory", other)),
+            }),
+            Op::ForceRelease { key, kind } => Done(match kind {
+                Mutex => self.force_release_mutex(key),
+                Permit { .. } => self.force_release_permits(key),
+                Read | Write => self.force_release_rw(key),
+                other => return Err(BackendError::unsupported("memory", other)),
+            }),
+            other => {
+                return Err(BackendError::permanent(format!(
+                    "unknown operation {other:?}"
+                )));
+            }
+        })
     }
 
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
@@ -104,3 +88,5 @@ impl LockBackend for MemoryBackend {
         Ok(Box::new(MemoryListener { rx }))
     }
 }
+
+locks_core::impl_lock_backend!(MemoryBackend);

@@ -146,4 +146,4 @@ impl Decorator for FaultyBackend {
     }
 }
 
-locks_core::impl_decorated_backend!(FaultyBackend);
+locks_core::impl_lock_backend!(FaultyBackend);

@@ -190,10 +190,29 @@ fn mismatch(op: &str, got: &Outcome) -> BackendError {
     BackendError::permanent(format!("decorator bug: `{op}` was answered with {got:?}"))
 }
 
+/// A backend written as one dispatcher: every store operation arrives as an [`Operation`] in
+/// [`call`](Dispatch::call), and [`impl_lock_backend!`](crate::impl_lock_backend) implements
+/// [`LockBackend`] from it. Stores (the memory backend) and decorators (through
+/// [`Decorator`]) both use it, so the eight method signatures are written once, in the macro.
+#[async_trait]
+pub trait Dispatch: fmt::Debug + Send + Sync + 'static {
+    /// See [`LockBackend::name`].
+    fn name(&self) -> &'static str;
+
+    /// See [`LockBackend::supports`].
+    fn supports(&self, kind: LeaseKind) -> bool;
+
+    /// Run one store operation.
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError>;
+
+    /// See [`LockBackend::listen`].
+    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError>;
+}
+
 /// A backend that wraps another and handles every store operation in one place: fault
 /// injection, recording, kind adapters. Implement [`call`](Decorator::call) (and whatever else
-/// differs), then [`impl_decorated_backend!`](crate::impl_decorated_backend) implements
-/// [`LockBackend`] by routing every method through it.
+/// differs), then [`impl_lock_backend!`](crate::impl_lock_backend) implements
+/// [`LockBackend`] by routing every method through it (every `Decorator` is a [`Dispatch`]).
 ///
 /// ```
 /// use async_trait::async_trait;
@@ -221,7 +240,7 @@ fn mismatch(op: &str, got: &Outcome) -> BackendError {
 ///         op.send(&self.inner).await
 ///     }
 /// }
-/// locks_core::impl_decorated_backend!(Counting);
+/// locks_core::impl_lock_backend!(Counting);
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), locks_core::LockError> {
@@ -255,20 +274,37 @@ pub trait Decorator: fmt::Debug + Send + Sync + 'static {
     }
 }
 
+#[async_trait]
+impl<D: Decorator> Dispatch for D {
+    fn name(&self) -> &'static str {
+        Decorator::name(self)
+    }
+    fn supports(&self, kind: LeaseKind) -> bool {
+        Decorator::supports(self, kind)
+    }
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        Decorator::call(self, op).await
+    }
+    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
+        Decorator::listen(self, key).await
+    }
+}
+
 /// Implement [`LockBackend`](crate::LockBackend) for types that implement
-/// [`Decorator`](crate::backend::Decorator): every method becomes one
-/// [`Operation`](crate::backend::Operation) handed to `Decorator::call`.
+/// [`Dispatch`](crate::backend::Dispatch) (every [`Decorator`](crate::backend::Decorator)
+/// does): every method becomes one [`Operation`](crate::backend::Operation) handed to
+/// `Dispatch::call`.
 #[macro_export]
-macro_rules! impl_decorated_backend {
+macro_rules! impl_lock_backend {
     ($($ty:ty),+ $(,)?) => {$(
         #[deny(clippy::missing_trait_methods)]
         #[$crate::__async_trait]
         impl $crate::LockBackend for $ty {
             fn name(&self) -> &'static str {
-                $crate::backend::Decorator::name(self)
+                $crate::backend::Dispatch::name(self)
             }
             fn supports(&self, kind: $crate::LeaseKind) -> bool {
-                $crate::backend::Decorator::supports(self, kind)
+                $crate::backend::Dispatch::supports(self, kind)
             }
             async fn try_acquire(
                 &self,
@@ -278,7 +314,7 @@ macro_rules! impl_decorated_backend {
                 ttl: ::std::time::Duration,
             ) -> ::std::result::Result<$crate::AcquireResult, $crate::BackendError> {
                 let op = $crate::backend::Operation::TryAcquire { key, kind, token, ttl };
-                $crate::backend::Decorator::call(self, op).await?.into_acquire()
+                $crate::backend::Dispatch::call(self, op).await?.into_acquire()
             }
             async fn extend(
                 &self,
@@ -288,7 +324,7 @@ macro_rules! impl_decorated_backend {
                 ttl: ::std::time::Duration,
             ) -> ::std::result::Result<bool, $crate::BackendError> {
                 let op = $crate::backend::Operation::Extend { key, kind, token, ttl };
-                $crate::backend::Decorator::call(self, op).await?.into_done("extend")
+                $crate::backend::Dispatch::call(self, op).await?.into_done("extend")
             }
             async fn release(
                 &self,
@@ -297,7 +333,7 @@ macro_rules! impl_decorated_backend {
                 token: $crate::OwnerToken,
             ) -> ::std::result::Result<bool, $crate::BackendError> {
                 let op = $crate::backend::Operation::Release { key, kind, token };
-                $crate::backend::Decorator::call(self, op).await?.into_done("release")
+                $crate::backend::Dispatch::call(self, op).await?.into_done("release")
             }
             async fn holders(
                 &self,
@@ -305,7 +341,7 @@ macro_rules! impl_decorated_backend {
                 kind: $crate::LeaseKind,
             ) -> ::std::result::Result<$crate::Holders, $crate::BackendError> {
                 let op = $crate::backend::Operation::Holders { key, kind };
-                $crate::backend::Decorator::call(self, op).await?.into_holders()
+                $crate::backend::Dispatch::call(self, op).await?.into_holders()
             }
             async fn force_release(
                 &self,
@@ -313,7 +349,7 @@ macro_rules! impl_decorated_backend {
                 kind: $crate::LeaseKind,
             ) -> ::std::result::Result<bool, $crate::BackendError> {
                 let op = $crate::backend::Operation::ForceRelease { key, kind };
-                $crate::backend::Decorator::call(self, op)
+                $crate::backend::Dispatch::call(self, op)
                     .await?
                     .into_done("force_release")
             }
@@ -324,7 +360,7 @@ macro_rules! impl_decorated_backend {
                 ::std::boxed::Box<dyn $crate::ReleaseListener>,
                 $crate::BackendError,
             > {
-                $crate::backend::Decorator::listen(self, key).await
+                $crate::backend::Dispatch::listen(self, key).await
             }
         }
     )+};

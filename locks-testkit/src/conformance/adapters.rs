@@ -73,7 +73,7 @@ impl Decorator for MutexVia {
     }
 }
 
-locks_core::impl_decorated_backend!(MutexVia);
+locks_core::impl_lock_backend!(MutexVia);
 
 /// A harness whose backend is a [`MutexVia`] adapter over another harness's store.
 pub struct AdaptedHarness<H> {

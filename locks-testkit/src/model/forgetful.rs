@@ -58,4 +58,4 @@ impl Decorator for ForgetfulBackend {
     }
 }
 
-locks_core::impl_decorated_backend!(ForgetfulBackend);
+locks_core::impl_lock_backend!(ForgetfulBackend);

@@ -310,4 +310,4 @@ impl Decorator for RecordingBackend {
     }
 }
 
-locks_core::impl_decorated_backend!(RecordingBackend);
+locks_core::impl_lock_backend!(RecordingBackend);

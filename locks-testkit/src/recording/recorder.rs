@@ -88,4 +88,4 @@ impl Decorator for Recorder {
     }
 }
 
-locks_core::impl_decorated_backend!(Recorder);
+locks_core::impl_lock_backend!(Recorder);

@@ -125,7 +125,10 @@ fn main() -> ExitCode {
         );
         ExitCode::SUCCESS
     } else {
-        eprintln!("suite coverage: {} suite case(s) are not run:", missing.len());
+        eprintln!(
+            "suite coverage: {} suite case(s) are not run:",
+            missing.len()
+        );
         for m in &missing {
             eprintln!("  {m}");
         }
