@@ -37,6 +37,7 @@
 
 mod clock;
 mod contract;
+mod members;
 mod mutex;
 mod permit;
 mod rw;

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use locks_core::{AcquireResult, Holders, Lease, LeaseInfo, LeaseKind, LockKey, OwnerToken};
+use locks_core::{AcquireResult, Holders, Lease, LeaseKind, LockKey, OwnerToken};
 
+use crate::members::{grant, readers, renew, sorted_leases};
 use crate::slot::{Held, info, soonest};
 use crate::store::MemoryBackend;
 
@@ -16,9 +17,8 @@ impl MemoryBackend {
     ) -> AcquireResult {
         let expires_at = self.expiry(ttl);
         let (mut slot, now) = self.slot(key);
-        if let Some(h) = slot.readers.get_mut(&token) {
-            h.expires_at = expires_at;
-            return AcquireResult::Acquired(Lease::new(h.fence));
+        if let Some(fence) = renew(&mut slot.readers, token, expires_at) {
+            return AcquireResult::Acquired(Lease::new(fence));
         }
         if let Some(w) = slot.writer {
             return AcquireResult::Held {
@@ -30,16 +30,7 @@ impl MemoryBackend {
                 remaining: Some(until.saturating_sub(now)),
             };
         }
-        let fence = slot.next_fence();
-        slot.readers.insert(
-            token,
-            Held {
-                owner: token,
-                expires_at,
-                fence,
-            },
-        );
-        AcquireResult::Acquired(Lease::new(fence))
+        grant(&mut slot, readers, token, expires_at)
     }
 
     pub(crate) fn acquire_write(
@@ -87,14 +78,7 @@ impl MemoryBackend {
 
     /// Release `token`'s read lease.
     pub(crate) fn release_read(&self, key: &LockKey, token: OwnerToken) -> bool {
-        let Some((mut slot, _)) = self.existing_slot(key) else {
-            return false;
-        };
-        let had = slot.readers.remove(&token).is_some();
-        if had {
-            slot.wake();
-        }
-        had
+        self.release_member(key, readers, token)
     }
 
     /// Release `token`'s write lease and its waiting mark.
@@ -118,17 +102,7 @@ impl MemoryBackend {
 
     /// Reset the ttl of `token`'s read lease.
     pub(crate) fn extend_read(&self, key: &LockKey, token: OwnerToken, ttl: Duration) -> bool {
-        let expires_at = self.expiry(ttl);
-        let Some((mut slot, _)) = self.existing_slot(key) else {
-            return false;
-        };
-        match slot.readers.get_mut(&token) {
-            Some(h) => {
-                h.expires_at = expires_at;
-                true
-            }
-            None => false,
-        }
+        self.extend_member(key, readers, token, ttl)
     }
 
     /// Reset the ttl of `token`'s write lease.
@@ -151,12 +125,7 @@ impl MemoryBackend {
         let Some((slot, now)) = self.existing_slot(key) else {
             return Holders::default();
         };
-        let mut leases: Vec<LeaseInfo> = slot
-            .readers
-            .values()
-            .map(|h| info(LeaseKind::Read, h, now))
-            .collect();
-        leases.sort_by_key(|i| i.fence);
+        let mut leases = sorted_leases(&slot.readers, LeaseKind::Read, now);
         leases.extend(slot.writer.as_ref().map(|h| info(LeaseKind::Write, h, now)));
         Holders::new(leases).with_writer_waiting(slot.writer_waiting.is_some())
     }

@@ -115,6 +115,11 @@ impl<'a> Operation<'a> {
     }
 
     /// Send it to `backend`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As the backend's method: a write dropped before it completes may or may not have been
+    /// applied (every operation is idempotent per owner token, so it may be sent again).
     pub async fn send(self, backend: &dyn LockBackend) -> Result<Outcome, BackendError> {
         match self {
             Operation::TryAcquire {

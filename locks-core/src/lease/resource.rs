@@ -23,6 +23,11 @@ impl Resource {
         Arc::new(Resource { backend, key, kind })
     }
 
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn try_acquire(
         &self,
         token: OwnerToken,
@@ -37,6 +42,11 @@ impl Resource {
         self.backend.extend(&self.key, self.kind, token, ttl).await
     }
 
+    ///
+    /// # Cancel safety
+    ///
+    /// Renewal has stopped once the future first runs; dropping it before the store answered
+    /// leaves the lease to end by its ttl at the latest.
     pub async fn release(&self, token: OwnerToken) -> Result<bool, BackendError> {
         self.backend.release(&self.key, self.kind, token).await
     }

@@ -57,6 +57,11 @@ impl Leadership {
     }
 
     /// Step down: stop renewing and release the role so another candidate can win.
+    ///
+    /// # Cancel safety
+    ///
+    /// Renewal has stopped once the future first runs; dropping it before the store answered
+    /// leaves the lease to end by its ttl at the latest.
     pub async fn resign(self) -> Result<(), LockError> {
         self.guard.release().await
     }
@@ -69,23 +74,42 @@ impl Election {
     }
 
     /// Campaign until elected (or the default wait timeout passes).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn campaign(&self) -> Result<Leadership, LockError> {
         self.campaign_opts(AcquireOptions::default()).await
     }
 
     /// Campaign with these options (ttl = how long a crashed leader blocks the role).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn campaign_opts(&self, opts: AcquireOptions) -> Result<Leadership, LockError> {
         let guard = self.service.acquire_opts(&self.role, opts).await?;
         Ok(Leadership { guard })
     }
 
     /// Become leader only if nobody leads now.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn try_campaign(&self) -> Result<Leadership, LockError> {
         let guard = self.service.try_acquire(&self.role).await?;
         Ok(Leadership { guard })
     }
 
     /// Who leads now: owner token, remaining ttl, and term (`fence`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads the store.
     pub async fn leader(&self) -> Result<Option<LeaseInfo>, LockError> {
         self.service.inspect(&self.role).await
     }
@@ -104,6 +128,10 @@ impl Election {
     /// To hand leadership over cleanly (a deploy), use [`run_until`](Election::run_until):
     /// [`LockService::shutdown`] releases the role at once, so the next leader may start while
     /// this task is still being cancelled — the term (fence) protects the resource then.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run_until`](Election::run_until).
     pub async fn run<F, Fut>(&self, opts: AcquireOptions, task: F) -> Result<(), LockError>
     where
         F: FnMut(LeaseHandle) -> Fut,
@@ -115,6 +143,11 @@ impl Election {
     /// [`run`](Election::run), until `stop` completes: then the leader task (if running) is
     /// cancelled *first*, the role is resigned, and `run_until` returns `Ok`. A stop while
     /// campaigning just stops campaigning.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the leader task (if running) and resigns in the
+    /// background; while campaigning, it holds nothing.
     pub async fn run_until<F, Fut, S>(
         &self,
         opts: AcquireOptions,

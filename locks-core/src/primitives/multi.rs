@@ -49,6 +49,11 @@ impl MultiGuard {
     }
 
     /// Release every lock (in reverse order). All are attempted; the first error is returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// Renewal has stopped once the future first runs; dropping it before the store answered
+    /// leaves the lease to end by its ttl at the latest.
     pub async fn release(mut self) -> Result<(), LockError> {
         let mut first = Ok(());
         while let Some(g) = self.guards.pop() {
@@ -82,6 +87,11 @@ impl LockService {
     /// both.release().await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future releases, in the background, every lock already taken
+    /// (their guards are dropped) and holds nothing.
     pub async fn acquire_all(
         &self,
         keys: &[&str],

@@ -78,11 +78,21 @@ impl RwLock {
     }
 
     /// Take a read lease, waiting up to the default wait timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn read(&self) -> Result<LockGuard, LockError> {
         self.read_opts(AcquireOptions::default()).await
     }
 
     /// Take a read lease with these options.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn read_opts(&self, opts: AcquireOptions) -> Result<LockGuard, LockError> {
         self.service
             .acquire_kind(&self.key, LeaseKind::Read, opts, true)
@@ -90,6 +100,11 @@ impl RwLock {
     }
 
     /// One attempt at a read lease.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn try_read(&self) -> Result<LockGuard, LockError> {
         self.service
             .acquire_kind(&self.key, LeaseKind::Read, AcquireOptions::default(), false)
@@ -97,11 +112,22 @@ impl RwLock {
     }
 
     /// Take the write lease, waiting up to the default wait timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn write(&self) -> Result<LockGuard, LockError> {
         self.write_opts(AcquireOptions::default()).await
     }
 
     /// Take the write lease with these options.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background,
+    /// together with this writer's waiting mark).
     pub async fn write_opts(&self, opts: AcquireOptions) -> Result<LockGuard, LockError> {
         self.service
             .acquire_kind(&self.key, LeaseKind::Write, opts, true)
@@ -109,6 +135,11 @@ impl RwLock {
     }
 
     /// One attempt at the write lease (it leaves no waiting mark behind).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn try_write(&self) -> Result<LockGuard, LockError> {
         self.service
             .acquire_kind(
@@ -121,6 +152,10 @@ impl RwLock {
     }
 
     /// Readers, writer and whether a writer waits.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads the store.
     pub async fn inspect(&self) -> Result<RwInfo, LockError> {
         self.service
             .backend()

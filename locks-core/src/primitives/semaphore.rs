@@ -89,11 +89,21 @@ impl Semaphore {
     }
 
     /// Take a permit, waiting up to the service's default wait timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn acquire(&self) -> Result<LockGuard, LockError> {
         self.acquire_opts(AcquireOptions::default()).await
     }
 
     /// Take a permit with these options.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn acquire_opts(&self, opts: AcquireOptions) -> Result<LockGuard, LockError> {
         self.service
             .acquire_kind(&self.key, self.kind(), opts, true)
@@ -101,6 +111,11 @@ impl Semaphore {
     }
 
     /// One attempt: `Err(Contended)` when every permit is taken.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn try_acquire(&self) -> Result<LockGuard, LockError> {
         self.service
             .acquire_kind(&self.key, self.kind(), AcquireOptions::default(), false)
@@ -108,6 +123,10 @@ impl Semaphore {
     }
 
     /// The live permits (owner, remaining ttl, fence), oldest first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads the store.
     pub async fn holders(&self) -> Result<Vec<LeaseInfo>, LockError> {
         self.service
             .backend()
@@ -118,6 +137,10 @@ impl Semaphore {
     }
 
     /// Permits free now under this handle's count.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads the store.
     pub async fn available(&self) -> Result<u32, LockError> {
         let held = u32::try_from(self.holders().await?.len()).unwrap_or(u32::MAX);
         Ok(self.permits.saturating_sub(held))

@@ -170,6 +170,11 @@ impl LockService {
     }
 
     /// Acquire `key` with the service defaults, waiting up to the default wait timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn acquire(&self, key: &str) -> Result<LockGuard, LockError> {
         self.acquire_opts(key, AcquireOptions::default()).await
     }
@@ -192,38 +197,64 @@ impl LockService {
     /// is listened to before the first attempt instead, which saves that second look.
     ///
     /// Errors: `InvalidKey`, `InvalidTtl`, `InvalidOptions` (nothing is sent to the store),
-    /// `AcquireTimeout`, `ShuttingDown`, `Backend` (a permanent store error).
+    /// `Unsupported` (the backend cannot store mutexes), `AcquireTimeout`, `ShuttingDown`,
+    /// `Backend` (a permanent store error).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing. If an attempt was in
+    /// flight, the lease it may have created is released in the background (the owner token
+    /// is never handed out), and the caller's place in the local line is given up.
     pub async fn acquire_opts(
         &self,
         key: &str,
         opts: AcquireOptions,
     ) -> Result<LockGuard, LockError> {
-        let resource = self.resource(self.key(key)?, LeaseKind::Mutex);
-        self.ensure_supported(LeaseKind::Mutex)?;
-        let resolved = self.resolve(&opts)?;
-        self.run_acquire(resource, &resolved, Mode::Wait).await
+        self.acquire_mutex(key, opts, true).await
     }
 
     /// One attempt with the service defaults: `Err(Contended)` at once if the lock is held.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
+    /// in flight may have created is released in the background).
     pub async fn try_acquire(&self, key: &str) -> Result<LockGuard, LockError> {
         self.try_acquire_opts(key, AcquireOptions::default()).await
     }
 
     /// One attempt: `Err(Contended)` at once if the lock is held (the wait options are unused).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`acquire_opts`](LockService::acquire_opts).
     pub async fn try_acquire_opts(
         &self,
         key: &str,
         opts: AcquireOptions,
     ) -> Result<LockGuard, LockError> {
-        let resource = self.resource(self.key(key)?, LeaseKind::Mutex);
+        self.acquire_mutex(key, opts, false).await
+    }
+
+    /// Validate `key`, check mutex support, then acquire (waiting or once).
+    async fn acquire_mutex(
+        &self,
+        key: &str,
+        opts: AcquireOptions,
+        wait: bool,
+    ) -> Result<LockGuard, LockError> {
+        let key = self.key(key)?;
         self.ensure_supported(LeaseKind::Mutex)?;
-        let resolved = self.resolve(&opts)?;
-        self.run_acquire(resource, &resolved, Mode::Once).await
+        self.acquire_kind(&key, LeaseKind::Mutex, opts, wait).await
     }
 
     /// Run `work` while holding `key` (service defaults), then release.
     ///
     /// See [`with_lock_opts`](LockService::with_lock_opts).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`with_lock_opts`](LockService::with_lock_opts).
     pub async fn with_lock<F, Fut, T>(&self, key: &str, work: F) -> Result<T, LockError>
     where
         F: FnOnce(LeaseHandle) -> Fut,
@@ -245,6 +276,12 @@ impl LockService {
     /// happened, and turning it into an error would invite a retry that repeats it. The failure
     /// is logged (`tracing` warning) and counted (`locks_release_failed_total`); use
     /// [`acquire`](LockService::acquire) and [`LockGuard::release`] to act on it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while waiting holds nothing (as [`acquire_opts`](Self::acquire_opts));
+    /// dropping it while `work` runs cancels `work` at its current await point and releases the
+    /// lock in the background. `work` itself must tolerate being cancelled there.
     pub async fn with_lock_opts<F, Fut, T>(
         &self,
         key: &str,
@@ -272,11 +309,19 @@ impl LockService {
     }
 
     /// Whether anyone holds `key` now (asks the store).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads the store.
     pub async fn is_locked(&self, key: &str) -> Result<bool, LockError> {
         Ok(self.inspect(key).await?.is_some())
     }
 
     /// The current lease of `key`, if any: owner, remaining ttl, fence.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads the store.
     pub async fn inspect(&self, key: &str) -> Result<Option<LeaseInfo>, LockError> {
         let key = self.key(key)?;
         self.inner
@@ -289,6 +334,11 @@ impl LockService {
 
     /// Delete the lease of `key` whoever holds it (an operator's tool). The holder finds out
     /// at its next renewal (`lost()` fires with `NotOwner`). `true` if there was a lease.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may or may not leave the deletion applied; the lease ends by its ttl
+    /// at the latest either way.
     pub async fn force_release(&self, key: &str) -> Result<bool, LockError> {
         let key = self.key(key)?;
         self.inner
@@ -325,6 +375,11 @@ impl LockService {
     /// Stop taking locks (waiting and new calls get `ShuttingDown`), stop every renewal, and
     /// release every lease this service holds. Their guards' `lost()` fires with
     /// [`LostReason::Shutdown`]. Idempotent.
+    ///
+    /// # Cancel safety
+    ///
+    /// The service is marked shut down before the first await: dropping the future leaves it
+    /// refusing new locks, with the leases not yet released ending by their ttls.
     pub async fn shutdown(&self) -> ShutdownReport {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.closing.cancel();
