@@ -99,6 +99,20 @@ impl Table {
     }
 }
 
+/// The median of `v` (NaN when empty): what a figure reports over its interleaved rounds.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
 /// `12345.6` as `12,346`.
 pub fn grouped(x: f64) -> String {
     let n = x.round().max(0.0) as u64;

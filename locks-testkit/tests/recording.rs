@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use locks_core::{AcquireOptions, LeaseKind, LockError, LockService, LostReason};
-use locks_testkit::recording::{EndReason, LockEventKind, RecordingBackend};
+use locks_testkit::recording::{EndReason, HeldElsewhere, LockEventKind, RecordingBackend};
 use tokio::time::{Instant, sleep};
 
 fn kinds(rec: &RecordingBackend, key: &str) -> Vec<LockEventKind> {
@@ -13,6 +13,32 @@ fn kinds(rec: &RecordingBackend, key: &str) -> Vec<LockEventKind> {
 
 fn service(rec: &RecordingBackend) -> LockService {
     rec.service().expect("valid defaults")
+}
+
+/// A recording of the memory backend, and a service over it.
+fn recorded_service() -> (RecordingBackend, LockService) {
+    let rec = RecordingBackend::memory();
+    let locks = service(&rec);
+    (rec, locks)
+}
+
+/// Takes `key` and releases it at once.
+async fn acquire_and_release(locks: &LockService, key: &str) {
+    locks.acquire(key).await.unwrap().release().await.unwrap();
+}
+
+/// Takes each of `keys` in turn, releasing it before taking the next.
+async fn one_at_a_time(locks: &LockService, keys: &[&str]) {
+    for key in keys {
+        acquire_and_release(locks, key).await;
+    }
+}
+
+/// `key` held by another process for a minute.
+async fn held_elsewhere(rec: &RecordingBackend, key: &str) -> HeldElsewhere {
+    rec.hold_elsewhere(key, Duration::from_secs(60))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -65,8 +91,7 @@ async fn records_acquire_contention_and_release_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn renewals_are_recorded_and_keep_the_key_held() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let guard = locks.acquire("job").await.unwrap();
     // Virtual time: the 1 s lease is renewed every 500 ms.
     sleep(Duration::from_millis(2600)).await;
@@ -83,8 +108,7 @@ async fn renewals_are_recorded_and_keep_the_key_held() {
 
 #[tokio::test(start_paused = true)]
 async fn held_now_follows_the_store() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     assert!(rec.held_now().is_empty());
     let b = locks.acquire("b").await.unwrap();
     let a = locks.acquire("a").await.unwrap();
@@ -102,8 +126,7 @@ async fn held_now_follows_the_store() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lease_left_to_expire_ends_at_its_ttl() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let start = Instant::now();
     locks.acquire("crashy").await.unwrap().abandon();
     rec.assert_held("crashy");
@@ -126,13 +149,7 @@ async fn assert_held_fails_for_a_key_never_taken() {
 #[should_panic(expected = "ended at t+0ns (Released)")]
 async fn assert_held_says_how_the_last_lease_ended() {
     let rec = RecordingBackend::memory();
-    service(&rec)
-        .acquire("k")
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    acquire_and_release(&service(&rec), "k").await;
     rec.assert_held("k");
 }
 
@@ -147,15 +164,8 @@ async fn assert_not_held_fails_while_held() {
 #[tokio::test(start_paused = true)]
 #[should_panic(expected = "assert_all_released: 1 lock(s) were not released")]
 async fn assert_all_released_fails_while_a_lock_is_held() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
-    locks
-        .acquire("done")
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    let (rec, locks) = recorded_service();
+    acquire_and_release(&locks, "done").await;
     let _forgotten = locks.acquire("forgotten").await.unwrap();
     rec.assert_all_released();
 }
@@ -171,22 +181,17 @@ async fn assert_all_released_fails_for_a_lease_that_ran_out() {
 
 #[tokio::test(start_paused = true)]
 async fn assert_all_released_accepts_revoked_and_ignores_elsewhere() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let guard = locks.acquire("revoked").await.unwrap();
     assert!(rec.revoke("revoked").await.unwrap());
-    let _other = rec
-        .hold_elsewhere("theirs", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let _other = held_elsewhere(&rec, "theirs").await;
     rec.assert_all_released();
     drop(guard);
 }
 
 #[tokio::test(start_paused = true)]
 async fn revoke_makes_the_holder_lose_its_lease_without_a_release() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let guard = locks.acquire("pay:1").await.unwrap();
     let (token, fence) = (guard.token(), guard.fence());
 
@@ -224,8 +229,7 @@ async fn revoke_makes_the_holder_lose_its_lease_without_a_release() {
 
 #[tokio::test(start_paused = true)]
 async fn force_release_through_the_service_is_recorded_as_such() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let guard = locks.acquire("k").await.unwrap();
     assert!(locks.force_release("k").await.unwrap());
     let last = rec.history().pop().expect("an event");
@@ -240,8 +244,7 @@ async fn force_release_through_the_service_is_recorded_as_such() {
 
 #[tokio::test(start_paused = true)]
 async fn hold_elsewhere_makes_the_code_wait_then_time_out() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let other = rec
         .hold_elsewhere("busy", Duration::from_secs(60))
         .await
@@ -288,12 +291,8 @@ async fn hold_elsewhere_makes_the_code_wait_then_time_out() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_a_held_elsewhere_releases_it_and_wakes_waiters() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
-    let other = rec
-        .hold_elsewhere("shared", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let (rec, locks) = recorded_service();
+    let other = held_elsewhere(&rec, "shared").await;
     let waiter = tokio::spawn(async move { locks.acquire("shared").await.map(|g| g.fence()) });
     rec.wait_until(|r| {
         r.events_for("shared")
@@ -313,8 +312,7 @@ async fn dropping_a_held_elsewhere_releases_it_and_wakes_waiters() {
 
 #[tokio::test(start_paused = true)]
 async fn fail_next_is_retried_and_the_failures_are_not_recorded() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     rec.fail_next(2);
     let guard = locks.acquire("flaky").await.unwrap();
     assert_eq!(rec.faults().injected(), 2);
@@ -325,8 +323,7 @@ async fn fail_next_is_retried_and_the_failures_are_not_recorded() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_reply_is_recorded_once_as_one_lease() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     rec.faults().lose_replies_next(1);
     let guard = locks.acquire("k").await.unwrap();
     // The store applied the first attempt; the retry with the same token confirmed it.
@@ -341,19 +338,13 @@ async fn a_lost_reply_is_recorded_once_as_one_lease() {
 
 #[tokio::test(start_paused = true)]
 async fn never_held_together_passes_for_one_at_a_time() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
-    for key in ["a", "b", "a", "c"] {
-        locks.acquire(key).await.unwrap().release().await.unwrap();
-    }
+    let (rec, locks) = recorded_service();
+    one_at_a_time(&locks, &["a", "b", "a", "c"]).await;
     rec.assert_never_held_together(&["a", "b", "c"]);
     // The same key twice is not "two keys".
     rec.assert_never_held_together(&["a", "_lock:a"]);
     // A key held elsewhere does not count.
-    let _other = rec
-        .hold_elsewhere("b", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let _other = held_elsewhere(&rec, "b").await;
     let a = locks.acquire("a").await.unwrap();
     rec.assert_never_held_together(&["a", "b"]);
     a.release().await.unwrap();
@@ -364,9 +355,8 @@ async fn never_held_together_passes_for_one_at_a_time() {
     expected = "assert_never_held_together: `a` and `c` were held together: `a` (mutex owner"
 )]
 async fn never_held_together_fails_on_overlap() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
-    locks.acquire("b").await.unwrap().release().await.unwrap();
+    let (rec, locks) = recorded_service();
+    acquire_and_release(&locks, "b").await;
     let a = locks.acquire("a").await.unwrap();
     let c = locks.acquire("c").await.unwrap();
     rec.assert_never_held_together(&["a", "b"]);
@@ -377,8 +367,7 @@ async fn never_held_together_fails_on_overlap() {
 
 #[tokio::test(start_paused = true)]
 async fn probe_hits_under_the_lock_pass() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let probe = rec.probe("write:1");
     let fence = locks
         .with_lock("write:1", {
@@ -403,8 +392,7 @@ async fn probe_hits_under_the_lock_pass() {
     expected = "1 of 2 probe hit(s) ran outside the lock:\n  - probe `write:1` hit #4: `write:1` was not held"
 )]
 async fn a_probe_hit_after_the_release_fails() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let probe = rec.probe("write:1");
     let guard = locks.acquire("write:1").await.unwrap();
     probe.hit();
@@ -416,8 +404,7 @@ async fn a_probe_hit_after_the_release_fails() {
 #[tokio::test(start_paused = true)]
 #[should_panic(expected = "but the side effect carried fence 1")]
 async fn a_probe_hit_with_a_stale_fence_fails() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let first = locks.acquire("k").await.unwrap();
     let stale = first.fence();
     first.release().await.unwrap();
@@ -431,10 +418,7 @@ async fn a_probe_hit_with_a_stale_fence_fails() {
 #[should_panic(expected = "was held only by another owner")]
 async fn a_probe_hit_while_held_elsewhere_fails() {
     let rec = RecordingBackend::memory();
-    let _other = rec
-        .hold_elsewhere("k", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let _other = held_elsewhere(&rec, "k").await;
     let hit = rec.probe("k").hit();
     assert!(hit.holder.is_some_and(|h| h.elsewhere) && !hit.under_lock());
     rec.assert_every_hit_under_lock();
@@ -460,11 +444,8 @@ async fn a_probe_checks_only_its_own_key() {
 
 #[tokio::test(start_paused = true)]
 async fn acquired_in_order_passes_for_the_first_grants() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
-    for key in ["acct:1", "acct:2", "acct:1", "acct:3"] {
-        locks.acquire(key).await.unwrap().release().await.unwrap();
-    }
+    let (rec, locks) = recorded_service();
+    one_at_a_time(&locks, &["acct:1", "acct:2", "acct:1", "acct:3"]).await;
     rec.assert_acquired_in_order(&["acct:1", "acct:2", "acct:3"]);
     rec.assert_acquired_in_order(&["acct:2", "_lock:acct:3"]);
 }
@@ -472,8 +453,7 @@ async fn acquired_in_order_passes_for_the_first_grants() {
 #[tokio::test(start_paused = true)]
 #[should_panic(expected = "`acct:1` was first acquired before `acct:2`")]
 async fn acquired_in_order_fails_for_the_wrong_order() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let all = locks
         .acquire_all(&["acct:2", "acct:1"], AcquireOptions::new())
         .await
@@ -485,15 +465,8 @@ async fn acquired_in_order_fails_for_the_wrong_order() {
 #[tokio::test(start_paused = true)]
 #[should_panic(expected = "`acct:9` was never acquired")]
 async fn acquired_in_order_fails_for_a_key_never_taken() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
-    locks
-        .acquire("acct:1")
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    let (rec, locks) = recorded_service();
+    acquire_and_release(&locks, "acct:1").await;
     let _elsewhere = rec
         .hold_elsewhere("acct:9", Duration::from_secs(9))
         .await
@@ -503,8 +476,7 @@ async fn acquired_in_order_fails_for_a_key_never_taken() {
 
 #[tokio::test(start_paused = true)]
 async fn semaphores_and_rw_locks_are_forwarded_and_recorded() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
 
     let sem = locks.semaphore("pool", 2).unwrap();
     let p1 = sem.acquire().await.unwrap();
@@ -584,8 +556,7 @@ async fn semaphores_and_rw_locks_are_forwarded_and_recorded() {
 #[tokio::test(start_paused = true)]
 async fn force_release_of_permits_and_rw_locks_ends_every_lease_of_the_lock() {
     use locks_core::LockBackend as _;
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
 
     let sem = locks.semaphore("pool", 2).unwrap();
     let (p1, p2) = (sem.acquire().await.unwrap(), sem.acquire().await.unwrap());
@@ -627,8 +598,7 @@ async fn force_release_of_permits_and_rw_locks_ends_every_lease_of_the_lock() {
 
 #[tokio::test(start_paused = true)]
 async fn wait_until_held_and_released_follow_the_events() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let task = tokio::spawn(async move {
         let guard = locks.acquire("bg").await.unwrap();
         sleep(Duration::from_secs(3)).await; // virtual work
@@ -668,8 +638,7 @@ async fn a_custom_prefix_is_shared_with_the_service() {
 
 #[tokio::test(start_paused = true)]
 async fn timeline_and_debug_describe_the_recording() {
-    let rec = RecordingBackend::memory();
-    let locks = service(&rec);
+    let (rec, locks) = recorded_service();
     let guard = locks.acquire("k").await.unwrap();
     rec.probe("k").hit();
     let timeline = rec.timeline();

@@ -13,6 +13,40 @@ use locks_testkit::redis_server::RedisServer;
 use locks_testkit::sim::{self, Scenario, SimConfig, SimReport};
 use serde_json::{Value, json};
 
+async fn run_on(backend: Arc<dyn LockBackend>, cfg: &SimConfig) -> SimReport {
+    sim::run(backend, cfg).await.expect("valid config")
+}
+
+async fn run_memory(cfg: &SimConfig) -> SimReport {
+    run_on(Arc::new(MemoryBackend::new()), cfg).await
+}
+
+/// Each config fails validation with `LockError::InvalidOptions` naming its option.
+async fn assert_invalid_options<const N: usize>(bad: [(&str, SimConfig); N]) {
+    for (name, cfg) in bad {
+        match sim::run(Arc::new(MemoryBackend::new()), &cfg).await {
+            Err(LockError::InvalidOptions { option, .. }) => assert_eq!(option, name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+/// A private Redis server for one test.
+async fn start_redis() -> RedisServer {
+    RedisServer::start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a Redis server for the tests: {e}"))
+}
+
+/// `cfg` with every lock held for exactly `hold`.
+fn holding_exactly(hold: Duration, cfg: SimConfig) -> SimConfig {
+    SimConfig {
+        hold_min: hold,
+        hold_max: hold,
+        ..cfg
+    }
+}
+
 fn ops_config(workers: usize, keys: usize, ops: u64) -> SimConfig {
     SimConfig {
         workers,
@@ -26,9 +60,7 @@ fn ops_config(workers: usize, keys: usize, ops: u64) -> SimConfig {
 #[tokio::test(start_paused = true)]
 async fn memory_backend_keeps_one_holder_per_key() {
     let cfg = ops_config(16, 4, 25);
-    let report = sim::run(Arc::new(MemoryBackend::new()), &cfg)
-        .await
-        .expect("valid config");
+    let report = run_memory(&cfg).await;
     assert!(report.passed(), "{}", report.table());
     assert_eq!(report.violations, 0);
     assert_eq!(report.fence_regressions, 0);
@@ -47,13 +79,10 @@ async fn memory_backend_keeps_one_holder_per_key() {
 #[tokio::test(start_paused = true)]
 async fn memory_backend_passes_with_zero_hold_and_one_key() {
     let cfg = SimConfig {
-        hold_max: Duration::ZERO,
         services: 3,
-        ..ops_config(8, 1, 20)
+        ..holding_exactly(Duration::ZERO, ops_config(8, 1, 20))
     };
-    let report = sim::run(Arc::new(MemoryBackend::new()), &cfg)
-        .await
-        .expect("valid config");
+    let report = run_memory(&cfg).await;
     assert!(report.passed(), "{}", report.table());
     assert_eq!(report.acquired, 8 * 20);
 }
@@ -61,14 +90,8 @@ async fn memory_backend_passes_with_zero_hold_and_one_key() {
 #[tokio::test(start_paused = true)]
 async fn long_waits_are_measured() {
     // One key, four workers, every hold exactly 100 ms: the last in line waits about 300 ms.
-    let cfg = SimConfig {
-        hold_min: Duration::from_millis(100),
-        hold_max: Duration::from_millis(100),
-        ..ops_config(4, 1, 2)
-    };
-    let report = sim::run(Arc::new(MemoryBackend::new()), &cfg)
-        .await
-        .expect("valid config");
+    let cfg = holding_exactly(Duration::from_millis(100), ops_config(4, 1, 2));
+    let report = run_memory(&cfg).await;
     assert!(report.passed(), "{}", report.table());
     assert_eq!(report.acquired, 8);
     assert!(report.wait.max >= 290_000, "{}", report.table());
@@ -82,9 +105,7 @@ async fn duration_limit_stops_the_run() {
         duration: Some(Duration::from_millis(100)),
         ..SimConfig::default()
     };
-    let report = sim::run(Arc::new(MemoryBackend::new()), &cfg)
-        .await
-        .expect("valid config");
+    let report = run_memory(&cfg).await;
     assert!(report.passed(), "{}", report.table());
     assert!(report.acquired > 0);
     // A worker may finish the critical section it is in (at most hold_max) after the limit.
@@ -98,9 +119,7 @@ async fn both_limits_stop_at_the_first() {
         duration: Some(Duration::from_secs(3600)),
         ..ops_config(4, 2, 10)
     };
-    let report = sim::run(Arc::new(MemoryBackend::new()), &cfg)
-        .await
-        .expect("valid config");
+    let report = run_memory(&cfg).await;
     assert_eq!(report.acquired, 40);
     assert!(report.elapsed < Duration::from_secs(1));
 }
@@ -112,7 +131,7 @@ async fn grant_all_backend_is_caught() {
         ..ops_config(8, 2, 10)
     };
     let backend = Arc::new(GrantAllBackend::new());
-    let report = sim::run(backend.clone(), &cfg).await.expect("valid config");
+    let report = run_on(backend.clone(), &cfg).await;
     assert!(report.violations > 0, "{}", report.table());
     assert!(report.max_concurrent_per_key > 1);
     assert!(!report.passed());
@@ -124,13 +143,8 @@ async fn grant_all_backend_is_caught() {
 #[tokio::test(start_paused = true)]
 async fn grant_all_backend_is_caught_with_zero_hold() {
     // yield_now inside the critical section makes the overlap visible without any sleep.
-    let cfg = SimConfig {
-        hold_max: Duration::ZERO,
-        ..ops_config(4, 1, 5)
-    };
-    let report = sim::run(Arc::new(GrantAllBackend::new()), &cfg)
-        .await
-        .expect("valid config");
+    let cfg = holding_exactly(Duration::ZERO, ops_config(4, 1, 5));
+    let report = run_on(Arc::new(GrantAllBackend::new()), &cfg).await;
     assert!(!report.passed(), "{}", report.table());
 }
 
@@ -167,12 +181,7 @@ async fn bad_configs_are_typed_errors() {
             },
         ),
     ];
-    for (name, cfg) in bad {
-        match sim::run(Arc::new(MemoryBackend::new()), &cfg).await {
-            Err(LockError::InvalidOptions { option, .. }) => assert_eq!(option, name),
-            other => panic!("{name}: {other:?}"),
-        }
-    }
+    assert_invalid_options(bad).await;
     let zero_ttl = SimConfig {
         ttl: Duration::ZERO,
         ..SimConfig::default()
@@ -200,7 +209,9 @@ fn services_default_and_cap() {
     assert_eq!(auto.effective_services(), 5);
 }
 
-fn run_binary(args: &[&str]) -> (Output, String) {
+/// Runs `locks-sim` with `args` and checks its exit code; returns its output and the text it
+/// printed (stdout, then stderr).
+fn run_binary(args: &[&str], exit_code: i32) -> (Output, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_locks-sim"))
         .args(args)
         .output()
@@ -210,20 +221,30 @@ fn run_binary(args: &[&str]) -> (Output, String) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    assert_eq!(output.status.code(), Some(exit_code), "{text}");
     (output, text)
 }
 
+/// `double-payment` without locks: every order is charged by several instances.
+const UNLOCKED_DOUBLE_PAYMENT: [&str; 7] = [
+    "--scenario",
+    "double-payment",
+    "--unsafe-no-lock",
+    "--workers",
+    "3",
+    "--keys",
+    "10",
+];
+
 #[test]
 fn binary_reports_violations_of_the_broken_backend() {
-    let (output, text) = run_binary(&["--backend", "broken", "--duration", "200ms"]);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let (_, text) = run_binary(&["--backend", "broken", "--duration", "200ms"], 1);
     assert!(text.contains("VIOLATION"), "{text}");
 }
 
 #[test]
 fn binary_passes_on_the_memory_backend() {
-    let (output, text) = run_binary(&["--backend", "memory", "--duration", "300ms"]);
-    assert_eq!(output.status.code(), Some(0), "{text}");
+    let (_, text) = run_binary(&["--backend", "memory", "--duration", "300ms"], 0);
     for row in [
         "operations/s",
         "acquired",
@@ -242,17 +263,14 @@ fn binary_passes_on_the_memory_backend() {
 
 #[test]
 fn binary_rejects_bad_arguments_with_exit_code_2() {
-    let (output, text) = run_binary(&["--duration", "soon"]);
-    assert_eq!(output.status.code(), Some(2), "{text}");
+    let (_, text) = run_binary(&["--duration", "soon"], 2);
     assert!(text.contains("soon"), "{text}");
-    let (output, text) = run_binary(&["--workers", "0", "--duration", "10ms"]);
-    assert_eq!(output.status.code(), Some(2), "{text}");
+    run_binary(&["--workers", "0", "--duration", "10ms"], 2);
 }
 
 #[test]
 fn binary_json_output() {
-    let (output, text) = run_binary(&["--json", "--ops-per-worker", "5", "--workers", "4"]);
-    assert_eq!(output.status.code(), Some(0), "{text}");
+    let (output, _) = run_binary(&["--json", "--ops-per-worker", "5", "--workers", "4"], 0);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_start().starts_with('{'), "{stdout}");
     assert!(stdout.contains("\"acquired\":20"), "{stdout}");
@@ -266,17 +284,7 @@ fn binary_json_output() {
     assert_eq!(o["passed"], true, "{o}");
 
     // A failed run: the violation lines are JSON strings, `passed` is false, exit code 1.
-    let (output, text) = run_binary(&[
-        "--json",
-        "--scenario",
-        "double-payment",
-        "--unsafe-no-lock",
-        "--workers",
-        "3",
-        "--keys",
-        "10",
-    ]);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let (output, text) = run_binary(&[&["--json"][..], &UNLOCKED_DOUBLE_PAYMENT].concat(), 1);
     let objects = json_lines(&String::from_utf8_lossy(&output.stdout));
     assert_eq!(objects.len(), 1, "{text}");
     let o = &objects[0];
@@ -296,25 +304,25 @@ fn binary_json_output() {
 /// The same contention scenario against a real, private Redis server: 0 violations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_passes_on_redis() {
-    let server = locks_testkit::redis_server::RedisServer::start()
-        .await
-        .unwrap_or_else(|e| panic!("cannot start a Redis server for the tests: {e}"));
+    let server = start_redis().await;
     let url = server.url();
-    let (output, text) = tokio::task::spawn_blocking(move || {
-        run_binary(&[
-            "--redis",
-            &url,
-            "--duration",
-            "1s",
-            "--workers",
-            "8",
-            "--keys",
-            "2",
-        ])
+    let (_, text) = tokio::task::spawn_blocking(move || {
+        run_binary(
+            &[
+                "--redis",
+                &url,
+                "--duration",
+                "1s",
+                "--workers",
+                "8",
+                "--keys",
+                "2",
+            ],
+            0,
+        )
     })
     .await
     .expect("binary ran");
-    assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(text.contains("backend=redis"), "{text}");
     assert!(text.contains("violations"), "{text}");
     let acquired: u64 = text
@@ -329,9 +337,7 @@ async fn binary_passes_on_redis() {
 /// The library entry point on Redis, many workers on one key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backend_keeps_one_holder_per_key() {
-    let server = locks_testkit::redis_server::RedisServer::start()
-        .await
-        .unwrap_or_else(|e| panic!("cannot start a Redis server for the tests: {e}"));
+    let server = start_redis().await;
     let backend = locks_redis::RedisBackend::connect(&server.url())
         .await
         .expect("connect");
@@ -354,12 +360,6 @@ fn counter(report: &SimReport, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter `{name}`:\n{}", report.table()))
 }
 
-async fn run_memory(cfg: &SimConfig) -> SimReport {
-    sim::run(Arc::new(MemoryBackend::new()), cfg)
-        .await
-        .expect("valid config")
-}
-
 fn assert_clean(report: &SimReport) {
     assert!(
         report.passed(),
@@ -373,6 +373,14 @@ fn assert_clean(report: &SimReport) {
     assert!(report.locking);
     assert!(report.acquired > 0, "{}", report.table());
     assert!(report.table().contains("PASS"));
+}
+
+/// The run failed for `problem` (a `FAILED` line), with no violation.
+fn assert_failed_without_violation(report: &SimReport, problem: &str) {
+    assert_eq!(report.violations, 0, "{}", report.table());
+    assert!(!report.passed());
+    let lines = report.violation_lines();
+    assert!(lines.iter().any(|l| l.contains(problem)), "{lines:?}");
 }
 
 fn double_payment(workers: usize, orders: usize) -> SimConfig {
@@ -462,22 +470,11 @@ async fn oversell_that_cannot_sell_out_fails() {
     // 1 ms per sale, one SKU, 500 units, 50 ms: most of the stock is left.
     let cfg = SimConfig {
         duration: Some(Duration::from_millis(50)),
-        hold_min: Duration::from_millis(1),
-        hold_max: Duration::from_millis(1),
-        ..oversell(4, 1, 500)
+        ..holding_exactly(Duration::from_millis(1), oversell(4, 1, 500))
     };
     let report = run_memory(&cfg).await;
-    assert_eq!(report.violations, 0, "{}", report.table());
+    assert_failed_without_violation(&report, "did not sell out");
     assert!(counter(&report, "remaining") > 0);
-    assert!(!report.passed());
-    assert!(
-        report
-            .violation_lines()
-            .iter()
-            .any(|l| l.contains("did not sell out")),
-        "{:?}",
-        report.violation_lines()
-    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -537,38 +534,18 @@ async fn gc_pause_without_a_stale_attempt_fails() {
         ..gc_pause(2, Duration::from_millis(20))
     };
     let report = run_memory(&cfg).await;
-    assert_eq!(report.violations, 0, "{}", report.table());
+    assert_failed_without_violation(&report, "no stale write");
     assert_eq!(counter(&report, "stale_attempts"), 0);
-    assert!(!report.passed());
-    assert!(
-        report
-            .violation_lines()
-            .iter()
-            .any(|l| l.contains("no stale write")),
-        "{:?}",
-        report.violation_lines()
-    );
 }
 
-/// With locking off, every scenario's own checker reports its incident. Yields inside every
-/// critical section (and paused time) make the interleavings certain.
-#[tokio::test(start_paused = true)]
-async fn every_checker_catches_its_incident_with_locking_off() {
-    let cases: [(SimConfig, &str); 6] = [
-        (
-            SimConfig {
-                hold_max: Duration::ZERO,
-                ..ops_config(4, 1, 5)
-            },
-            "overlaps",
-        ),
+/// Short runs of the incident scenarios `double-payment`, `oversell`, `job-dedup` and
+/// `leader-failover`, each with the counter that shows its incident when the lock does not
+/// protect.
+fn incident_cases() -> [(SimConfig, &'static str); 4] {
+    [
         (double_payment(4, 5), "duplicate_charges"),
         (
-            SimConfig {
-                hold_min: Duration::from_millis(1),
-                hold_max: Duration::from_millis(1),
-                ..oversell(4, 1, 10)
-            },
+            holding_exactly(Duration::from_millis(1), oversell(4, 1, 10)),
             "oversold",
         ),
         (job_dedup(4, 5), "duplicate_runs"),
@@ -576,8 +553,18 @@ async fn every_checker_catches_its_incident_with_locking_off() {
             leader_failover(3, Duration::from_secs(1)),
             "overlapping_actions",
         ),
-        (gc_pause(3, Duration::from_secs(1)), "stale_accepted"),
-    ];
+    ]
+}
+
+/// With locking off, every scenario's own checker reports its incident. Yields inside every
+/// critical section (and paused time) make the interleavings certain.
+#[tokio::test(start_paused = true)]
+async fn every_checker_catches_its_incident_with_locking_off() {
+    let mutex = holding_exactly(Duration::ZERO, ops_config(4, 1, 5));
+    let stale_write = gc_pause(3, Duration::from_secs(1));
+    let cases = std::iter::once((mutex, "overlaps"))
+        .chain(incident_cases())
+        .chain([(stale_write, "stale_accepted")]);
     for (cfg, name) in cases {
         let report = run_memory(&unlocked(cfg)).await;
         assert!(!report.locking);
@@ -594,20 +581,14 @@ async fn every_checker_catches_its_incident_with_locking_off() {
 #[tokio::test(start_paused = true)]
 async fn exact_interleavings_without_locks() {
     // 4 instances, 5 orders, every charge yields (no sleep): each order is charged by all 4.
-    let cfg = SimConfig {
-        hold_max: Duration::ZERO,
-        ..double_payment(4, 5)
-    };
+    let cfg = holding_exactly(Duration::ZERO, double_payment(4, 5));
     let report = run_memory(&unlocked(cfg)).await;
     assert_eq!(counter(&report, "charges"), 20, "{}", report.table());
     assert_eq!(counter(&report, "duplicate_charges"), 15);
     assert_eq!(counter(&report, "orders_charged_twice"), 5);
     assert_eq!(report.violations, 15);
     // Same for jobs.
-    let cfg = SimConfig {
-        hold_max: Duration::ZERO,
-        ..job_dedup(4, 5)
-    };
+    let cfg = holding_exactly(Duration::ZERO, job_dedup(4, 5));
     let report = run_memory(&unlocked(cfg)).await;
     assert_eq!(counter(&report, "runs"), 20, "{}", report.table());
     assert_eq!(counter(&report, "duplicate_runs"), 15);
@@ -616,26 +597,8 @@ async fn exact_interleavings_without_locks() {
 /// A store that grants every request is caught by the incident checkers too.
 #[tokio::test(start_paused = true)]
 async fn grant_all_backend_fails_the_incident_scenarios() {
-    let cases: [(SimConfig, &str); 4] = [
-        (double_payment(4, 5), "duplicate_charges"),
-        (
-            SimConfig {
-                hold_min: Duration::from_millis(1),
-                hold_max: Duration::from_millis(1),
-                ..oversell(4, 1, 10)
-            },
-            "oversold",
-        ),
-        (job_dedup(4, 5), "duplicate_runs"),
-        (
-            leader_failover(3, Duration::from_secs(1)),
-            "overlapping_actions",
-        ),
-    ];
-    for (cfg, name) in cases {
-        let report = sim::run(Arc::new(GrantAllBackend::new()), &cfg)
-            .await
-            .expect("valid config");
+    for (cfg, name) in incident_cases() {
+        let report = run_on(Arc::new(GrantAllBackend::new()), &cfg).await;
         assert!(report.locking);
         assert!(counter(&report, name) > 0, "{name}:\n{}", report.table());
         assert!(!report.passed(), "{}", report.table());
@@ -682,12 +645,7 @@ async fn scenario_configs_are_validated() {
             },
         ),
     ];
-    for (name, cfg) in bad {
-        match sim::run(Arc::new(MemoryBackend::new()), &cfg).await {
-            Err(LockError::InvalidOptions { option, .. }) => assert_eq!(option, name),
-            other => panic!("{name}: {other:?}"),
-        }
-    }
+    assert_invalid_options(bad).await;
     // The finite scenarios need no time limit at all.
     let cfg = SimConfig {
         duration: None,
@@ -719,9 +677,7 @@ fn scenario_names_round_trip() {
 /// Every incident scenario against a private real Redis server: 0 violations. Short runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_backend_passes_every_scenario() {
-    let server = RedisServer::start()
-        .await
-        .unwrap_or_else(|e| panic!("cannot start a Redis server for the tests: {e}"));
+    let server = start_redis().await;
     let backend: Arc<dyn LockBackend> = Arc::new(
         locks_redis::RedisBackend::connect(&server.url())
             .await
@@ -797,16 +753,18 @@ fn json_lines(stdout: &str) -> Vec<Value> {
 
 #[test]
 fn binary_runs_every_scenario_with_json_output() {
-    let (output, text) = run_binary(&[
-        "--scenario",
-        "all",
-        "--json",
-        "--duration",
-        "600ms",
-        "--workers",
-        "4",
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{text}");
+    let (output, _) = run_binary(
+        &[
+            "--scenario",
+            "all",
+            "--json",
+            "--duration",
+            "600ms",
+            "--workers",
+            "4",
+        ],
+        0,
+    );
     let objects = json_lines(&String::from_utf8_lossy(&output.stdout));
     let names: Vec<&str> = objects
         .iter()
@@ -879,16 +837,7 @@ fn binary_runs_every_scenario_with_json_output() {
 
 #[test]
 fn binary_without_locks_reports_the_incident_and_exits_1() {
-    let (output, text) = run_binary(&[
-        "--scenario",
-        "double-payment",
-        "--unsafe-no-lock",
-        "--workers",
-        "3",
-        "--keys",
-        "10",
-    ]);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let (_, text) = run_binary(&UNLOCKED_DOUBLE_PAYMENT, 1);
     assert!(text.contains("VIOLATION (double-payment)"), "{text}");
     assert!(text.contains("locking=OFF"), "{text}");
     assert!(text.contains("FAIL"), "{text}");
@@ -896,12 +845,10 @@ fn binary_without_locks_reports_the_incident_and_exits_1() {
 
 #[test]
 fn binary_rejects_an_unknown_scenario() {
-    let (output, text) = run_binary(&["--scenario", "nope"]);
-    assert_eq!(output.status.code(), Some(2), "{text}");
+    let (_, text) = run_binary(&["--scenario", "nope"], 2);
     assert!(text.contains("nope"), "{text}");
     // A scenario-specific bad value is an error too, named after the scenario.
-    let (output, text) = run_binary(&["--scenario", "oversell", "--stock", "0"]);
-    assert_eq!(output.status.code(), Some(2), "{text}");
+    let (_, text) = run_binary(&["--scenario", "oversell", "--stock", "0"], 2);
     assert!(
         text.contains("oversell") && text.contains("sim.stock"),
         "{text}"

@@ -4,12 +4,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use locks_core::{
-    LeaseInfo, LeaseKind, LockBackend, LockError, LockKey, LockService, OwnerToken, RetryPolicy,
+    AcquireOptions, LeaseInfo, LeaseKind, LockBackend, LockError, LockGuard, LockKey, LockService,
+    LostReason, OwnerToken, RetryPolicy,
 };
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
 /// What the suites need from a backend under test, beyond [`LockBackend`].
@@ -121,6 +124,11 @@ pub(crate) fn unique(name: &str) -> String {
     format!("conformance:{name}:{}", OwnerToken::new())
 }
 
+/// A key no other test uses, for the semaphore, read-write lock and coordination suites.
+pub(crate) fn unique_primitive(name: &str) -> String {
+    unique(&format!("primitives:{name}"))
+}
+
 /// A service with short timings so real-time stores finish quickly.
 pub(crate) fn service(backend: Arc<dyn LockBackend>) -> LockService {
     LockService::builder_arc(backend)
@@ -135,6 +143,91 @@ pub(crate) fn service(backend: Arc<dyn LockBackend>) -> LockService {
         .expect("valid test service")
 }
 
+/// Takes `key` with a lease of `ttl`.
+pub(crate) async fn acquire_with_ttl(svc: &LockService, key: &str, ttl: Duration) -> LockGuard {
+    svc.acquire_opts(key, AcquireOptions::new().ttl(ttl))
+        .await
+        .expect("acquire")
+}
+
+/// Waits for a lease that must be granted (`what` says which), and releases it at once.
+pub(crate) async fn acquire_and_release(
+    acquired: impl Future<Output = Result<LockGuard, LockError>>,
+    what: &str,
+) {
+    acquired
+        .await
+        .expect(what)
+        .release()
+        .await
+        .expect("release");
+}
+
+/// Waits four ttls and checks that renewal kept `guard`'s lease in the store.
+pub(crate) async fn assert_renewed_past_ttl(guard: &LockGuard, ttl: Duration) {
+    tokio::time::sleep(ttl * 4).await;
+    assert!(guard.is_held().await.expect("inspect"));
+}
+
+/// Expires every lease of `key` in the store, then checks that `guard`, a lease of `ttl`, finds
+/// out at a renewal: `lost()` says `NotOwner` within three ttls.
+pub(crate) async fn assert_lost_after_expiry<H: Harness>(
+    h: &H,
+    key: &LockKey,
+    guard: &LockGuard,
+    ttl: Duration,
+) {
+    h.expire(key).await;
+    let reason = timeout(ttl * 3, guard.lost()).await.expect("lost fired");
+    assert_eq!(reason, LostReason::NotOwner);
+}
+
+/// Releases `held`, then checks that `waiter` gets the lease next, with a larger fence.
+pub(crate) async fn assert_waiter_takes_over(
+    held: LockGuard,
+    waiter: JoinHandle<Result<LockGuard, LockError>>,
+) {
+    let fence = held.fence();
+    held.release().await.expect("release");
+    let next = within("waiter", waiter)
+        .await
+        .expect("task")
+        .expect("acquired after release");
+    assert!(next.fence() > fence);
+    next.release().await.expect("release");
+}
+
+/// How many tasks are inside a critical section, and the most that ever were at once.
+#[derive(Debug, Default)]
+pub(crate) struct Occupancy {
+    inside: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Occupancy {
+    /// A task enters; returns how many are inside now, itself included.
+    pub(crate) fn enter(&self) -> usize {
+        let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        now
+    }
+
+    /// A task leaves.
+    pub(crate) fn leave(&self) {
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// How many are inside now.
+    pub(crate) fn now(&self) -> usize {
+        self.inside.load(Ordering::SeqCst)
+    }
+
+    /// The most that were ever inside at once.
+    pub(crate) fn most(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
 const LIMIT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn within<F: Future>(what: &str, f: F) -> F::Output {
@@ -142,6 +235,16 @@ pub(crate) async fn within<F: Future>(what: &str, f: F) -> F::Output {
         .await
         .unwrap_or_else(|_| panic!("{what}: did not finish within {LIMIT:?}"))
 }
+
+/// Waits for every task, within the time limit; panics if one panicked.
+pub(crate) async fn join_all(what: &str, tasks: Vec<JoinHandle<()>>) {
+    within(what, futures::future::try_join_all(tasks))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: a task failed: {e}"));
+}
+
+/// The pause between two polls of a condition.
+const POLL: Duration = Duration::from_millis(1);
 
 /// Poll a condition (without sleeping to synchronise: a bounded loop of short waits).
 pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
@@ -151,6 +254,16 @@ pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
             start.elapsed() < LIMIT,
             "{what}: condition never became true"
         );
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(POLL).await;
     }
+}
+
+/// Poll the store until `key` is free, within the time limit.
+pub(crate) async fn until_unlocked(what: &str, svc: &LockService, key: &str) {
+    within(what, async {
+        while svc.is_locked(key).await.expect("inspect") {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await;
 }

@@ -9,17 +9,13 @@ use locks_core::{AcquireOptions, LockError};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 
-use super::common::{service, within};
+use super::common::{join_all, service, unique_primitive, within};
 use crate::Harness;
 use crate::faulty::FaultyBackend;
 
-fn unique(name: &str) -> String {
-    super::common::unique(&format!("primitives:{name}"))
-}
-
 /// Three candidates: one leader at a time, terms increase, `leader()` shows who leads.
 pub(super) async fn election_one_leader_with_increasing_terms<H: Harness>(h: H) {
-    let role = unique("leader");
+    let role = unique_primitive("leader");
     let services: Vec<_> = (0..3).map(|_| service(h.backend())).collect();
     let leaders = Arc::new(AtomicUsize::new(0));
     let terms = Arc::new(AsyncMutex::new(Vec::new()));
@@ -44,9 +40,7 @@ pub(super) async fn election_one_leader_with_increasing_terms<H: Harness>(h: H) 
             }
         }));
     }
-    within("campaigns", futures::future::try_join_all(tasks))
-        .await
-        .expect("no panic");
+    join_all("campaigns", tasks).await;
     let terms = terms.lock().await.clone();
     assert_eq!(terms.len(), 9);
     assert!(
@@ -60,7 +54,7 @@ pub(super) async fn election_one_leader_with_increasing_terms<H: Harness>(h: H) 
 /// A leader cut off from the store has its task cancelled at its local deadline, before the
 /// next leader (elected once the store expires the role) starts its task.
 pub(super) async fn election_task_cancelled_before_next_leader_starts<H: Harness>(h: H) {
-    let role = unique("failover");
+    let role = unique_primitive("failover");
     let faulty = FaultyBackend::from_arc(h.backend());
     let old = service(Arc::new(faulty.clone()));
     let new = service(h.backend());
@@ -144,7 +138,7 @@ pub(super) async fn election_task_cancelled_before_next_leader_starts<H: Harness
 
 /// `Election::run` returns `Ok` when the service shuts down, cancelling the leader task.
 pub(super) async fn election_run_returns_on_shutdown<H: Harness>(h: H) {
-    let role = unique("stop");
+    let role = unique_primitive("stop");
     let svc = service(h.backend());
     let election = svc.election(&role).expect("election");
     let running = Arc::new(tokio::sync::Notify::new());
@@ -177,7 +171,7 @@ pub(super) async fn election_run_returns_on_shutdown<H: Harness>(h: H) {
 /// Two tasks move money in opposite directions many times through `acquire_all`: no
 /// deadlock, the total is conserved, and no transfer ever overlaps another on an account.
 pub(super) async fn multi_lock_opposite_orders_never_deadlock<H: Harness>(h: H) {
-    let (a, b) = (unique("account-a"), unique("account-b"));
+    let (a, b) = (unique_primitive("account-a"), unique_primitive("account-b"));
     let balances = Arc::new(std::sync::Mutex::new(HashMap::from([
         (a.clone(), 1_000i64),
         (b.clone(), 1_000i64),
@@ -212,9 +206,7 @@ pub(super) async fn multi_lock_opposite_orders_never_deadlock<H: Harness>(h: H) 
             }
         }));
     }
-    within("transfers", futures::future::try_join_all(tasks))
-        .await
-        .expect("no deadlock, no panic");
+    join_all("transfers (no deadlock)", tasks).await;
     let bal = balances.lock().expect("balances");
     assert_eq!(
         bal.values().sum::<i64>(),
@@ -225,7 +217,7 @@ pub(super) async fn multi_lock_opposite_orders_never_deadlock<H: Harness>(h: H) 
 
 /// When one key cannot be had within the budget, the keys already taken are released.
 pub(super) async fn multi_lock_rolls_back_on_timeout<H: Harness>(h: H) {
-    let (a, b) = (unique("ma"), unique("mb"));
+    let (a, b) = (unique_primitive("ma"), unique_primitive("mb"));
     let (keys_sorted_first, keys_sorted_second) = if a < b { (a, b) } else { (b, a) };
     let (svc, other) = (service(h.backend()), service(h.backend()));
     let blocker = other.acquire(&keys_sorted_second).await.expect("blocker");

@@ -3,15 +3,10 @@
 /// Instantiate the mutex suite for a backend. See the [module docs](crate::conformance).
 #[macro_export]
 macro_rules! conformance_tests {
-    ($factory:path) => {
-        $crate::conformance_tests!($factory, time = paused);
-    };
-    ($factory:path, time = $time:ident) => {
-        /// The locks-testkit mutex suite.
-        mod conformance {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::__mutex_cases!(__suite_tests!($factory, $time, MUTEX));
+    ($factory:path $(, time = $time:ident)?) => {
+        $crate::__suites_module! {
+            conformance, "The locks-testkit mutex suite.", $factory $(, time = $time)?;
+            __mutex_cases => MUTEX,
         }
     };
 }
@@ -19,17 +14,12 @@ macro_rules! conformance_tests {
 /// Instantiate the semaphore, read-write lock and coordination suites for a backend.
 #[macro_export]
 macro_rules! primitives_tests {
-    ($factory:path) => {
-        $crate::primitives_tests!($factory, time = paused);
-    };
-    ($factory:path, time = $time:ident) => {
-        /// The locks-testkit primitives suites.
-        mod primitives {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::__semaphore_cases!(__suite_tests!($factory, $time, SEMAPHORE));
-            $crate::__rwlock_cases!(__suite_tests!($factory, $time, RWLOCK));
-            $crate::__coordination_cases!(__suite_tests!($factory, $time, COORDINATION));
+    ($factory:path $(, time = $time:ident)?) => {
+        $crate::__suites_module! {
+            primitives, "The locks-testkit primitives suites.", $factory $(, time = $time)?;
+            __semaphore_cases => SEMAPHORE,
+            __rwlock_cases => RWLOCK,
+            __coordination_cases => COORDINATION,
         }
     };
 }
@@ -59,13 +49,37 @@ macro_rules! adapter_conformance_tests {
     };
 }
 
-/// One test per case of a suite's list.
+/// A test module for a backend: one test per case of each listed suite (`list => SUITE`), on
+/// paused tokio time unless `time = real` says otherwise.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suites_module {
+    ($module:ident, $doc:literal, $factory:path; $($lists:tt)+) => {
+        $crate::__suites_module! { $module, $doc, $factory, time = paused; $($lists)+ }
+    };
+    (
+        $module:ident, $doc:literal, $factory:path, time = $time:ident;
+        $($list:ident => $suite:ident),+ $(,)?
+    ) => {
+        #[doc = $doc]
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $($crate::$list!(__suite_tests!($factory, $time, $suite));)+
+        }
+    };
+}
+
+/// One test per case of a suite's list, on a paused-time or a real-time runtime.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __suite_tests {
-    ($factory:path, paused, $suite:ident ; $($module:ident :: $case:ident),* $(,)?) => {
+    (
+        @runtime $runtime:meta, $factory:path, $suite:ident;
+        $($module:ident :: $case:ident),* $(,)?
+    ) => {
         $(
-            #[::tokio::test(flavor = "current_thread", start_paused = true)]
+            #[$runtime]
             async fn $case() {
                 $crate::conformance::$suite
                     .run(stringify!($case), ::std::boxed::Box::new($factory().await))
@@ -73,14 +87,16 @@ macro_rules! __suite_tests {
             }
         )*
     };
-    ($factory:path, real, $suite:ident ; $($module:ident :: $case:ident),* $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                $crate::conformance::$suite
-                    .run(stringify!($case), ::std::boxed::Box::new($factory().await))
-                    .await;
-            }
-        )*
+    ($factory:path, paused, $($rest:tt)*) => {
+        $crate::__suite_tests!(
+            @runtime ::tokio::test(flavor = "current_thread", start_paused = true),
+            $factory, $($rest)*
+        );
+    };
+    ($factory:path, real, $($rest:tt)*) => {
+        $crate::__suite_tests!(
+            @runtime ::tokio::test(flavor = "multi_thread", worker_threads = 2),
+            $factory, $($rest)*
+        );
     };
 }

@@ -10,7 +10,10 @@ use locks_core::{
 };
 use tokio::time::{Instant, timeout};
 
-use super::common::{holder, service, unique, within};
+use super::common::{
+    Occupancy, acquire_and_release, acquire_with_ttl, assert_renewed_past_ttl, holder, join_all,
+    service, unique, within,
+};
 use crate::Harness;
 use crate::faulty::FaultyBackend;
 
@@ -20,18 +23,12 @@ const M: LeaseKind = LeaseKind::Mutex;
 pub(super) async fn mutual_exclusion_100_tasks<H: Harness>(h: H) {
     let key = unique("mutex");
     let services: Vec<_> = (0..4).map(|_| service(h.backend())).collect();
-    let inside = Arc::new(AtomicUsize::new(0));
-    let max_inside = Arc::new(AtomicUsize::new(0));
+    let occupancy = Arc::new(Occupancy::default());
     let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..100 {
         let svc = services[i % services.len()].clone();
-        let (key, inside, max_inside, done) = (
-            key.clone(),
-            inside.clone(),
-            max_inside.clone(),
-            done.clone(),
-        );
+        let (key, occupancy, done) = (key.clone(), occupancy.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let guard = svc
                 .acquire_opts(
@@ -40,25 +37,18 @@ pub(super) async fn mutual_exclusion_100_tasks<H: Harness>(h: H) {
                 )
                 .await
                 .expect("acquire");
-            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-            max_inside.fetch_max(now, Ordering::SeqCst);
+            occupancy.enter();
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(1)).await;
             tokio::task::yield_now().await;
-            inside.fetch_sub(1, Ordering::SeqCst);
+            occupancy.leave();
             guard.release().await.expect("release");
             done.fetch_add(1, Ordering::SeqCst);
         }));
     }
-    within("100 tasks", futures::future::try_join_all(tasks))
-        .await
-        .expect("no task panicked");
+    join_all("100 tasks", tasks).await;
     assert_eq!(done.load(Ordering::SeqCst), 100);
-    assert_eq!(
-        max_inside.load(Ordering::SeqCst),
-        1,
-        "two holders overlapped"
-    );
+    assert_eq!(occupancy.most(), 1, "two holders overlapped");
     assert!(!services[0].is_locked(&key).await.expect("inspect"));
 }
 
@@ -83,12 +73,7 @@ pub(super) async fn try_acquire_fails_while_held<H: Harness>(h: H) {
     assert!(b.is_locked(&key).await.expect("inspect"));
     guard.release().await.expect("release");
     assert!(!b.is_locked(&key).await.expect("inspect"));
-    b.try_acquire(&key)
-        .await
-        .expect("free again")
-        .release()
-        .await
-        .expect("release");
+    acquire_and_release(b.try_acquire(&key), "free again").await;
 }
 
 /// Release and extend are compare-and-act on the owner token.
@@ -253,10 +238,7 @@ pub(super) async fn fencing_strictly_increases<H: Harness>(h: H) {
 pub(super) async fn extend_resets_ttl_and_later_renewals_use_it<H: Harness>(h: H) {
     let svc = service(h.backend());
     let key = unique("extend");
-    let guard = svc
-        .acquire_opts(&key, AcquireOptions::new().ttl(Duration::from_millis(500)))
-        .await
-        .expect("acquire");
+    let guard = acquire_with_ttl(&svc, &key, Duration::from_millis(500)).await;
     guard.extend(Duration::from_secs(5)).await.expect("extend");
     assert_eq!(guard.ttl(), Duration::from_secs(5));
     let info = svc.inspect(&key).await.expect("inspect").expect("held");
@@ -290,13 +272,9 @@ pub(super) async fn renewal_keeps_lease_past_ttl<H: Harness>(h: H) {
     let (a, b) = (service(h.backend()), service(h.backend()));
     let key = unique("renew");
     let ttl = Duration::from_millis(300);
-    let guard = a
-        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("acquire");
-    tokio::time::sleep(ttl * 4).await;
+    let guard = acquire_with_ttl(&a, &key, ttl).await;
+    assert_renewed_past_ttl(&guard, ttl).await;
     assert_eq!(guard.state(), LeaseState::Held);
-    assert!(guard.is_held().await.expect("inspect"));
     assert!(matches!(
         b.try_acquire(&key).await,
         Err(LockError::Contended { .. })
@@ -309,10 +287,7 @@ pub(super) async fn lost_fires_when_store_revokes<H: Harness>(h: H) {
     let svc = service(h.backend());
     let key = unique("revoke");
     let ttl = Duration::from_millis(400);
-    let guard = svc
-        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("acquire");
+    let guard = acquire_with_ttl(&svc, &key, ttl).await;
     let lost = guard.lost();
     h.expire(&svc.key(&key).expect("key")).await;
     let reason = timeout(ttl * 3, lost).await.expect("lost() fired");
@@ -325,10 +300,7 @@ pub(super) async fn lost_fires_when_store_revokes<H: Harness>(h: H) {
     ));
 
     // Force-release by an operator has the same effect.
-    let guard = svc
-        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("acquire");
+    let guard = acquire_with_ttl(&svc, &key, ttl).await;
     assert!(
         service(h.backend())
             .force_release(&key)
@@ -348,10 +320,7 @@ pub(super) async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harne
     let key = unique("partition");
     let ttl = Duration::from_secs(1);
     let before = Instant::now();
-    let guard = holder_svc
-        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("acquire");
+    let guard = acquire_with_ttl(&holder_svc, &key, ttl).await;
     assert!(guard.deadline() + locks_core::drift_margin(ttl) <= Instant::now() + ttl);
     assert!(guard.deadline() >= before + ttl - locks_core::drift_margin(ttl));
     faulty.set_unavailable(true);

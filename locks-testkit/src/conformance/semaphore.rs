@@ -1,46 +1,40 @@
 //! Semaphore cases: the permit limit, crashed holders, renewal, changing the count, wake-ups.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use locks_core::{AcquireOptions, LeaseState, LockError, LostReason};
-use tokio::time::{Instant, timeout};
+use locks_core::{AcquireOptions, LeaseState, LockError};
+use tokio::time::Instant;
 
-use super::common::{service, within};
+use super::common::{
+    Occupancy, assert_lost_after_expiry, assert_renewed_past_ttl, assert_waiter_takes_over,
+    join_all, service, unique_primitive, within,
+};
 use crate::Harness;
-
-fn unique(name: &str) -> String {
-    super::common::unique(&format!("primitives:{name}"))
-}
 
 /// 30 tasks on 3 services share a 3-permit semaphore: never more than 3 inside, and all 3
 /// permits do get used.
 pub(super) async fn semaphore_never_exceeds_its_permits<H: Harness>(h: H) {
-    let name = unique("sem");
+    let name = unique_primitive("sem");
     let services: Vec<_> = (0..3).map(|_| service(h.backend())).collect();
-    let inside = Arc::new(AtomicUsize::new(0));
-    let max_inside = Arc::new(AtomicUsize::new(0));
+    let occupancy = Arc::new(Occupancy::default());
     let mut tasks = Vec::new();
     for i in 0..30 {
         let sem = services[i % 3].semaphore(&name, 3).expect("semaphore");
-        let (inside, max_inside) = (inside.clone(), max_inside.clone());
+        let occupancy = occupancy.clone();
         tasks.push(tokio::spawn(async move {
             let permit = sem
                 .acquire_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(60)))
                 .await
                 .expect("permit");
-            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-            max_inside.fetch_max(now, Ordering::SeqCst);
+            occupancy.enter();
             tokio::time::sleep(Duration::from_millis(20)).await;
-            inside.fetch_sub(1, Ordering::SeqCst);
+            occupancy.leave();
             permit.release().await.expect("release");
         }));
     }
-    within("30 tasks", futures::future::try_join_all(tasks))
-        .await
-        .expect("no panic");
-    let max = max_inside.load(Ordering::SeqCst);
+    join_all("30 tasks", tasks).await;
+    let max = occupancy.most();
     assert!(max <= 3, "{max} holders of a 3-permit semaphore");
     assert_eq!(max, 3, "permits were never used in parallel");
     let sem = services[0].semaphore(&name, 3).expect("semaphore");
@@ -51,7 +45,7 @@ pub(super) async fn semaphore_never_exceeds_its_permits<H: Harness>(h: H) {
 /// A holder that crashes (its guard abandoned: no renewal, no release) gives its permit back
 /// when the ttl passes; a waiter then gets it.
 pub(super) async fn semaphore_crashed_holder_permit_returns_after_ttl<H: Harness>(h: H) {
-    let name = unique("crash");
+    let name = unique_primitive("crash");
     let (a, b) = (service(h.backend()), service(h.backend()));
     let sem_a = a.semaphore(&name, 2).expect("semaphore");
     let ttl = Duration::from_millis(500);
@@ -84,7 +78,7 @@ pub(super) async fn semaphore_crashed_holder_permit_returns_after_ttl<H: Harness
 
 /// Permits renew like mutex leases, and a revoked permit fires `lost()`.
 pub(super) async fn semaphore_permits_renew_and_report_loss<H: Harness>(h: H) {
-    let name = unique("semrenew");
+    let name = unique_primitive("semrenew");
     let svc = service(h.backend());
     let sem = svc.semaphore(&name, 1).expect("semaphore");
     let ttl = Duration::from_millis(300);
@@ -92,18 +86,15 @@ pub(super) async fn semaphore_permits_renew_and_report_loss<H: Harness>(h: H) {
         .acquire_opts(AcquireOptions::new().ttl(ttl))
         .await
         .expect("permit");
-    tokio::time::sleep(ttl * 4).await;
+    assert_renewed_past_ttl(&permit, ttl).await;
     assert_eq!(permit.state(), LeaseState::Held);
-    assert!(permit.is_held().await.expect("inspect"));
-    h.expire(sem.key()).await;
-    let reason = timeout(ttl * 3, permit.lost()).await.expect("lost fired");
-    assert_eq!(reason, LostReason::NotOwner);
+    assert_lost_after_expiry(&h, sem.key(), &permit, ttl).await;
 }
 
 /// Lowering the permit count refuses new permits until enough holders leave (live permits
 /// are never revoked); raising it lets new holders in at once.
 pub(super) async fn semaphore_permit_count_can_change<H: Harness>(h: H) {
-    let name = unique("resize");
+    let name = unique_primitive("resize");
     let svc = service(h.backend());
     let two = svc.semaphore(&name, 2).expect("semaphore");
     let p1 = two.acquire().await.expect("permit");
@@ -140,7 +131,7 @@ pub(super) async fn semaphore_permit_count_can_change<H: Harness>(h: H) {
 
 /// A waiter for a full semaphore gets the permit once a holder releases.
 pub(super) async fn semaphore_waiter_is_woken_by_release<H: Harness>(h: H) {
-    let name = unique("semwake");
+    let name = unique_primitive("semwake");
     let (a, b) = (service(h.backend()), service(h.backend()));
     let held = a
         .semaphore(&name, 1)
@@ -155,14 +146,7 @@ pub(super) async fn semaphore_waiter_is_woken_by_release<H: Harness>(h: H) {
             .await
     });
     tokio::task::yield_now().await;
-    let fence = held.fence();
-    held.release().await.expect("release");
-    let next = within("waiter", waiter)
-        .await
-        .expect("task")
-        .expect("permit after release");
-    assert!(next.fence() > fence);
-    next.release().await.expect("release");
+    assert_waiter_takes_over(held, waiter).await;
 }
 
 /// Bad names, zero permits and bad keys in a multi-lock are typed errors that write nothing.
@@ -187,7 +171,7 @@ pub(super) async fn primitive_inputs_are_validated<H: Harness>(h: H) {
         svc.election(""),
         Err(LockError::InvalidKey { .. })
     ));
-    let good = unique("good");
+    let good = unique_primitive("good");
     assert!(matches!(
         svc.acquire_all(&[good.as_str(), ""], AcquireOptions::new())
             .await,
@@ -197,7 +181,9 @@ pub(super) async fn primitive_inputs_are_validated<H: Harness>(h: H) {
         !svc.is_locked(&good).await.expect("inspect"),
         "a rejected call wrote"
     );
-    let sem = svc.semaphore(&unique("semttl"), 1).expect("semaphore");
+    let sem = svc
+        .semaphore(&unique_primitive("semttl"), 1)
+        .expect("semaphore");
     assert!(matches!(
         sem.acquire_opts(AcquireOptions::new().ttl(Duration::ZERO))
             .await,

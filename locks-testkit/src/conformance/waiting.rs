@@ -3,12 +3,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use locks_core::{AcquireOptions, LeaseState, LockError, LockService, LostReason, RetryPolicy};
+use locks_core::{
+    AcquireOptions, LeaseState, LockError, LockGuard, LockService, LostReason, RetryPolicy,
+};
 use tokio::time::{Instant, timeout};
 
-use super::common::{eventually, service, unique, within};
+use super::common::{
+    acquire_with_ttl, assert_waiter_takes_over, eventually, service, unique, until_unlocked, within,
+};
 use crate::Harness;
 use crate::faulty::FaultyBackend;
+
+/// A fresh key held through one service, and a second service (another process, as far as
+/// the services know) to ask for it.
+async fn held_through_another_service<H: Harness>(
+    h: &H,
+    name: &str,
+) -> (String, LockGuard, LockService) {
+    let key = unique(name);
+    let guard = service(h.backend()).acquire(&key).await.expect("acquire");
+    (key, guard, service(h.backend()))
+}
 
 /// A renewal that fails transiently makes the state `Unknown`; the retry makes it `Held`.
 pub(super) async fn transient_renewal_failure_is_unknown_then_held<H: Harness>(h: H) {
@@ -16,10 +31,7 @@ pub(super) async fn transient_renewal_failure_is_unknown_then_held<H: Harness>(h
     let svc = service(Arc::new(faulty.clone()));
     let key = unique("unknown");
     let ttl = Duration::from_millis(600);
-    let guard = svc
-        .acquire_opts(&key, AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("acquire");
+    let guard = acquire_with_ttl(&svc, &key, ttl).await;
     let mut states = guard.watch_state();
     faulty.set_unavailable(true);
     within("Unknown", states.wait_for(|s| *s == LeaseState::Unknown))
@@ -56,22 +68,12 @@ pub(super) async fn max_hold_stops_renewal<H: Harness>(h: H) {
         "{:?}",
         start.elapsed()
     );
-    within("free after max hold", async {
-        loop {
-            if !svc.is_locked(&key).await.expect("inspect") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until_unlocked("free after max hold", &svc, &key).await;
 }
 
 /// `acquire` uses the whole wait budget (not cut short by a retry count) and then times out.
 pub(super) async fn wait_budget_is_honoured<H: Harness>(h: H) {
-    let (a, b) = (service(h.backend()), service(h.backend()));
-    let key = unique("budget");
-    let guard = a.acquire(&key).await.expect("acquire");
+    let (key, guard, b) = held_through_another_service(&h, "budget").await;
     let budget = Duration::from_millis(700);
     let start = Instant::now();
     let err = b
@@ -102,9 +104,7 @@ pub(super) async fn wait_budget_is_honoured<H: Harness>(h: H) {
 
 /// `max_attempts` ends waiting early with a timeout error that reports the attempts.
 pub(super) async fn max_attempts_limits_waiting<H: Harness>(h: H) {
-    let (a, b) = (service(h.backend()), service(h.backend()));
-    let key = unique("attempts");
-    let guard = a.acquire(&key).await.expect("acquire");
+    let (key, guard, b) = held_through_another_service(&h, "attempts").await;
     let err = b
         .acquire_opts(
             &key,
@@ -123,9 +123,7 @@ pub(super) async fn max_attempts_limits_waiting<H: Harness>(h: H) {
 
 /// A waiter gets the lock after a release, well before its backoff or the ttl would let it.
 pub(super) async fn waiter_gets_lock_after_release<H: Harness>(h: H) {
-    let (a, b) = (service(h.backend()), service(h.backend()));
-    let key = unique("handoff");
-    let guard = a.acquire(&key).await.expect("acquire");
+    let (key, guard, b) = held_through_another_service(&h, "handoff").await;
     let waiter = {
         let key = key.clone();
         let b = b.clone();
@@ -138,14 +136,7 @@ pub(super) async fn waiter_gets_lock_after_release<H: Harness>(h: H) {
         })
     };
     eventually("waiter queued", || b.waiters(&key) == 1).await;
-    let fence = guard.fence();
-    guard.release().await.expect("release");
-    let next = within("waiter", waiter)
-        .await
-        .expect("task")
-        .expect("acquired after release");
-    assert!(next.fence() > fence);
-    next.release().await.expect("release");
+    assert_waiter_takes_over(guard, waiter).await;
 }
 
 /// A holder that releases and asks again at once must not keep winning over a local waiter.
@@ -219,12 +210,7 @@ pub(super) async fn lost_acquire_reply_does_not_leak_a_lease<H: Harness>(h: H) {
         .await
         .expect_err("the only reply was lost");
     assert!(matches!(err, LockError::AcquireTimeout { .. }), "{err:?}");
-    within("orphan released", async {
-        while svc.is_locked(&key).await.expect("inspect") {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await;
+    until_unlocked("orphan released", &svc, &key).await;
 }
 
 /// Shutdown stops renewals, releases every lease, fails waiters, then refuses new calls.
@@ -335,12 +321,7 @@ pub(super) async fn with_lock_releases_on_cancellation<H: Harness>(h: H) {
     assert!(svc.is_locked(&key).await.expect("inspect"));
     task.abort();
     assert!(task.await.expect_err("aborted").is_cancelled());
-    within("released after cancellation", async {
-        while svc.is_locked(&key).await.expect("inspect") {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    until_unlocked("released after cancellation", &svc, &key).await;
     assert_eq!(svc.held_count(), 0);
 }
 
@@ -357,12 +338,7 @@ pub(super) async fn dropped_guard_releases_in_background<H: Harness>(h: H) {
         within("lost after drop", handle.lost()).await,
         LostReason::Released
     );
-    within("released in the background", async {
-        while svc.is_locked(&key).await.expect("inspect") {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    until_unlocked("released in the background", &svc, &key).await;
     assert_eq!(svc.held_count(), 0);
 }
 

@@ -4,24 +4,15 @@
 use async_trait::async_trait;
 use locks_core::backend::{Decorator, Operation, Outcome};
 use locks_core::{BackendError, LockBackend};
-use std::fmt;
 use std::sync::Arc;
 
 /// A test double that **breaks the contract on purpose**: `release` forgets the owner check
 /// and deletes every lease of the kind whoever holds it (it forwards to `force_release`).
 /// Everything else is the wrapped backend's. [`check`](super::check) must catch it: a release
 /// by a non-holder answers `true` and frees the key. **Never use it to protect anything.**
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ForgetfulBackend {
     inner: Arc<dyn LockBackend>,
-}
-
-impl fmt::Debug for ForgetfulBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ForgetfulBackend")
-            .field("inner", &self.inner.name())
-            .finish()
-    }
 }
 
 impl ForgetfulBackend {

@@ -5,7 +5,7 @@ use std::ops::RangeInclusive;
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::strategy::{BoxedStrategy, NewTree, ValueTree};
+use proptest::strategy::{BoxedStrategy, NewTree, Union, ValueTree};
 use proptest::test_runner::TestRunner;
 
 use super::ops::{KEYS, Kind, MAX_FAULTS, MAX_PERMITS, OWNERS, Op, REAL_TIME_TTL_MS, TTL_MS};
@@ -60,30 +60,21 @@ fn op_strategy(ttl: RangeInclusive<u64>, with_advance: bool) -> BoxedStrategy<Op
     let force = (key.clone(), kind.clone()).prop_map(|(key, kind)| Op::ForceRelease { key, kind });
     let holders = (key, kind).prop_map(|(key, kind)| Op::Holders { key, kind });
     let fault = (1..=MAX_FAULTS).prop_map(|ops| Op::Fault { ops });
+    // Weighted, in the order a failing step shrinks (towards the first).
+    let mut steps = vec![
+        (4, acquire.boxed()),
+        (2, release.boxed()),
+        (2, extend.boxed()),
+        (1, force.boxed()),
+        (2, holders.boxed()),
+    ];
     if with_advance {
         let advance =
             prop_oneof![select(GRID_MS.to_vec()), 1u64..=2500].prop_map(|ms| Op::Advance { ms });
-        prop_oneof![
-            4 => acquire,
-            2 => release,
-            2 => extend,
-            1 => force,
-            2 => holders,
-            3 => advance,
-            1 => fault,
-        ]
-        .boxed()
-    } else {
-        prop_oneof![
-            4 => acquire,
-            2 => release,
-            2 => extend,
-            1 => force,
-            2 => holders,
-            1 => fault,
-        ]
-        .boxed()
+        steps.push((3, advance.boxed()));
     }
+    steps.push((1, fault.boxed()));
+    Union::new_weighted(steps).boxed()
 }
 
 /// Scripts of 1 to `max_len` steps over the whole domain, [`Op::Advance`] included, with ttls

@@ -9,6 +9,9 @@ use super::scenario::Scenario;
 /// The most `LockService` instances [`SimConfig::default`] and `services: 0` ask for.
 const DEFAULT_MAX_SERVICES: usize = 8;
 
+/// The default time cap of the scenarios that end when their work is done.
+const FINITE_RUN_CAP: Duration = Duration::from_secs(60);
+
 /// What to simulate.
 ///
 /// Start from [`SimConfig::default`] (the `mutex` scenario) or
@@ -113,28 +116,14 @@ impl SimConfig {
             services: 0,
             ..SimConfig::default()
         };
-        let cap = Some(Duration::from_secs(60));
         match scenario {
             Scenario::Mutex => SimConfig::default(),
-            Scenario::DoublePayment => SimConfig {
-                workers: 8,
-                keys: 100,
-                duration: cap,
-                ..base
-            },
+            Scenario::DoublePayment => base.until_done(8, 100),
             Scenario::Oversell => SimConfig {
-                workers: 16,
-                keys: 4,
-                duration: cap,
                 hold_max: Duration::from_millis(1),
-                ..base
+                ..base.until_done(16, 4)
             },
-            Scenario::JobDedup => SimConfig {
-                workers: 8,
-                keys: 200,
-                duration: cap,
-                ..base
-            },
+            Scenario::JobDedup => base.until_done(8, 200),
             Scenario::LeaderFailover => SimConfig {
                 workers: 4,
                 keys: 1,
@@ -150,6 +139,17 @@ impl SimConfig {
                 ttl: Duration::from_millis(100),
                 ..base
             },
+        }
+    }
+
+    /// `self` for a scenario that ends when its work is done: `workers` on `keys` items, with
+    /// the duration as a cap ([`FINITE_RUN_CAP`]).
+    fn until_done(self, workers: usize, keys: usize) -> Self {
+        SimConfig {
+            workers,
+            keys,
+            duration: Some(FINITE_RUN_CAP),
+            ..self
         }
     }
 

@@ -218,8 +218,53 @@ impl Ctx {
     }
 
     /// The service of `worker` (round-robin); `None` only if there is no service at all.
-    pub(super) fn service_for(services: &[LockService], worker: usize) -> Option<LockService> {
+    fn service_for(services: &[LockService], worker: usize) -> Option<LockService> {
         services.get(worker % services.len().max(1)).cloned()
+    }
+
+    /// Spawns one task per configured worker, `worker(ctx, service, index)` with the services
+    /// shared round-robin, and waits for all of them (see [`Ctx::join`]).
+    pub(super) async fn run_workers<W, F>(self: &Arc<Self>, services: &[LockService], mut worker: W)
+    where
+        W: FnMut(Arc<Ctx>, LockService, usize) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = JoinSet::new();
+        for index in 0..self.cfg.workers {
+            let Some(service) = Ctx::service_for(services, index) else {
+                break;
+            };
+            tasks.spawn(worker(Arc::clone(self), service, index));
+        }
+        self.join(tasks).await;
+    }
+
+    /// The random key and hold-time choices of `worker` in `mutex` and `gc-pause`.
+    pub(super) fn random_picks(&self, worker: usize) -> RandomPicks {
+        RandomPicks {
+            rng: self.rng(worker),
+            attempts: 0,
+        }
+    }
+}
+
+/// The choices of a worker that asks for random keys with random hold times, until its
+/// attempts ([`SimConfig::ops_per_worker`]) or the run's time are used up.
+pub(super) struct RandomPicks {
+    rng: fastrand::Rng,
+    attempts: u64,
+}
+
+impl RandomPicks {
+    /// The next key to ask for and how long to hold it, counted as an attempt; `None` once
+    /// the worker is done.
+    pub(super) fn next(&mut self, ctx: &Ctx) -> Option<(usize, Duration)> {
+        if ctx.ops_exhausted(self.attempts) || ctx.past_deadline() {
+            return None;
+        }
+        self.attempts += 1;
+        let key = self.rng.usize(..ctx.names.len());
+        Some((key, ctx.hold(&mut self.rng)))
     }
 }
 

@@ -182,18 +182,8 @@ impl SimReport {
                 if self.passed() { "PASS" } else { "FAIL" }.into(),
             ),
         ]);
-        let label_width = rows
-            .iter()
-            .map(|(l, _)| l.chars().count())
-            .max()
-            .unwrap_or(0)
-            .max("metric".len());
-        let value_width = rows
-            .iter()
-            .map(|(_, v)| v.chars().count())
-            .max()
-            .unwrap_or(0)
-            .max("value".len());
+        let label_width = column_width("metric", rows.iter().map(|(l, _)| l));
+        let value_width = column_width("value", rows.iter().map(|(_, v)| v));
         let mut out = String::new();
         let _ = writeln!(out, "{:<label_width$}  {:>value_width$}", "metric", "value");
         let _ = writeln!(
@@ -208,4 +198,11 @@ impl SimReport {
         }
         out
     }
+}
+
+/// The width in chars of a column with `header` over `cells`.
+fn column_width<'a>(header: &str, cells: impl Iterator<Item = &'a String>) -> usize {
+    cells
+        .map(|cell| cell.chars().count())
+        .fold(header.chars().count(), usize::max)
 }

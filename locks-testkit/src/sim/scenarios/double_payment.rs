@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use locks_core::{AcquireOptions, LockService};
-use tokio::task::JoinSet;
+use locks_core::LockService;
 
+use super::same_items::do_every_item;
 use crate::sim::checker::{AtMostOnce, OnceTally};
-use crate::sim::ctx::{Attempt, Ctx, How, Outcome};
+use crate::sim::ctx::{Ctx, How, Outcome};
 use crate::sim::util::{examples, to_u64};
 
 /// The shared ledger (paid orders) and the payment provider's record of charges.
@@ -17,19 +17,15 @@ type Ledger = AtMostOnce;
 pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Outcome {
     let orders = ctx.names.len();
     let ledger = Arc::new(Ledger::new(orders));
-    let mut tasks = JoinSet::new();
-    for worker in 0..ctx.cfg.workers {
-        let Some(service) = Ctx::service_for(services, worker) else {
-            break;
-        };
-        tasks.spawn(run_worker(
-            Arc::clone(ctx),
-            Arc::clone(&ledger),
-            service,
-            worker,
-        ));
-    }
-    ctx.join(tasks).await;
+    ctx.run_workers(services, |ctx, service, worker| {
+        let ledger = Arc::clone(&ledger);
+        // Every instance receives the same stream of orders, in the same order; an order
+        // whose lock it cannot get is left to another instance.
+        async move {
+            do_every_item(&ctx, &ledger, &service, worker, How::Wait).await;
+        }
+    })
+    .await;
 
     let OnceTally {
         total: charges,
@@ -69,30 +65,5 @@ pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Out
         ],
         details,
         problems,
-    }
-}
-
-async fn run_worker(ctx: Arc<Ctx>, ledger: Arc<Ledger>, service: LockService, worker: usize) {
-    let mut rng = ctx.rng(worker);
-    // Every instance receives the same stream of orders, in the same order.
-    for order in 0..ctx.names.len() {
-        if ctx.past_deadline() {
-            break;
-        }
-        let hold = ctx.hold(&mut rng);
-        let attempt = ctx
-            .attempt(&service, worker, order, AcquireOptions::new(), How::Wait)
-            .await;
-        let section = match attempt {
-            Attempt::Entered(section) => section,
-            Attempt::Stopped => break,
-            // Another instance will charge it.
-            Attempt::Contended | Attempt::TimedOut | Attempt::Failed => continue,
-        };
-        // Charge unless paid: the provider records the charge, then answers after `hold`.
-        if !ledger.perform(&ctx.progress, order, hold).await {
-            break;
-        }
-        ctx.count_release(section.leave().await);
     }
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use locks_core::{AcquireOptions, LockError, LockService};
-use tokio::task::JoinSet;
 
 use crate::sim::ctx::{Attempt, Ctx, How, Outcome};
 use crate::sim::util::{hold_for, lock};
@@ -95,19 +94,10 @@ pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Out
         fresh_rejected: AtomicU64::new(0),
         expired_releases: AtomicU64::new(0),
     });
-    let mut tasks = JoinSet::new();
-    for worker in 0..ctx.cfg.workers {
-        let Some(service) = Ctx::service_for(services, worker) else {
-            break;
-        };
-        tasks.spawn(run_worker(
-            Arc::clone(ctx),
-            Arc::clone(&store),
-            service,
-            worker,
-        ));
-    }
-    ctx.join(tasks).await;
+    ctx.run_workers(services, |ctx, service, worker| {
+        run_worker(ctx, Arc::clone(&store), service, worker)
+    })
+    .await;
 
     let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
     let pauses = load(&store.pauses);
@@ -147,7 +137,6 @@ pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Out
 }
 
 async fn run_worker(ctx: Arc<Ctx>, store: Arc<Store>, service: LockService, worker: usize) {
-    let mut rng = ctx.rng(worker);
     // Worker 0 is the one with the long GC pauses.
     let gc_prone = worker == 0;
     let pause = ctx.cfg.ttl.saturating_add(ctx.cfg.ttl / 2);
@@ -156,25 +145,16 @@ async fn run_worker(ctx: Arc<Ctx>, store: Arc<Store>, service: LockService, work
     } else {
         AcquireOptions::new()
     };
-    let mut done: u64 = 0;
-    loop {
-        if ctx.ops_exhausted(done) || ctx.past_deadline() {
-            break;
-        }
-        let key = rng.usize(..ctx.names.len());
-        let hold = ctx.hold(&mut rng);
+    let mut picks = ctx.random_picks(worker);
+    while let Some((key, hold)) = picks.next(&ctx) {
         let attempt = ctx
             .attempt(&service, worker, key, opts.clone(), How::Wait)
             .await;
         let section = match attempt {
             Attempt::Entered(section) => section,
             Attempt::Stopped => break,
-            Attempt::Contended | Attempt::TimedOut | Attempt::Failed => {
-                done += 1;
-                continue;
-            }
+            Attempt::Contended | Attempt::TimedOut | Attempt::Failed => continue,
         };
-        done += 1;
         let fence = section.fence;
         if gc_prone {
             let epoch = store.enter(&ctx, key, None);

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use locks_core::{AcquireOptions, LockService};
-use tokio::task::JoinSet;
+use locks_core::LockService;
 
+use super::same_items::do_every_item;
 use crate::sim::checker::{AtMostOnce, OnceTally};
-use crate::sim::ctx::{Attempt, Ctx, How, Outcome};
+use crate::sim::ctx::{Ctx, How, Outcome};
 use crate::sim::util::{examples, to_u64};
 
 struct Jobs {
@@ -23,19 +23,17 @@ pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Out
         work: AtMostOnce::new(count),
         skipped_in_progress: AtomicU64::new(0),
     });
-    let mut tasks = JoinSet::new();
-    for worker in 0..ctx.cfg.workers {
-        let Some(service) = Ctx::service_for(services, worker) else {
-            break;
-        };
-        tasks.spawn(run_worker(
-            Arc::clone(ctx),
-            Arc::clone(&jobs),
-            service,
-            worker,
-        ));
-    }
-    ctx.join(tasks).await;
+    ctx.run_workers(services, |ctx, service, worker| {
+        let jobs = Arc::clone(&jobs);
+        // The job fires on every instance: all walk the same list in the same order, and
+        // skip a job whose lock is held (someone else is running it).
+        async move {
+            let skipped = do_every_item(&ctx, &jobs.work, &service, worker, How::Try).await;
+            jobs.skipped_in_progress
+                .fetch_add(skipped, Ordering::SeqCst);
+        }
+    })
+    .await;
 
     let OnceTally {
         total: total_runs,
@@ -78,32 +76,5 @@ pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Out
         ],
         details,
         problems,
-    }
-}
-
-async fn run_worker(ctx: Arc<Ctx>, jobs: Arc<Jobs>, service: LockService, worker: usize) {
-    let mut rng = ctx.rng(worker);
-    // The job fires on every instance: all walk the same list in the same order.
-    for job in 0..ctx.names.len() {
-        if ctx.past_deadline() {
-            break;
-        }
-        let hold = ctx.hold(&mut rng);
-        let attempt = ctx
-            .attempt(&service, worker, job, AcquireOptions::new(), How::Try)
-            .await;
-        let section = match attempt {
-            Attempt::Entered(section) => section,
-            Attempt::Contended => {
-                jobs.skipped_in_progress.fetch_add(1, Ordering::SeqCst);
-                continue;
-            }
-            Attempt::Stopped => break,
-            Attempt::TimedOut | Attempt::Failed => continue,
-        };
-        if !jobs.work.perform(&ctx.progress, job, hold).await {
-            break;
-        }
-        ctx.count_release(section.leave().await);
     }
 }

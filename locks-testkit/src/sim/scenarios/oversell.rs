@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use locks_core::{AcquireOptions, LockService};
-use tokio::task::JoinSet;
 
 use crate::sim::ctx::{Attempt, Ctx, How, Outcome};
 use crate::sim::util::{examples, hold_for, to_u64};
@@ -30,19 +29,10 @@ pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Out
         min_stock: AtomicI64::new(initial),
         found_empty: AtomicU64::new(0),
     });
-    let mut tasks = JoinSet::new();
-    for worker in 0..ctx.cfg.workers {
-        let Some(service) = Ctx::service_for(services, worker) else {
-            break;
-        };
-        tasks.spawn(run_worker(
-            Arc::clone(ctx),
-            Arc::clone(&shop),
-            service,
-            worker,
-        ));
-    }
-    ctx.join(tasks).await;
+    ctx.run_workers(services, |ctx, service, worker| {
+        run_worker(ctx, Arc::clone(&shop), service, worker)
+    })
+    .await;
 
     let mut sold_total: u64 = 0;
     let mut remaining_total: i64 = 0;
