@@ -2,10 +2,15 @@
 //! `redis-server`, through the public API only:
 //!
 //! - `kill`: `CLIENT KILL TYPE pubsub` under `LISTENERS` listeners (one per key);
-//! - `restart`: the server is killed (SIGKILL) and started again, empty, on the same port.
+//! - `restart`: the server is killed (SIGKILL) and started again, empty, on the same port;
+//! - `partition` (only with `--partition`, about 20 s a run): the backend talks to the server
+//!   through the testkit's fault proxy, which blackholes both directions for 18 s (longer than
+//!   the subscription's 15 s health check plus the 2 s response timeout) and then heals; the
+//!   connections stay open, like a half-open TCP connection behind a NAT.
 //!
 //! For each run it reports, in ms from the disruption (for `restart`: from the moment the new
-//! server answers `PING`, except the first wake-up, counted from the kill):
+//! server answers `PING`, for `partition`: from the heal, except the first wake-up, always
+//! counted from the start of the disruption):
 //! `woken` — every listener woken by the disconnection itself; `resubscribed` — every channel
 //! has a subscriber again (`PUBSUB NUMSUB`, polled back to back); `rewoken` — every listener
 //! woken again after its channel was resubscribed (so a release published while the
@@ -14,6 +19,7 @@
 //!
 //! ```sh
 //! cargo run --release -p locks-redis --example pubsub_reconnect -- 20 16
+//! cargo run --release -p locks-redis --example pubsub_reconnect -- 3 16 --partition
 //! ```
 
 use std::error::Error;
@@ -22,19 +28,24 @@ use std::time::{Duration, Instant};
 use locks_core::{LockBackend, LockKey, OwnerToken, Wake};
 use locks_redis::redis::{self, aio::MultiplexedConnection};
 use locks_redis::{RedisBackend, RedisKeys};
+use locks_testkit::proxy::{Direction, FaultProxy};
 use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+use tokio::sync::watch;
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// Longest wait for any single event; a run that misses it reports the event as missing.
-const LIMIT: Duration = Duration::from_secs(10);
-/// A listener that heard nothing for this long after a wake-up is done.
-const QUIET: Duration = Duration::from_millis(300);
+const LIMIT: Duration = Duration::from_secs(30);
+/// How long the `partition` scenario blackholes the connections.
+const PARTITION: Duration = Duration::from_secs(18);
+/// How long the listeners keep recording after the resubscription was seen.
+const GRACE: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Scenario {
     Kill,
     Restart,
+    Partition,
 }
 
 #[derive(Default)]
@@ -66,6 +77,7 @@ async fn numsub(conn: &mut MultiplexedConnection, channels: &[String]) -> Res<Ve
 async fn one_run(
     scenario: Scenario,
     server: &mut RedisServer,
+    proxy: &FaultProxy,
     backend: &RedisBackend,
     listeners: usize,
 ) -> Res<Run> {
@@ -74,16 +86,22 @@ async fn one_run(
         .collect::<Result<_, _>>()?;
     let channels: Vec<String> = keys.iter().map(|k| RedisKeys::new(k).channel).collect();
     // Each listener returns once its SUBSCRIBE is confirmed. Each task records every wake-up
-    // until none came for `QUIET`.
+    // until the run is over (the listener lives until then, so its channel stays wanted).
+    let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     for key in &keys {
         let mut listener = backend.listen(key).await?;
+        let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
             let mut at = Vec::new();
-            let mut limit = LIMIT;
-            while let Ok(Wake::Notified) = listener.wait_for_release(limit).await {
-                at.push(Instant::now());
-                limit = QUIET;
+            loop {
+                tokio::select! {
+                    woke = listener.wait_for_release(LIMIT) => match woke {
+                        Ok(Wake::Notified) => at.push(Instant::now()),
+                        _ => break,
+                    },
+                    _ = stopped.changed() => break,
+                }
             }
             at
         }));
@@ -106,6 +124,12 @@ async fn one_run(
             conn = raw(server).await?;
             Instant::now()
         }
+        Scenario::Partition => {
+            proxy.blackhole(Direction::Both, true);
+            tokio::time::sleep(PARTITION).await;
+            proxy.heal();
+            Instant::now()
+        }
     };
     let mut run = Run::default();
     // The resubscription completed after `missing_seen`: the send time of the last poll that
@@ -119,6 +143,9 @@ async fn one_run(
         }
         missing_seen = sent;
     }
+    // Wake-ups right after the resubscription still count.
+    tokio::time::sleep(GRACE).await;
+    let _ = stop.send(true);
     let (mut first, mut again) = (Some(start), Some(ready));
     for task in tasks {
         let at = task.await?;
@@ -134,7 +161,8 @@ async fn one_run(
             .arg("released")
             .query_async(&mut conn)
             .await?;
-        if heard != 1 {
+        // After a partition the server may still count the abandoned connection.
+        if heard < 1 || (heard > 1 && scenario != Scenario::Partition) {
             return Err(format!("PUBLISH on {channel} reached {heard} subscribers").into());
         }
     }
@@ -167,20 +195,37 @@ async fn main() -> Res<()> {
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().map_or(Ok(20), |a| a.parse())?;
     let listeners: usize = args.next().map_or(Ok(16), |a| a.parse())?;
-    for scenario in [Scenario::Kill, Scenario::Restart] {
+    let scenarios = if args.next().as_deref() == Some("--partition") {
+        vec![Scenario::Partition]
+    } else {
+        vec![Scenario::Kill, Scenario::Restart]
+    };
+    for scenario in scenarios {
         let mut server = RedisServer::start_with(RedisServerConfig::new().local_only()).await?;
-        let backend = RedisBackend::builder(server.url())
+        let proxy = FaultProxy::for_server(&server).await?;
+        let url = match scenario {
+            Scenario::Partition => proxy.url(),
+            Scenario::Kill | Scenario::Restart => server.url(),
+        };
+        let backend = RedisBackend::builder(url)
             .connect_timeout(Duration::from_secs(2))
             .response_timeout(Duration::from_secs(2))
             .connect()
             .await?;
-        let mut all = Vec::new();
+        let (mut all, mut failed) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            all.push(one_run(scenario, &mut server, &backend, listeners).await?);
+            match one_run(scenario, &mut server, &proxy, &backend, listeners).await {
+                Ok(run) => all.push(run),
+                Err(e) => {
+                    failed.push(e.to_string());
+                    all.push(Run::default());
+                }
+            }
         }
         let name = match scenario {
             Scenario::Kill => "CLIENT KILL TYPE pubsub",
             Scenario::Restart => "server restart (SIGKILL + start, empty)",
+            Scenario::Partition => "partition: both directions blackholed for 18 s, then healed",
         };
         println!("{name}: {runs} runs, {listeners} listeners");
         for (label, pick) in [
@@ -190,6 +235,9 @@ async fn main() -> Res<()> {
         ] {
             let values: Vec<Option<f64>> = all.iter().map(pick).collect();
             println!("  {}", summary(label, &values));
+        }
+        for e in &failed {
+            println!("  failed run: {e}");
         }
     }
     Ok(())
