@@ -1,6 +1,9 @@
 //! Where a lock lives in Redis: the one function that maps a [`LockKey`] to Redis names.
 
+use std::io::Write;
+
 use locks_core::LockKey;
+use redis::{RedisWrite, ToRedisArgs};
 
 /// The Redis names of one lock, all sharing the hash tag `{name}` so that every script touches
 /// a single Redis Cluster slot.
@@ -62,73 +65,73 @@ pub struct RedisKeys {
     pub rw_waiting: String,
 }
 
-/// Suffix of the fence counter after the lease key.
-pub(crate) const FENCE_SUFFIX: &str = ":fence";
-/// Suffix of the release channel after the lease key.
-pub(crate) const CHANNEL_SUFFIX: &str = ":released";
+// The suffix of each name after the lease key `{prefix}{{{name}}}`: the whole layout.
 
-/// `{prefix}{{{name}}}` followed by `suffix`, with room for nothing more.
-fn lease_name(key: &LockKey, suffix: &str) -> String {
-    let prefix = key.prefix();
-    let name = key.name();
-    let mut lease = String::with_capacity(prefix.len() + name.len() + 2 + suffix.len());
-    lease.push_str(prefix);
-    lease.push('{');
-    lease.push_str(name);
-    lease.push('}');
-    lease.push_str(suffix);
-    lease
+/// The lease hash itself.
+pub(crate) const LEASE: &str = "";
+/// The fence counter.
+pub(crate) const FENCE: &str = ":fence";
+/// The release channel.
+pub(crate) const CHANNEL: &str = ":released";
+/// The semaphore's permits.
+pub(crate) const SEMAPHORE: &str = ":sem";
+/// The fences of the permits.
+pub(crate) const SEMAPHORE_FENCES: &str = ":sem:fences";
+/// The read-write lock's readers.
+pub(crate) const RW_READERS: &str = ":rw:readers";
+/// The fences of the readers.
+pub(crate) const RW_FENCES: &str = ":rw:fences";
+/// The read-write lock's writer.
+pub(crate) const RW_WRITER: &str = ":rw:writer";
+/// The waiting writer's mark.
+pub(crate) const RW_WAITING: &str = ":rw:waiting";
+
+/// `{prefix}{{{name}}}` followed by `suffix`.
+pub(crate) fn name(key: &LockKey, suffix: &str) -> String {
+    let (prefix, name) = (key.prefix(), key.name());
+    let mut out = String::with_capacity(prefix.len() + name.len() + 2 + suffix.len());
+    out.push_str(prefix);
+    out.push('{');
+    out.push_str(name);
+    out.push('}');
+    out.push_str(suffix);
+    out
 }
 
-/// The lease key and one suffixed name (fence counter or release channel) of a mutex in a
-/// single allocation, for the hot paths that need no other name. Same names as
-/// [`RedisKeys::new`].
-pub(crate) struct LeaseKeys {
-    name: String,
-    lease_len: usize,
+/// One Redis name of a lock (the lease key followed by `suffix`) as a command argument,
+/// written straight into the command's buffer: the hot paths build no `String` per name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyName<'a> {
+    pub(crate) key: &'a LockKey,
+    pub(crate) suffix: &'static str,
 }
 
-impl LeaseKeys {
-    /// The lease key of `key`, followed by `suffix` ([`FENCE_SUFFIX`], [`CHANNEL_SUFFIX`] or
-    /// `""`).
-    pub(crate) fn new(key: &LockKey, suffix: &str) -> Self {
-        let name = lease_name(key, suffix);
-        let lease_len = name.len() - suffix.len();
-        LeaseKeys { name, lease_len }
-    }
-
-    /// The lease key.
-    pub(crate) fn lease(&self) -> &str {
-        &self.name[..self.lease_len]
-    }
-
-    /// The lease key followed by the suffix.
-    pub(crate) fn suffixed(&self) -> &str {
-        &self.name
-    }
-
-    /// The lease key followed by the suffix, owned.
-    pub(crate) fn into_suffixed(self) -> String {
-        self.name
+impl ToRedisArgs for KeyName<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + RedisWrite,
+    {
+        let mut arg = out.writer_for_next_arg();
+        for part in [self.key.prefix(), "{", self.key.name(), "}", self.suffix] {
+            // The writer appends to an in-memory buffer: it cannot fail.
+            let _ = arg.write_all(part.as_bytes());
+        }
     }
 }
 
 impl RedisKeys {
     /// The Redis names of `key`.
     pub fn new(key: &LockKey) -> Self {
-        let lease = lease_name(key, "");
-        let fence = format!("{lease}{FENCE_SUFFIX}");
-        let channel = format!("{lease}{CHANNEL_SUFFIX}");
         RedisKeys {
-            semaphore: format!("{lease}:sem"),
-            semaphore_fences: format!("{lease}:sem:fences"),
-            rw_readers: format!("{lease}:rw:readers"),
-            rw_fences: format!("{lease}:rw:fences"),
-            rw_writer: format!("{lease}:rw:writer"),
-            rw_waiting: format!("{lease}:rw:waiting"),
-            lease,
-            fence,
-            channel,
+            lease: name(key, LEASE),
+            fence: name(key, FENCE),
+            channel: name(key, CHANNEL),
+            semaphore: name(key, SEMAPHORE),
+            semaphore_fences: name(key, SEMAPHORE_FENCES),
+            rw_readers: name(key, RW_READERS),
+            rw_fences: name(key, RW_FENCES),
+            rw_writer: name(key, RW_WRITER),
+            rw_waiting: name(key, RW_WAITING),
         }
     }
 }
@@ -159,17 +162,15 @@ mod tests {
     }
 
     #[test]
-    fn lease_keys_match_the_layout() {
+    fn key_name_arguments_match_the_layout() {
         for name in ["a b", "{tag}", "x:y:z", "zahlung-übersicht-支付", "}{"] {
             let key = LockKey::new("_lock:", name).unwrap();
             let keys = RedisKeys::new(&key);
-            let fence = LeaseKeys::new(&key, FENCE_SUFFIX);
-            assert_eq!(fence.lease(), keys.lease);
-            assert_eq!(fence.suffixed(), keys.fence);
-            let channel = LeaseKeys::new(&key, CHANNEL_SUFFIX);
-            assert_eq!(channel.lease(), keys.lease);
-            assert_eq!(channel.into_suffixed(), keys.channel);
-            assert_eq!(LeaseKeys::new(&key, "").suffixed(), keys.lease);
+            let arg = |suffix| KeyName { key: &key, suffix }.to_redis_args();
+            assert_eq!(arg(LEASE), vec![keys.lease.into_bytes()]);
+            assert_eq!(arg(FENCE), vec![keys.fence.into_bytes()]);
+            assert_eq!(arg(CHANNEL), vec![keys.channel.into_bytes()]);
+            assert_eq!(arg(RW_WAITING), vec![keys.rw_waiting.into_bytes()]);
         }
     }
 }

@@ -12,8 +12,16 @@
 //!   `listen` on a contended key costs no round trip.
 //! - When the connection drops (or a periodic `PING` fails), the task bumps *every*
 //!   generation (every waiter re-checks at once: a release may have been missed), reconnects
-//!   with exponential backoff and jitter, resubscribes every live channel (pipelined), and bumps
-//!   every generation again (releases published while it was away).
+//!   with exponential backoff and jitter, resubscribes every live channel (one `SUBSCRIBE`,
+//!   every confirmation awaited), and bumps every generation again (releases published while
+//!   it was away).
+//!
+//! Why not redis's own `ConnectionManager` with a push sender and automatic resubscription:
+//! it needs RESP3, replays the subscriptions without checking the result, and does not
+//! reconnect after a timed-out `PING`, so a connection that silently stops delivering (a
+//! partition, a half-open TCP connection) is never replaced: measured with
+//! `examples/pubsub_reconnect.rs --partition`, its waiters were never woken and later
+//! `SUBSCRIBE`s timed out, where this loop woke them and resubscribed within seconds.
 //! - While it is reconnecting, `listen` fails fast with a transient error; the service then
 //!   polls.
 
@@ -22,8 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
-use futures::future::try_join_all;
 use locks_core::{BackendError, ReleaseListener, Wake};
 use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
@@ -34,10 +42,16 @@ use crate::error::backend_error;
 
 /// How often the idle subscription connection is checked with a `PING`.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(15);
-/// First pause between reconnection attempts.
-const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
-/// Longest pause between reconnection attempts.
-const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Pauses between reconnection attempts: 25 ms doubling up to 2.5 s, each plus a random
+/// jitter of up to 100 % (so 25–50 ms first, at most 5 s).
+const RECONNECT_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(25))
+    .with_max_delay(Duration::from_millis(2500))
+    .with_factor(2.0)
+    .with_jitter()
+    .without_max_times();
+/// The pause if the backoff ever ran out (it does not: no maximum number of attempts).
+const RECONNECT_MAX_PAUSE: Duration = Duration::from_secs(5);
 /// How long a channel stays subscribed after its last listener is gone.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
@@ -203,13 +217,13 @@ impl Shared {
         let Some(sink) = sink.as_mut() else {
             return true;
         };
-        let unsubscribes = gone.iter().map(|name| {
-            let mut sink = sink.clone();
-            async move { sink.unsubscribe(name).await }
-        });
+        // Never an empty UNSUBSCRIBE: it would drop every channel.
+        if gone.is_empty() {
+            return true;
+        }
         matches!(
-            tokio::time::timeout(self.response_timeout, try_join_all(unsubscribes)).await,
-            Ok(Ok(_))
+            tokio::time::timeout(self.response_timeout, sink.unsubscribe(&gone)).await,
+            Ok(Ok(()))
         )
     }
 
@@ -235,11 +249,12 @@ impl Shared {
         }
         // A release may have been published while the connection was going down.
         self.wake_all();
-        let mut delay = RECONNECT_MIN_DELAY;
+        let mut pauses = RECONNECT_BACKOFF.build();
         loop {
             if idle.is_closed() {
                 return None;
             }
+            let pause = pauses.next().unwrap_or(RECONNECT_MAX_PAUSE);
             match self.try_reconnect().await {
                 Ok(stream) => {
                     tracing::debug!("redis release subscription reconnected");
@@ -248,11 +263,10 @@ impl Shared {
                     return Some(stream);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?delay,
+                    tracing::warn!(error = %e, retry_in = ?pause,
                         "redis release subscription is down; waiters poll until it is back");
                 }
             }
-            let pause = delay.mul_f64(0.5 + 0.5 * fastrand::f64());
             let until = Instant::now() + pause;
             loop {
                 tokio::select! {
@@ -263,7 +277,6 @@ impl Shared {
                     }
                 }
             }
-            delay = (delay * 2).min(RECONNECT_MAX_DELAY);
         }
     }
 
@@ -288,13 +301,17 @@ impl Shared {
             channels.retain(|_, c| c.refs > 0);
             channels.keys().cloned().collect()
         };
-        // One channel per SUBSCRIBE (one confirmation each), pipelined on the connection.
-        let subscribes = names.iter().map(|name| {
-            let mut sink = new_sink.clone();
-            async move { sink.subscribe(name).await }
-        });
-        match tokio::time::timeout(self.response_timeout, try_join_all(subscribes)).await {
-            Ok(Ok(_)) => {}
+        // One SUBSCRIBE for every channel; it returns once each one is confirmed.
+        let mut resubscribe = new_sink.clone();
+        let subscribed = async {
+            if names.is_empty() {
+                Ok(())
+            } else {
+                resubscribe.subscribe(&names).await
+            }
+        };
+        match tokio::time::timeout(self.response_timeout, subscribed).await {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(backend_error("subscribe", e)),
             Err(_) => {
                 return Err(BackendError::transient(

@@ -1,0 +1,219 @@
+//! Building a [`RedisBackend`]: the target (URL or client), the timeouts and their validation,
+//! and [`connect`](RedisBackendBuilder::connect), which fails with a typed
+//! [`RedisBackendError`] within the connect timeout.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::{Client, Value};
+
+use crate::backend::RedisBackend;
+use crate::connection::Connection;
+use crate::error::{RedisBackendError, connect_error};
+use crate::pubsub::Notifier;
+
+/// The default [`RedisBackendBuilder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default [`RedisBackendBuilder::response_timeout`].
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shortest timeout the builder accepts.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Where the builder connects to.
+enum Target {
+    Url(String),
+    Client(Box<Client>),
+}
+
+/// Builds a [`RedisBackend`]: [`RedisBackend::builder`] or
+/// [`RedisBackend::builder_from_client`], optional timeouts, then
+/// [`connect`](RedisBackendBuilder::connect).
+pub struct RedisBackendBuilder {
+    target: Target,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl fmt::Debug for RedisBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the URL: it may carry a password.
+        let target = match &self.target {
+            Target::Url(_) => "url (redacted)".to_owned(),
+            Target::Client(c) => c.get_connection_info().addr().to_string(),
+        };
+        f.debug_struct("RedisBackendBuilder")
+            .field("target", &target)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Connect to `url` with the default timeouts. See [`RedisBackendBuilder::connect`].
+    pub async fn connect(url: &str) -> Result<RedisBackend, RedisBackendError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Start building a backend for `url` (`redis://`, `rediss://` with feature `tls`,
+    /// `unix://`); the URL is parsed by [`connect`](RedisBackendBuilder::connect).
+    pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
+        RedisBackendBuilder::new(Target::Url(url.into()))
+    }
+
+    /// Start building a backend on an existing [`redis::Client`] (e.g. one built with custom
+    /// TLS certificates through `Client::build_with_tls`).
+    pub fn builder_from_client(client: Client) -> RedisBackendBuilder {
+        RedisBackendBuilder::new(Target::Client(Box::new(client)))
+    }
+}
+
+impl RedisBackendBuilder {
+    fn new(target: Target) -> Self {
+        RedisBackendBuilder {
+            target,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
+
+    /// How long [`connect`](Self::connect) may take in total (TCP, TLS, `AUTH`, `PING` and the
+    /// pub/sub connection), and each later reconnection attempt. Default 5 s; at least 1 ms.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one command may wait for its reply before it fails with a transient error.
+    /// Default 5 s; at least 1 ms.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connect: the command connection (checked with `PING`) and the pub/sub connection.
+    ///
+    /// Fails within the connect timeout with [`RedisBackendError`]: `InvalidUrl`,
+    /// `InvalidOption`, `Authentication` (not retried), `Connect` or `ConnectTimeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the connections it had opened; no background task is started
+    /// before it completes.
+    pub async fn connect(self) -> Result<RedisBackend, RedisBackendError> {
+        self.validate()?;
+        let client = match self.target {
+            Target::Client(client) => *client,
+            Target::Url(url) => open_client(&url)?,
+        };
+        #[cfg(feature = "tls")]
+        install_crypto_provider(&client);
+        let addr = client.get_connection_info().addr().to_string();
+        let (ct, rt) = (self.connect_timeout, self.response_timeout);
+        let connected = tokio::time::timeout(ct, async {
+            let conn = Connection::open(client.clone(), addr.clone(), ct, rt)
+                .await
+                .map_err(|e| connect_error(&addr, e))?;
+            // The connection setup authenticates; PING catches `NOAUTH` (password missing).
+            conn.run(|mut c| async move { redis::cmd("PING").query_async::<Value>(&mut c).await })
+                .await
+                .map_err(|e| connect_error(&addr, e))?;
+            let pubsub = client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| connect_error(&addr, e))?;
+            Ok::<_, RedisBackendError>((conn, pubsub))
+        })
+        .await;
+        let (conn, pubsub) = match connected {
+            Ok(r) => r?,
+            Err(_) => return Err(RedisBackendError::ConnectTimeout { addr, timeout: ct }),
+        };
+        let notifier = Notifier::start(client.clone(), pubsub, ct, rt);
+        Ok(RedisBackend::from_parts(
+            client, addr, conn, notifier, ct, rt,
+        ))
+    }
+
+    /// Every option within its bounds.
+    fn validate(&self) -> Result<(), RedisBackendError> {
+        for (option, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+        ] {
+            if value < MIN_TIMEOUT {
+                return Err(RedisBackendError::InvalidOption {
+                    option,
+                    reason: "must be at least 1 ms".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_client(url: &str) -> Result<Client, RedisBackendError> {
+    Client::open(url).map_err(|e| {
+        let reason = if url.starts_with("rediss://") && cfg!(not(feature = "tls")) {
+            "rediss:// (TLS) needs the `tls` feature of locks-redis".to_owned()
+        } else {
+            e.to_string()
+        };
+        RedisBackendError::InvalidUrl {
+            reason,
+            source: Some(e),
+        }
+    })
+}
+
+/// rustls needs a process-wide crypto provider; install `ring` unless the application did.
+#[cfg(feature = "tls")]
+fn install_crypto_provider(client: &Client) {
+    if matches!(
+        client.get_connection_info().addr(),
+        redis::ConnectionAddr::TcpTls { .. }
+    ) && rustls::crypto::CryptoProvider::get_default().is_none()
+    {
+        // Losing the race to another installer is fine: some provider is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_debug_hides_the_url() {
+        let b = RedisBackend::builder("redis://user:hunter2@example.invalid:1");
+        assert!(!format!("{b:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn timeouts_below_a_millisecond_are_refused() {
+        let b = RedisBackend::builder("redis://127.0.0.1:1").response_timeout(Duration::ZERO);
+        assert!(matches!(
+            b.validate(),
+            Err(RedisBackendError::InvalidOption {
+                option: "response_timeout",
+                ..
+            })
+        ));
+        let b = RedisBackend::builder("redis://127.0.0.1:1")
+            .connect_timeout(Duration::from_micros(999));
+        assert!(matches!(
+            b.validate(),
+            Err(RedisBackendError::InvalidOption {
+                option: "connect_timeout",
+                ..
+            })
+        ));
+        assert!(
+            RedisBackend::builder("redis://127.0.0.1:1")
+                .validate()
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! The command connection: a [`ConnectionManager`] (multiplexed, reconnects after a dropped
+//! connection), set up without retries and with connect and response timeouts, and retired
+//! after a response timeout.
+//!
+//! The redis crate matches replies to requests in the order they were sent, and keeps a
+//! connection after a response timeout. A request lost on a connection that stays open (a
+//! middlebox discarding bytes) would shift every later reply to the wrong request, so a
+//! response timeout marks the connection `broken`: no later command is sent on it, and a new
+//! connection manager (same client, same configuration) replaces it, made in the background
+//! and awaited by the next command (at most the connect timeout; if it cannot be made, that
+//! command fails transiently and the one after it tries again).
+
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, RedisResult};
+
+/// The shared command connection of a backend and its clones.
+pub(crate) struct Connection {
+    client: Client,
+    /// How the connection is made (and remade).
+    config: ConnectionManagerConfig,
+    connect_timeout: Duration,
+    /// The server address, for logs.
+    addr: String,
+    slot: RwLock<Slot>,
+    /// Held while a replacement connection is being made: one attempt at a time.
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+/// The current connection. The `generation` tells whether a timed-out command used the current
+/// connection (N concurrent timeouts replace it once); `attempts` counts reconnection attempts,
+/// so commands waiting for one attempt do not each start another after it failed.
+struct Slot {
+    conn: ConnectionManager,
+    generation: u64,
+    broken: bool,
+    attempts: u64,
+}
+
+/// The connection manager's configuration. No retries inside it: a dropped connection fails the
+/// command (transient) and reconnects on the next one; the service decides about retrying.
+fn manager_config(
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(0)
+}
+
+impl Connection {
+    /// Connect (no timeout of its own: the caller bounds it by the connect timeout).
+    pub(crate) async fn open(
+        client: Client,
+        addr: String,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> RedisResult<Arc<Connection>> {
+        let config = manager_config(connect_timeout, response_timeout);
+        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        Ok(Arc::new(Connection {
+            client,
+            config,
+            connect_timeout,
+            addr,
+            slot: RwLock::new(Slot {
+                conn,
+                generation: 0,
+                broken: false,
+                attempts: 0,
+            }),
+            reconnecting: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Run one command on the current connection. A response timeout retires the connection it
+    /// was sent on and starts a replacement in the background; the command itself fails with
+    /// the (transient) timeout error.
+    pub(crate) async fn run<T, F, Fut>(self: &Arc<Self>, command: F) -> RedisResult<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let (conn, generation) = self.current().await?;
+        let e = match command(conn).await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        if e.is_timeout()
+            && let Some(seen_attempts) = self.mark_broken(generation)
+        {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                // A failure leaves the connection marked: the next command tries again.
+                let _ = this.reconnect(seen_attempts).await;
+            });
+        }
+        Err(e)
+    }
+
+    fn read_slot(&self) -> RwLockReadGuard<'_, Slot> {
+        self.slot.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_slot(&self) -> RwLockWriteGuard<'_, Slot> {
+        self.slot.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current connection and its generation; reconnects first if the last one broke.
+    async fn current(&self) -> RedisResult<(ConnectionManager, u64)> {
+        let seen_attempts = {
+            let slot = self.read_slot();
+            if !slot.broken {
+                return Ok((slot.conn.clone(), slot.generation));
+            }
+            slot.attempts
+        };
+        self.reconnect(seen_attempts).await
+    }
+
+    /// A command that used connection `generation` timed out: mark it broken if it is still
+    /// the current one. Returns the attempt count to reconnect from, if this call marked it.
+    fn mark_broken(&self, generation: u64) -> Option<u64> {
+        let mut slot = self.write_slot();
+        if slot.generation != generation || slot.broken {
+            return None;
+        }
+        slot.broken = true;
+        tracing::warn!(
+            addr = %self.addr,
+            "redis command timed out: replacing the command connection (replies could be \
+             matched to the wrong requests on it)"
+        );
+        Some(slot.attempts)
+    }
+
+    /// Replace the broken connection, unless another attempt happened since `seen_attempts`
+    /// (then its outcome stands). Bounded by the connect timeout. On failure the old
+    /// connection stays marked broken, so the next command tries again.
+    async fn reconnect(&self, seen_attempts: u64) -> RedisResult<(ConnectionManager, u64)> {
+        let _one_at_a_time = self.reconnecting.lock().await;
+        {
+            let slot = self.read_slot();
+            if !slot.broken {
+                return Ok((slot.conn.clone(), slot.generation));
+            }
+            if slot.attempts != seen_attempts {
+                return Err(io_error(
+                    std::io::ErrorKind::NotConnected,
+                    "reconnecting after a response timeout failed",
+                ));
+            }
+        }
+        let made = tokio::time::timeout(
+            self.connect_timeout,
+            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
+        )
+        .await;
+        let mut slot = self.write_slot();
+        slot.attempts = slot.attempts.wrapping_add(1);
+        match made {
+            Ok(Ok(conn)) => {
+                slot.conn = conn.clone();
+                slot.generation = slot.generation.wrapping_add(1);
+                slot.broken = false;
+                tracing::info!(addr = %self.addr, "redis command connection replaced");
+                Ok((conn, slot.generation))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(addr = %self.addr, error = %e, "redis reconnection failed");
+                Err(e)
+            }
+            Err(_) => {
+                tracing::warn!(addr = %self.addr, "redis reconnection timed out");
+                Err(io_error(
+                    std::io::ErrorKind::TimedOut,
+                    "reconnecting after a response timeout timed out",
+                ))
+            }
+        }
+    }
+}
+
+/// A transient I/O error (`error::is_transient` holds for it).
+fn io_error(kind: std::io::ErrorKind, message: &'static str) -> RedisError {
+    RedisError::from(std::io::Error::new(kind, message))
+}
