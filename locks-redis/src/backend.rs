@@ -1,5 +1,5 @@
-//! [`RedisBackend`] and its [`LockBackend`] implementation. Each operation is one
-//! [`dispatch`] of an [`Op`] on a lease [`Kind`], and one [`Reply`](crate::replies::Reply)
+//! [`RedisBackend`] and its [`LockBackend`](locks_core::LockBackend) implementation: each
+//! operation is one [`dispatch`] of an [`Operation`] and one [`Reply`](crate::replies::Reply)
 //! decoder.
 
 use std::fmt;
@@ -7,17 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use locks_core::{
-    AcquireResult, BackendError, LeaseInfo, LockBackend, LockKey, OwnerToken, ReleaseListener,
-    RwInfo,
-};
+use locks_core::backend::{Dispatch, Operation, Outcome};
+use locks_core::{BackendError, LeaseKind, LockKey, ReleaseListener};
 use redis::Client;
 
 use crate::connection::Connection;
-use crate::dispatch::{Kind, Op, dispatch};
+use crate::dispatch::dispatch;
 use crate::keys::{self, CHANNEL};
 use crate::pubsub::Notifier;
-use crate::replies::Reply;
 
 /// A [`LockBackend`] on Redis. Cheap to clone: clones share the connection, the subscription
 /// and its background task. See the [crate docs](crate) for layout, scripts and guarantees.
@@ -84,126 +81,36 @@ impl RedisBackend {
     pub fn release_channels(&self) -> usize {
         self.inner.notifier.channel_count()
     }
-
-    /// Run `op` on the lease of `kind` at `key` (see [`dispatch`]).
-    async fn run(&self, op: Op, kind: Kind, key: &LockKey) -> Result<Reply, BackendError> {
-        dispatch(&self.inner.conn, op, kind, key).await
-    }
 }
 
 #[async_trait]
-impl LockBackend for RedisBackend {
-    async fn try_acquire(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        let op = Op::Acquire { token, ttl };
-        self.run(op, Kind::Mutex, key).await?.acquired()
+impl Dispatch for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
     }
 
-    async fn release(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
-        let op = Op::Release { token };
-        self.run(op, Kind::Mutex, key).await?.done()
+    /// Every kind: mutex, semaphore permits, readers and writers.
+    fn supports(&self, kind: LeaseKind) -> bool {
+        matches!(
+            kind,
+            LeaseKind::Mutex | LeaseKind::Permit { .. } | LeaseKind::Read | LeaseKind::Write
+        )
     }
 
-    async fn extend(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let op = Op::Extend { token, ttl };
-        self.run(op, Kind::Mutex, key).await?.done()
-    }
-
-    async fn inspect(&self, key: &LockKey) -> Result<Option<LeaseInfo>, BackendError> {
-        self.run(Op::Holders, Kind::Mutex, key).await?.lease()
-    }
-
-    async fn force_release(&self, key: &LockKey) -> Result<bool, BackendError> {
-        self.run(Op::ForceRelease, Kind::Mutex, key).await?.done()
+    /// One script call (see [`dispatch`]) and the decoder for its answer.
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        let reply = dispatch(&self.inner.conn, op).await?;
+        match op {
+            Operation::TryAcquire { .. } => reply.acquired().map(Outcome::Acquire),
+            Operation::Holders { kind, .. } => reply.holders(kind).map(Outcome::Holders),
+            _ => reply.done().map(Outcome::Done),
+        }
     }
 
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
         let channel = keys::name(key, CHANNEL);
         Ok(Box::new(self.inner.notifier.listen(channel).await?))
     }
-
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    async fn try_acquire_permit(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-        permits: u32,
-    ) -> Result<AcquireResult, BackendError> {
-        let op = Op::Acquire { token, ttl };
-        let kind = Kind::Permit { limit: permits };
-        self.run(op, kind, key).await?.acquired()
-    }
-
-    async fn release_permit(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
-        let op = Op::Release { token };
-        self.run(op, Kind::Permit { limit: 0 }, key).await?.done()
-    }
-
-    async fn extend_permit(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let op = Op::Extend { token, ttl };
-        self.run(op, Kind::Permit { limit: 0 }, key).await?.done()
-    }
-
-    async fn permit_holders(&self, key: &LockKey) -> Result<Vec<LeaseInfo>, BackendError> {
-        let kind = Kind::Permit { limit: 0 };
-        self.run(Op::Holders, kind, key).await?.members()
-    }
-
-    async fn try_acquire_read(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        let op = Op::Acquire { token, ttl };
-        self.run(op, Kind::Read, key).await?.acquired()
-    }
-
-    async fn try_acquire_write(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        let op = Op::Acquire { token, ttl };
-        self.run(op, Kind::Write, key).await?.acquired()
-    }
-
-    async fn release_rw(&self, key: &LockKey, token: OwnerToken) -> Result<bool, BackendError> {
-        // One script releases a read or a write lease: the kind only picks the script.
-        let op = Op::Release { token };
-        self.run(op, Kind::Write, key).await?.done()
-    }
-
-    async fn extend_rw(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        let op = Op::Extend { token, ttl };
-        self.run(op, Kind::Write, key).await?.done()
-    }
-
-    async fn inspect_rw(&self, key: &LockKey) -> Result<RwInfo, BackendError> {
-        self.run(Op::Holders, Kind::Write, key).await?.rw()
-    }
 }
+
+locks_core::impl_lock_backend!(RedisBackend);

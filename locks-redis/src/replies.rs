@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use locks_core::{AcquireResult, BackendError, Lease, LeaseInfo, OwnerToken, RwInfo};
+use locks_core::{AcquireResult, BackendError, Holders, Lease, LeaseInfo, LeaseKind, OwnerToken};
 use redis::Value;
 
 use crate::error::malformed;
@@ -49,27 +49,28 @@ impl Reply {
         }
     }
 
-    /// The `INSPECT` script's nil (no lease) or `{owner, fence, pttl}`.
-    pub(crate) fn lease(self) -> Result<Option<LeaseInfo>, BackendError> {
+    /// The holders of `kind`: the `INSPECT` script's nil or `{owner, fence, pttl}` for a
+    /// mutex; the flat `{token, remaining ms, fence, ...}` members for permits; the
+    /// `INSPECT_RW` script's `{readers, {owner, fence, pttl} or {}, 0|1}` for a read-write lock.
+    pub(crate) fn holders(self, kind: LeaseKind) -> Result<Holders, BackendError> {
         let op = self.op;
-        match self.value {
-            Value::Nil => Ok(None),
-            Value::Array(parts) => match parts.as_slice() {
-                [owner, fence, pttl] => Ok(Some(lease_info(op, owner, fence, pttl)?)),
-                _ => Err(malformed(op, format_args!("{} parts", parts.len()))),
+        match kind {
+            LeaseKind::Mutex => match self.value {
+                Value::Nil => Ok(Holders::default()),
+                Value::Array(parts) => match parts.as_slice() {
+                    [owner, fence, pttl] => {
+                        Ok(Holders::new(vec![lease_info(op, kind, owner, fence, pttl)?]))
+                    }
+                    _ => Err(malformed(op, format_args!("{} parts", parts.len()))),
+                },
+                other => Err(malformed(op, format_args!("{other:?}"))),
             },
-            other => Err(malformed(op, format_args!("{other:?}"))),
+            LeaseKind::Permit { .. } => Ok(Holders::new(parse_members(op, kind, &self.value)?)),
+            _ => self.rw(),
         }
     }
 
-    /// The members of a sorted set as a script lists them, flat
-    /// `{token, remaining ms, fence, ...}`, sorted by fence.
-    pub(crate) fn members(self) -> Result<Vec<LeaseInfo>, BackendError> {
-        parse_members(self.op, &self.value)
-    }
-
-    /// The `INSPECT_RW` script's `{readers, {owner, fence, pttl} or {}, 0|1}`.
-    pub(crate) fn rw(self) -> Result<RwInfo, BackendError> {
+    fn rw(self) -> Result<Holders, BackendError> {
         let op = self.op;
         let Value::Array(parts) = &self.value else {
             return Err(malformed(op, format_args!("{:?}", self.value)));
@@ -77,20 +78,22 @@ impl Reply {
         let [readers, writer, waiting] = parts.as_slice() else {
             return Err(malformed(op, format_args!("{} parts", parts.len())));
         };
-        let readers = parse_members(op, readers)?;
-        let writer = match writer {
+        let mut leases = parse_members(op, LeaseKind::Read, readers)?;
+        match writer {
             Value::Array(w) => match w.as_slice() {
-                [] => None,
-                [owner, fence, pttl] => Some(lease_info(op, owner, fence, pttl)?),
+                [] => {}
+                [owner, fence, pttl] => {
+                    leases.push(lease_info(op, LeaseKind::Write, owner, fence, pttl)?);
+                }
                 _ => return Err(malformed(op, format_args!("writer {writer:?}"))),
             },
             other => return Err(malformed(op, format_args!("writer {other:?}"))),
-        };
+        }
         let waiting = match waiting {
             Value::Int(n) => *n != 0,
             other => return Err(malformed(op, format_args!("waiting {other:?}"))),
         };
-        Ok(RwInfo::new(readers, writer, waiting))
+        Ok(Holders::new(leases).with_writer_waiting(waiting))
     }
 }
 
@@ -105,11 +108,13 @@ fn pair(op: &'static str, value: Value) -> Result<[Value; 2], BackendError> {
 
 fn lease_info(
     op: &'static str,
+    kind: LeaseKind,
     owner: &Value,
     fence: &Value,
     pttl: &Value,
 ) -> Result<LeaseInfo, BackendError> {
     Ok(LeaseInfo::new(
+        kind,
         parse_token(op, owner)?,
         parse_remaining(op, pttl)?,
         parse_fence(op, fence)?,
@@ -150,7 +155,11 @@ fn parse_remaining(op: &'static str, v: &Value) -> Result<Duration, BackendError
     }
 }
 
-fn parse_members(op: &'static str, v: &Value) -> Result<Vec<LeaseInfo>, BackendError> {
+fn parse_members(
+    op: &'static str,
+    kind: LeaseKind,
+    v: &Value,
+) -> Result<Vec<LeaseInfo>, BackendError> {
     let Value::Array(items) = v else {
         return Err(malformed(op, format_args!("members {v:?}")));
     };
@@ -162,7 +171,7 @@ fn parse_members(op: &'static str, v: &Value) -> Result<Vec<LeaseInfo>, BackendE
     }
     let mut out = items
         .chunks_exact(3)
-        .map(|m| lease_info(op, &m[0], &m[2], &m[1]))
+        .map(|m| lease_info(op, kind, &m[0], &m[2], &m[1]))
         .collect::<Result<Vec<_>, BackendError>>()?;
     out.sort_by_key(|i| i.fence);
     Ok(out)
@@ -216,18 +225,24 @@ mod tests {
     }
 
     #[test]
-    fn decodes_leases_members_and_rw() {
+    fn decodes_holders_of_every_kind() {
         let token = OwnerToken::new();
         let t = bulk(&token.to_hyphenated());
-        let lease = Reply::new(
-            "inspect",
+        let mutex = Reply::new(
+            "holders",
             Value::Array(vec![t.clone(), bulk("9"), Value::Int(-1)]),
         );
         assert_eq!(
-            lease.lease().ok(),
-            Some(Some(LeaseInfo::new(token, Duration::MAX, 9)))
+            mutex.holders(LeaseKind::Mutex).ok(),
+            Some(Holders::new(vec![LeaseInfo::new(
+                LeaseKind::Mutex,
+                token,
+                Duration::MAX,
+                9
+            )]))
         );
-        assert_eq!(Reply::new("inspect", Value::Nil).lease().ok(), Some(None));
+        let none = Reply::new("holders", Value::Nil).holders(LeaseKind::Mutex);
+        assert_eq!(none.ok(), Some(Holders::default()));
 
         let other = OwnerToken::new();
         let members = Value::Array(vec![
@@ -238,20 +253,21 @@ mod tests {
             Value::Int(200),
             bulk("3"),
         ]);
-        let got = Reply::new("permit_holders", members.clone()).members().ok();
+        let permit = LeaseKind::Permit { limit: 2 };
+        let got = Reply::new("holders", members.clone()).holders(permit).ok();
         assert_eq!(
             got,
-            Some(vec![
-                LeaseInfo::new(other, Duration::from_millis(200), 3),
-                LeaseInfo::new(token, Duration::from_millis(100), 8),
-            ])
+            Some(Holders::new(vec![
+                LeaseInfo::new(permit, other, Duration::from_millis(200), 3),
+                LeaseInfo::new(permit, token, Duration::from_millis(100), 8),
+            ]))
         );
 
         let rw = Value::Array(vec![members, Value::Array(vec![]), Value::Int(1)]);
-        let info = Reply::new("inspect_rw", rw).rw().ok();
-        assert!(
-            info.is_some_and(|i| i.readers.len() == 2 && i.writer.is_none() && i.writer_waiting)
-        );
+        let info = Reply::new("holders", rw).holders(LeaseKind::Read).ok();
+        assert!(info.is_some_and(|h| h.leases.len() == 2
+            && h.leases.iter().all(|l| l.kind == LeaseKind::Read)
+            && h.writer_waiting));
 
         assert_eq!(Reply::new("release", Value::Int(1)).done().ok(), Some(true));
         assert_eq!(

@@ -94,14 +94,20 @@ return {v[1], v[2], redis.call('PTTL', KEYS[1])}
     )
 });
 
-/// `KEYS[1]` lease, `KEYS[2]` release channel.
+/// `KEYS[1..n-1]` every name of one lock kind (the mutex lease; or the semaphore's set and
+/// fences; or the read-write lock's readers, fences, writer and waiting mark), `KEYS[n]` the
+/// release channel. The fence counter is not among them: fences keep increasing.
 ///
-/// Deletes the lease whoever holds it and publishes if there was one. Returns 1 or 0.
+/// Deletes them whoever holds them and publishes if anything was there. Returns 1 or 0.
 pub(crate) static FORCE_RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('DEL', KEYS[1]) == 1 then
-  redis.pcall('PUBLISH', KEYS[2], 'released')
+local deleted = 0
+for i = 1, #KEYS - 1 do
+  deleted = deleted + redis.call('DEL', KEYS[i])
+end
+if deleted > 0 then
+  redis.pcall('PUBLISH', KEYS[#KEYS], 'released')
   return 1
 end
 return 0
