@@ -202,8 +202,18 @@ mod tests {
         for kind in kinds {
             let key = &key;
             for op in [
-                Operation::TryAcquire { key, kind, token, ttl },
-                Operation::Extend { key, kind, token, ttl },
+                Operation::TryAcquire {
+                    key,
+                    kind,
+                    token,
+                    ttl,
+                },
+                Operation::Extend {
+                    key,
+                    kind,
+                    token,
+                    ttl,
+                },
                 Operation::Release { key, kind, token },
                 Operation::Holders { key, kind },
                 Operation::ForceRelease { key, kind },

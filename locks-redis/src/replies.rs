@@ -58,9 +58,9 @@ impl Reply {
             LeaseKind::Mutex => match self.value {
                 Value::Nil => Ok(Holders::default()),
                 Value::Array(parts) => match parts.as_slice() {
-                    [owner, fence, pttl] => {
-                        Ok(Holders::new(vec![lease_info(op, kind, owner, fence, pttl)?]))
-                    }
+                    [owner, fence, pttl] => Ok(Holders::new(vec![lease_info(
+                        op, kind, owner, fence, pttl,
+                    )?])),
                     _ => Err(malformed(op, format_args!("{} parts", parts.len()))),
                 },
                 other => Err(malformed(op, format_args!("{other:?}"))),

@@ -162,10 +162,10 @@ impl KeeperState {
     }
 
     fn unqueue(&mut self, id: u64) {
-        if let Some(entry) = self.held.get_mut(&id) {
-            if let Some(at) = entry.queued.take() {
-                self.queue.remove(&(at, id));
-            }
+        if let Some(entry) = self.held.get_mut(&id)
+            && let Some(at) = entry.queued.take()
+        {
+            self.queue.remove(&(at, id));
         }
     }
 

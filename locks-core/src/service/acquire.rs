@@ -54,12 +54,12 @@ struct MaybeHeld {
 
 impl Drop for MaybeHeld {
     fn drop(&mut self) {
-        if let Some((resource, token)) = self.armed.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = resource.release(token).await;
-                });
-            }
+        if let Some((resource, token)) = self.armed.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = resource.release(token).await;
+            });
         }
     }
 }

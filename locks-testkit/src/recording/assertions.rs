@@ -192,16 +192,16 @@ impl RecordingBackend {
                     ));
                     break;
                 };
-                if let Some((prev_key, prev)) = previous {
-                    if r.start < prev.start {
-                        problem = Some(format!(
-                            "assert_acquired_in_order: `{key}` was first acquired before \
+                if let Some((prev_key, prev)) = previous
+                    && r.start < prev.start
+                {
+                    problem = Some(format!(
+                        "assert_acquired_in_order: `{key}` was first acquired before \
                              `{prev_key}` (expected order: {keys:?}): {} came before {}",
-                            r.describe(log.origin),
-                            prev.describe(log.origin)
-                        ));
-                        break;
-                    }
+                        r.describe(log.origin),
+                        prev.describe(log.origin)
+                    ));
+                    break;
                 }
                 previous = Some((key, r));
             }

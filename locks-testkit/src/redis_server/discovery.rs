@@ -19,12 +19,11 @@ impl RedisServer {
     /// private one), else a local `redis-server`, else (feature `docker`) a container. Returns
     /// once the server answers PING.
     pub async fn start_with(cfg: RedisServerConfig) -> Result<RedisServer, FixtureError> {
-        if !cfg.wants_private() {
-            if let Some(urls) = external_urls()? {
-                if let Some(url) = urls.into_iter().next() {
-                    return Self::external(url).await;
-                }
-            }
+        if !cfg.wants_private()
+            && let Some(urls) = external_urls()?
+            && let Some(url) = urls.into_iter().next()
+        {
+            return Self::external(url).await;
         }
         Self::start_private(&cfg).await
     }

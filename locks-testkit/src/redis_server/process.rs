@@ -162,15 +162,15 @@ impl LocalServer {
     async fn wait_ready(&mut self) -> Result<(), FixtureError> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(FixtureError::Exited {
-                        port: self.port,
-                        status: status.to_string(),
-                        log_tail: log_tail(&self.log),
-                    });
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(FixtureError::Exited {
+                    port: self.port,
+                    status: status.to_string(),
+                    log_tail: log_tail(&self.log),
+                });
             }
             // The log line proves that *our* process bound the port, not another one.
             if log_contains_ready(&self.log) && ping(self.url()).await.is_ok() {

@@ -87,10 +87,10 @@ impl KeyChecker {
             }
         }
         let left = lock(&state.last_leave).take();
-        if let Some((by, at)) = left {
-            if by != worker {
-                lock(&self.handoff).saturating_record(micros(at.elapsed()));
-            }
+        if let Some((by, at)) = left
+            && by != worker
+        {
+            lock(&self.handoff).saturating_record(micros(at.elapsed()));
         }
     }
 

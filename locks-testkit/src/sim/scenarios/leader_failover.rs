@@ -210,11 +210,11 @@ impl Drop for Tenure<'_> {
 /// cancelled when leadership ends.
 async fn lead(ctx: Arc<Ctx>, world: Arc<World>, who: usize, handle: Option<LeaseHandle>) {
     let term = handle.as_ref().map_or(0, |h| h.fence());
-    if ctx.locking {
-        if let Some(since) = world.campaign_since.get(who) {
-            let waited = lock(since).elapsed();
-            ctx.record_wait(waited);
-        }
+    if ctx.locking
+        && let Some(since) = world.campaign_since.get(who)
+    {
+        let waited = lock(since).elapsed();
+        ctx.record_wait(waited);
     }
     world.elections.fetch_add(1, Ordering::SeqCst);
     *lock(&world.current) = Some(who);
@@ -284,7 +284,7 @@ async fn controller(ctx: Arc<Ctx>, world: Arc<World>) {
         let Some(leader) = leader else {
             continue;
         };
-        if faults % 2 == 0 {
+        if faults.is_multiple_of(2) {
             if let Some(tx) = world.deploy.get(leader) {
                 tx.send_modify(|generation| *generation = generation.wrapping_add(1));
                 world.deploys.fetch_add(1, Ordering::SeqCst);
