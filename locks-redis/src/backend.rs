@@ -16,7 +16,7 @@ use crate::dispatch::dispatch;
 use crate::keys::{self, CHANNEL};
 use crate::pubsub::Notifier;
 
-/// A [`LockBackend`] on Redis. Cheap to clone: clones share the connection, the subscription
+/// A [`LockBackend`](locks_core::LockBackend) on Redis. Cheap to clone: clones share the connection, the subscription
 /// and its background task. See the [crate docs](crate) for layout, scripts and guarantees.
 ///
 /// Must be created (and used) inside a tokio runtime.
@@ -97,7 +97,7 @@ impl Dispatch for RedisBackend {
         )
     }
 
-    /// One script call (see [`dispatch`]) and the decoder for its answer.
+    /// One script call (planned by the crate's dispatcher) and the decoder for its answer.
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
         let reply = dispatch(&self.inner.conn, op).await?;
         match op {

@@ -6,9 +6,10 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use locks_core::{
-    AcquireOptions, AcquireResult, BackendError, LeaseInfo, LockBackend, LockError, LockKey,
-    LockService, LostReason, OwnerToken, RetryPolicy, Wake,
+    AcquireOptions, AcquireResult, BackendError, Holders, LeaseInfo, LeaseKind, LockBackend,
+    LockError, LockKey, LockService, LostReason, OwnerToken, RetryPolicy, RwInfo, Wake,
 };
 use locks_memory::MemoryBackend;
 use locks_redis::redis::{self, AsyncCommands, aio::MultiplexedConnection};
@@ -89,6 +90,16 @@ async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// The holder of the mutex `k`, if any.
+async fn mutex_holder(
+    backend: &dyn LockBackend,
+    k: &LockKey,
+) -> Result<Option<LeaseInfo>, BackendError> {
+    let holders = backend.holders(k, MUTEX).await?;
+    assert!(holders.leases.len() <= 1, "{holders:?}");
+    Ok(holders.leases.first().copied())
+}
+
 /// Retry a backend call through the transient errors of a reconnection.
 async fn retry<T, F, Fut>(what: &str, mut op: F) -> T
 where
@@ -114,129 +125,227 @@ fn acquired(r: Result<AcquireResult, BackendError>) -> u64 {
     }
 }
 
-/// One scripted sequence of operations, recorded with fences replaced by their rank, so that
-/// two backends can be compared outcome by outcome.
-async fn trace(backend: &dyn LockBackend, name: &str) -> Vec<String> {
-    let k = key(name);
-    let (a, b) = (OwnerToken::new(), OwnerToken::new());
-    let ttl = Duration::from_secs(10);
-    let mut fences: Vec<u64> = Vec::new();
-    let mut out = Vec::new();
-    let rank = |f: u64, fences: &mut Vec<u64>| -> String {
-        if !fences.contains(&f) {
-            fences.push(f);
-        }
-        let pos = fences.iter().position(|x| *x == f).unwrap_or(usize::MAX);
-        format!("fence#{pos}")
-    };
-    let who = |t: OwnerToken| if t == a { "a" } else { "b" };
-    macro_rules! step {
-        ($label:expr, $e:expr) => {{
-            let shown = match $e {
-                Ok(AcquireResult::Acquired(l)) => format!("acquired {}", rank(l.fence, &mut fences)),
-                Ok(AcquireResult::Held { remaining }) => format!(
-                    "held, remaining in (0, ttl]: {}",
-                    remaining.is_some_and(|r| !r.is_zero() && r <= ttl)
-                ),
-                Err(e) => format!("error {e}"),
-            };
-            out.push(format!("{}: {shown}", $label));
-        }};
-    }
-    macro_rules! flag {
-        ($label:expr, $e:expr) => {{
-            out.push(format!("{}: {:?}", $label, $e.map_err(|e| e.to_string())));
-        }};
-    }
-    let inspect = |i: Result<Option<LeaseInfo>, BackendError>, fences: &mut Vec<u64>| match i {
-        Ok(Some(info)) => format!(
-            "held by {} with {}, remaining <= 20 s: {}",
-            who(info.owner),
-            rank(info.fence, fences),
-            info.remaining <= Duration::from_secs(20)
-        ),
-        Ok(None) => "free".to_owned(),
-        Err(e) => format!("error {e}"),
-    };
+const MUTEX: LeaseKind = LeaseKind::Mutex;
+const READ: LeaseKind = LeaseKind::Read;
+const WRITE: LeaseKind = LeaseKind::Write;
 
-    step!("a acquires", backend.try_acquire(&k, a, ttl).await);
-    step!("a acquires again", backend.try_acquire(&k, a, ttl).await);
-    step!("b acquires", backend.try_acquire(&k, b, ttl).await);
-    out.push(format!(
-        "inspect: {}",
-        inspect(backend.inspect(&k).await, &mut fences)
-    ));
-    flag!("b releases", backend.release(&k, b).await);
-    flag!("b extends", backend.extend(&k, b, ttl).await);
-    flag!(
-        "a extends",
-        backend.extend(&k, a, Duration::from_secs(20)).await
-    );
-    let remaining = backend
-        .inspect(&k)
-        .await
-        .ok()
-        .flatten()
-        .map(|i| i.remaining);
-    out.push(format!(
-        "extended past the old ttl: {}",
-        remaining.is_some_and(|r| r > ttl)
-    ));
-    flag!("a releases", backend.release(&k, a).await);
-    flag!("a releases again", backend.release(&k, a).await);
-    flag!("a extends after release", backend.extend(&k, a, ttl).await);
-    out.push(format!(
-        "inspect: {}",
-        inspect(backend.inspect(&k).await, &mut fences)
-    ));
-    step!("b acquires", backend.try_acquire(&k, b, ttl).await);
-    flag!("force release", backend.force_release(&k).await);
-    flag!("force release again", backend.force_release(&k).await);
-    out.push(format!(
-        "inspect: {}",
-        inspect(backend.inspect(&k).await, &mut fences)
-    ));
-    flag!("b releases after force", backend.release(&k, b).await);
-    // Expiry by the store's own clock.
-    step!(
-        "a acquires for 100 ms",
-        backend.try_acquire(&k, a, Duration::from_millis(100)).await
-    );
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    out.push(format!(
-        "inspect after expiry: {}",
-        inspect(backend.inspect(&k).await, &mut fences)
-    ));
-    flag!("a extends after expiry", backend.extend(&k, a, ttl).await);
-    step!(
-        "b acquires after expiry",
-        backend.try_acquire(&k, b, ttl).await
-    );
-    flag!("b releases", backend.release(&k, b).await);
-    // Fences are ranked in order of appearance; each new holder got the next rank, so the
-    // ranks prove the sequence. Check the raw values increase too.
-    out.push(format!(
-        "fences strictly increase: {}",
-        fences.windows(2).all(|w| w[0] < w[1])
-    ));
-    out
+/// A semaphore permit of `limit` (the limit only matters to an acquire).
+fn permit(limit: u32) -> LeaseKind {
+    LeaseKind::Permit { limit }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn semantics_match_the_memory_backend() {
+/// The lines of a scripted sequence of operations, with fences replaced by their rank of
+/// appearance and owners by their names, so that two backends can be compared line by line.
+struct Trace {
+    ttl: Duration,
+    owners: Vec<(OwnerToken, &'static str)>,
+    fences: Vec<u64>,
+    lines: Vec<String>,
+}
+
+impl Trace {
+    fn new(ttl: Duration, owners: &[(OwnerToken, &'static str)]) -> Self {
+        Trace {
+            ttl,
+            owners: owners.to_vec(),
+            fences: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    fn rank(&mut self, fence: u64) -> String {
+        let pos = self
+            .fences
+            .iter()
+            .position(|x| *x == fence)
+            .unwrap_or_else(|| {
+                self.fences.push(fence);
+                self.fences.len() - 1
+            });
+        format!("fence#{pos}")
+    }
+
+    fn who(&self, token: OwnerToken) -> &'static str {
+        self.owners
+            .iter()
+            .find(|(t, _)| *t == token)
+            .map_or("?", |(_, n)| *n)
+    }
+
+    fn line(&mut self, label: &str, shown: impl std::fmt::Display) {
+        self.lines.push(format!("{label}: {shown}"));
+    }
+
+    /// An acquire attempt: acquired (with the fence's rank) or held (with a sane hint).
+    fn step(&mut self, label: &str, r: Result<AcquireResult, BackendError>) {
+        let shown = match r {
+            Ok(AcquireResult::Acquired(l)) => format!("acquired {}", self.rank(l.fence)),
+            Ok(AcquireResult::Held { remaining }) => format!(
+                "held, remaining in (0, ttl]: {}",
+                remaining.is_some_and(|r| !r.is_zero() && r <= self.ttl)
+            ),
+            Err(e) => format!("error {e}"),
+        };
+        self.line(label, shown);
+    }
+
+    /// An extend or a release.
+    fn flag(&mut self, label: &str, r: Result<bool, BackendError>) {
+        self.line(label, format!("{:?}", r.map_err(|e| e.to_string())));
+    }
+
+    fn list(&mut self, infos: &[LeaseInfo]) -> String {
+        infos
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {} {} (<= 20 s: {})",
+                    self.who(i.owner),
+                    i.kind.label(),
+                    self.rank(i.fence),
+                    i.remaining <= Duration::from_secs(20)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The holders of a mutex or a semaphore.
+    fn holders(&mut self, label: &str, r: Result<Holders, BackendError>) {
+        let shown = match r {
+            Ok(h) => format!("[{}], waiting {}", self.list(&h.leases), h.writer_waiting),
+            Err(e) => format!("error {e}"),
+        };
+        self.line(label, shown);
+    }
+
+    /// The readers, writer and waiting mark of a read-write lock.
+    fn rw(&mut self, label: &str, r: Result<Holders, BackendError>) {
+        let shown = match r.map(RwInfo::from) {
+            Ok(i) => format!(
+                "readers [{}], writer [{}], waiting {}",
+                self.list(&i.readers),
+                self.list(i.writer.as_slice()),
+                i.writer_waiting
+            ),
+            Err(e) => format!("error {e}"),
+        };
+        self.line(label, shown);
+    }
+
+    /// The lines, and a last one saying whether the raw fences strictly increase (each new
+    /// holder got the next rank, so the ranks prove the sequence).
+    fn finish(mut self) -> Vec<String> {
+        let increasing = self.fences.windows(2).all(|w| w[0] < w[1]);
+        self.line("fences strictly increase", increasing);
+        self.lines
+    }
+}
+
+/// The remaining ttl of `token`'s lease of `kind`, if it holds one.
+async fn remaining_of(
+    backend: &dyn LockBackend,
+    k: &LockKey,
+    kind: LeaseKind,
+    token: OwnerToken,
+) -> Option<Duration> {
+    let holders = backend.holders(k, kind).await.ok()?;
+    holders
+        .leases
+        .into_iter()
+        .find(|i| i.owner == token)
+        .map(|i| i.remaining)
+}
+
+/// Run `script` on a memory backend and on Redis under the same (fresh) name: the traces must
+/// be equal line by line. Returns the trace, for checks that it exercised what it should.
+async fn same_as_memory<F>(name: &str, script: F) -> Vec<String>
+where
+    F: for<'a> Fn(&'a dyn LockBackend, &'a str) -> BoxFuture<'a, Vec<String>>,
+{
     let server = start_server(false).await;
     let redis = backend(&server).await;
     let memory = MemoryBackend::new();
-    let name = unique("semantics");
-    let expected = trace(&memory, &name).await;
-    let got = trace(&redis, &name).await;
+    let name = unique(name);
+    let expected = script(&memory, &name).await;
+    let got = script(&redis, &name).await;
     assert_eq!(got, expected);
-    assert!(expected.iter().any(|l| l == "b acquires: acquired fence#1"));
     assert_eq!(
         expected.last().map(String::as_str),
         Some("fences strictly increase: true")
     );
     assert_eq!(redis.name(), "redis");
+    expected
+}
+
+/// One scripted sequence of mutex operations.
+async fn trace(backend: &dyn LockBackend, name: &str) -> Vec<String> {
+    let k = key(name);
+    let (a, b) = (OwnerToken::new(), OwnerToken::new());
+    let ttl = Duration::from_secs(10);
+    let mut t = Trace::new(ttl, &[(a, "a"), (b, "b")]);
+
+    t.step("a acquires", backend.try_acquire(&k, MUTEX, a, ttl).await);
+    t.step(
+        "a acquires again",
+        backend.try_acquire(&k, MUTEX, a, ttl).await,
+    );
+    t.step("b acquires", backend.try_acquire(&k, MUTEX, b, ttl).await);
+    t.holders("inspect", backend.holders(&k, MUTEX).await);
+    t.flag("b releases", backend.release(&k, MUTEX, b).await);
+    t.flag("b extends", backend.extend(&k, MUTEX, b, ttl).await);
+    t.flag(
+        "a extends",
+        backend.extend(&k, MUTEX, a, Duration::from_secs(20)).await,
+    );
+    let remaining = remaining_of(backend, &k, MUTEX, a).await;
+    t.line(
+        "extended past the old ttl",
+        remaining.is_some_and(|r| r > ttl),
+    );
+    t.flag("a releases", backend.release(&k, MUTEX, a).await);
+    t.flag("a releases again", backend.release(&k, MUTEX, a).await);
+    t.flag(
+        "a extends after release",
+        backend.extend(&k, MUTEX, a, ttl).await,
+    );
+    t.holders("inspect", backend.holders(&k, MUTEX).await);
+    t.step("b acquires", backend.try_acquire(&k, MUTEX, b, ttl).await);
+    t.flag("force release", backend.force_release(&k, MUTEX).await);
+    t.flag(
+        "force release again",
+        backend.force_release(&k, MUTEX).await,
+    );
+    t.holders("inspect", backend.holders(&k, MUTEX).await);
+    t.flag(
+        "b releases after force",
+        backend.release(&k, MUTEX, b).await,
+    );
+    // Expiry by the store's own clock.
+    t.step(
+        "a acquires for 100 ms",
+        backend
+            .try_acquire(&k, MUTEX, a, Duration::from_millis(100))
+            .await,
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    t.holders("inspect after expiry", backend.holders(&k, MUTEX).await);
+    t.flag(
+        "a extends after expiry",
+        backend.extend(&k, MUTEX, a, ttl).await,
+    );
+    t.step(
+        "b acquires after expiry",
+        backend.try_acquire(&k, MUTEX, b, ttl).await,
+    );
+    t.flag("b releases", backend.release(&k, MUTEX, b).await);
+    t.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantics_match_the_memory_backend() {
+    let expected = same_as_memory("semantics", |b, n| Box::pin(trace(b, n))).await;
+    assert!(expected.iter().any(|l| l == "b acquires: acquired fence#1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,14 +354,21 @@ async fn acquire_is_idempotent_for_the_same_token() {
     let redis = backend(&server).await;
     let k = key(&unique("idempotent"));
     let token = OwnerToken::new();
-    let first = acquired(redis.try_acquire(&k, token, Duration::from_secs(2)).await);
+    let first = acquired(
+        redis
+            .try_acquire(&k, MUTEX, token, Duration::from_secs(2))
+            .await,
+    );
     // A retried acquire (reply lost) gets the same fence and a fresh, longer ttl.
-    let again = acquired(redis.try_acquire(&k, token, Duration::from_secs(30)).await);
+    let again = acquired(
+        redis
+            .try_acquire(&k, MUTEX, token, Duration::from_secs(30))
+            .await,
+    );
     assert_eq!(first, again);
-    let info = redis
-        .inspect(&k)
+    let info = mutex_holder(&redis, &k)
         .await
-        .map_err(fail("inspect"))
+        .map_err(fail("holders"))
         .and_then(|i| i.ok_or_else(|| "no lease".to_owned()))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(info.owner, token);
@@ -270,10 +386,14 @@ async fn fences_strictly_increase_across_holders() {
     let mut last = 0;
     for _ in 0..50 {
         let token = OwnerToken::new();
-        let fence = acquired(redis.try_acquire(&k, token, Duration::from_secs(5)).await);
+        let fence = acquired(
+            redis
+                .try_acquire(&k, MUTEX, token, Duration::from_secs(5))
+                .await,
+        );
         assert!(fence > last, "{fence} after {last}");
         last = fence;
-        assert_eq!(redis.release(&k, token).await.ok(), Some(true));
+        assert_eq!(redis.release(&k, MUTEX, token).await.ok(), Some(true));
     }
     // Through the service, with contention: every holder's fence is larger than the one before.
     let locks = LockService::new(redis.clone()).unwrap_or_else(|e| panic!("{e}"));
@@ -310,7 +430,7 @@ async fn scripts_still_work_after_script_flush() {
     let k = key("flush");
     let (a, b) = (OwnerToken::new(), OwnerToken::new());
     let ttl = Duration::from_secs(5);
-    let f1 = acquired(redis.try_acquire(&k, a, ttl).await);
+    let f1 = acquired(redis.try_acquire(&k, MUTEX, a, ttl).await);
     let flush = || {
         let mut conn = conn.clone();
         async move {
@@ -322,19 +442,23 @@ async fn scripts_still_work_after_script_flush() {
         }
     };
     flush().await;
-    assert_eq!(redis.extend(&k, a, ttl).await.ok(), Some(true));
+    assert_eq!(redis.extend(&k, MUTEX, a, ttl).await.ok(), Some(true));
     flush().await;
     assert_eq!(
-        redis.inspect(&k).await.ok().flatten().map(|i| i.owner),
+        mutex_holder(&redis, &k)
+            .await
+            .ok()
+            .flatten()
+            .map(|i| i.owner),
         Some(a)
     );
     flush().await;
-    assert_eq!(redis.release(&k, a).await.ok(), Some(true));
+    assert_eq!(redis.release(&k, MUTEX, a).await.ok(), Some(true));
     flush().await;
-    let f2 = acquired(redis.try_acquire(&k, b, ttl).await);
+    let f2 = acquired(redis.try_acquire(&k, MUTEX, b, ttl).await);
     assert!(f2 > f1);
     flush().await;
-    assert_eq!(redis.force_release(&k).await.ok(), Some(true));
+    assert_eq!(redis.force_release(&k, MUTEX).await.ok(), Some(true));
     let loaded: Vec<bool> = redis::cmd("SCRIPT")
         .arg("EXISTS")
         .arg("0000000000000000000000000000000000000000")
@@ -354,14 +478,16 @@ async fn fences_keep_increasing_after_an_empty_restart() {
         for _ in 0..3 {
             let t = OwnerToken::new();
             max = max.max(acquired(
-                redis.try_acquire(&k, t, Duration::from_secs(60)).await,
+                redis
+                    .try_acquire(&k, MUTEX, t, Duration::from_secs(60))
+                    .await,
             ));
-            assert_eq!(redis.release(&k, t).await.ok(), Some(true));
+            assert_eq!(redis.release(&k, MUTEX, t).await.ok(), Some(true));
         }
         // Leave the last one held: the restart loses it.
         max = max.max(acquired(
             redis
-                .try_acquire(&k, OwnerToken::new(), Duration::from_secs(60))
+                .try_acquire(&k, MUTEX, OwnerToken::new(), Duration::from_secs(60))
                 .await,
         ));
     }
@@ -371,10 +497,10 @@ async fn fences_keep_increasing_after_an_empty_restart() {
         .unwrap_or_else(|e| panic!("restart: {e}"));
     for i in 0..5 {
         let k = key(&format!("restart:{i}"));
-        let info = retry("inspect after restart", || redis.inspect(&k)).await;
+        let info = retry("holders after restart", || mutex_holder(&redis, &k)).await;
         assert_eq!(info, None, "the restart lost every lease");
         let fence = match retry("acquire after restart", || {
-            redis.try_acquire(&k, OwnerToken::new(), Duration::from_secs(60))
+            redis.try_acquire(&k, MUTEX, OwnerToken::new(), Duration::from_secs(60))
         })
         .await
         {
@@ -529,7 +655,7 @@ async fn wrong_password_is_a_typed_error() {
         .unwrap_or_else(|e| panic!("{e}"));
     let k = key("auth");
     acquired(
-        ok.try_acquire(&k, OwnerToken::new(), Duration::from_secs(5))
+        ok.try_acquire(&k, MUTEX, OwnerToken::new(), Duration::from_secs(5))
             .await,
     );
 
@@ -551,8 +677,8 @@ async fn wrong_password_is_a_typed_error() {
         .unwrap_or_else(|e| panic!("{e}"));
     let t = OwnerToken::new();
     let k = key("acl");
-    acquired(app.try_acquire(&k, t, Duration::from_secs(5)).await);
-    assert_eq!(app.release(&k, t).await.ok(), Some(true));
+    acquired(app.try_acquire(&k, MUTEX, t, Duration::from_secs(5)).await);
+    assert_eq!(app.release(&k, MUTEX, t).await.ok(), Some(true));
     let bad_user = connect(format!("redis://app:nope@127.0.0.1:{port}")).await;
     assert!(
         matches!(bad_user, Err(RedisBackendError::Authentication { .. })),
@@ -615,7 +741,12 @@ async fn a_key_of_another_type_is_a_permanent_error() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let err = redis
-        .try_acquire(&key(&name), OwnerToken::new(), Duration::from_secs(1))
+        .try_acquire(
+            &key(&name),
+            MUTEX,
+            OwnerToken::new(),
+            Duration::from_secs(1),
+        )
         .await
         .err();
     assert!(err.as_ref().is_some_and(|e| !e.is_transient()), "{err:?}");
@@ -636,12 +767,16 @@ async fn listener_hears_a_release_after_listen_returns() {
     let k = key(&unique("listen"));
     let channel = RedisKeys::new(&k).channel;
     let holder = OwnerToken::new();
-    acquired(other.try_acquire(&k, holder, Duration::from_secs(60)).await);
+    acquired(
+        other
+            .try_acquire(&k, MUTEX, holder, Duration::from_secs(60))
+            .await,
+    );
 
     let mut listener = redis.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
     // `listen` returned: the SUBSCRIBE is confirmed, so this release cannot be missed.
     assert_eq!(numsub(&mut conn, &channel).await, 1);
-    assert_eq!(other.release(&k, holder).await.ok(), Some(true));
+    assert_eq!(other.release(&k, MUTEX, holder).await.ok(), Some(true));
     let wake = within(
         "notification",
         listener.wait_for_release(Duration::from_secs(60)),
@@ -655,8 +790,12 @@ async fn listener_hears_a_release_after_listen_returns() {
     // Force release notifies too; a second listener shares the subscription.
     let mut second = redis.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(redis.release_channels(), 1);
-    acquired(other.try_acquire(&k, holder, Duration::from_secs(60)).await);
-    assert_eq!(other.force_release(&k).await.ok(), Some(true));
+    acquired(
+        other
+            .try_acquire(&k, MUTEX, holder, Duration::from_secs(60))
+            .await,
+    );
+    assert_eq!(other.force_release(&k, MUTEX).await.ok(), Some(true));
     for l in [&mut listener, &mut second] {
         let wake = within("notification", l.wait_for_release(Duration::from_secs(60))).await;
         assert_eq!(wake.ok(), Some(Wake::Notified));
@@ -930,9 +1069,9 @@ async fn tls_connections_work() {
     let plain = backend(&server).await;
     let k = key("tls");
     let t = OwnerToken::new();
-    acquired(tls.try_acquire(&k, t, Duration::from_secs(60)).await);
+    acquired(tls.try_acquire(&k, MUTEX, t, Duration::from_secs(60)).await);
     let mut listener = plain.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(tls.release(&k, t).await.ok(), Some(true));
+    assert_eq!(tls.release(&k, MUTEX, t).await.ok(), Some(true));
     let wake = within("notification", listener.wait_for_release(SOON)).await;
     assert_eq!(wake.ok(), Some(Wake::Notified));
 }
@@ -974,6 +1113,15 @@ async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
         .unwrap_or_else(|e| panic!("PTTL {key}: {e}"))
 }
 
+/// The readers, writer and waiting mark of the read-write lock `k`.
+async fn rw_info(backend: &dyn LockBackend, k: &LockKey) -> RwInfo {
+    let holders = backend
+        .holders(k, READ)
+        .await
+        .unwrap_or_else(|e| panic!("holders: {e}"));
+    RwInfo::from(holders)
+}
+
 fn held_remaining(r: Result<AcquireResult, BackendError>) -> Duration {
     match r {
         Ok(AcquireResult::Held {
@@ -1001,7 +1149,7 @@ async fn semaphore_never_exceeds_its_permits_and_reclaims_expired_ones_on_acquir
             let results = futures::future::join_all(
                 tokens
                     .iter()
-                    .map(|t| redis.try_acquire_permit(&k, *t, long, 3)),
+                    .map(|t| redis.try_acquire(&k, permit(3), *t, long)),
             )
             .await;
             let mut winners = Vec::new();
@@ -1023,16 +1171,17 @@ async fn semaphore_never_exceeds_its_permits_and_reclaims_expired_ones_on_acquir
     assert_eq!(zcard(&mut conn, &keys.semaphore).await, 3);
     assert_eq!(hlen(&mut conn, &keys.semaphore_fences).await, 3);
     let holders = redis
-        .permit_holders(&k)
+        .holders(&k, permit(3))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .leases;
     assert_eq!(holders.len(), 3);
     assert!(holders.windows(2).all(|w| w[0].fence < w[1].fence));
     for (t, fence) in &winners {
         assert!(holders.iter().any(|h| h.owner == *t && h.fence == *fence));
     }
     for (t, _) in &winners {
-        assert_eq!(redis.release_permit(&k, *t).await.ok(), Some(true));
+        assert_eq!(redis.release(&k, permit(3), *t).await.ok(), Some(true));
     }
     // The last release leaves nothing behind.
     let exists: bool = conn.exists(&keys.semaphore).await.unwrap_or(true);
@@ -1046,13 +1195,13 @@ async fn semaphore_never_exceeds_its_permits_and_reclaims_expired_ones_on_acquir
     let (crashed1, crashed2, alive) = (OwnerToken::new(), OwnerToken::new(), OwnerToken::new());
     let mut last_fence = 0;
     for (t, ttl) in [(crashed1, tiny), (crashed2, tiny), (alive, long)] {
-        let fence = acquired(redis.try_acquire_permit(&k, t, ttl, 3).await);
+        let fence = acquired(redis.try_acquire(&k, permit(3), t, ttl).await);
         assert!(fence > last_fence);
         last_fence = fence;
     }
     let hint = held_remaining(
         redis
-            .try_acquire_permit(&k, OwnerToken::new(), long, 3)
+            .try_acquire(&k, permit(3), OwnerToken::new(), long)
             .await,
     );
     assert!(hint <= tiny, "the first permit expires first: {hint:?}");
@@ -1071,7 +1220,7 @@ async fn semaphore_never_exceeds_its_permits_and_reclaims_expired_ones_on_acquir
     assert_eq!(zcard(&mut conn, &keys.semaphore).await, 3);
 
     let next = OwnerToken::new();
-    let fence = acquired(redis.try_acquire_permit(&k, next, long, 3).await);
+    let fence = acquired(redis.try_acquire(&k, permit(3), next, long).await);
     assert!(fence > last_fence);
     // The acquire script reclaimed both expired permits, and their fences.
     assert_eq!(zcard(&mut conn, &keys.semaphore).await, 2);
@@ -1083,13 +1232,17 @@ async fn semaphore_never_exceeds_its_permits_and_reclaims_expired_ones_on_acquir
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(fence, None);
-        assert_eq!(redis.release_permit(&k, t).await.ok(), Some(false));
-        assert_eq!(redis.extend_permit(&k, t, long).await.ok(), Some(false));
+        assert_eq!(redis.release(&k, permit(3), t).await.ok(), Some(false));
+        assert_eq!(redis.extend(&k, permit(3), t, long).await.ok(), Some(false));
     }
     // One permit left: of another burst, exactly one gets in.
     assert_eq!(burst(10).await.len(), 1);
     assert_eq!(
-        redis.permit_holders(&k).await.map(|h| h.len()).ok(),
+        redis
+            .holders(&k, permit(3))
+            .await
+            .map(|h| h.leases.len())
+            .ok(),
         Some(3)
     );
 }
@@ -1105,7 +1258,7 @@ async fn permit_and_reader_expiry_is_the_server_time_plus_the_ttl() {
     let ttl = Duration::from_secs(60);
 
     let before = server_ms(&mut conn).await;
-    let fence = acquired(redis.try_acquire_permit(&k, t, ttl, 2).await);
+    let fence = acquired(redis.try_acquire(&k, permit(2), t, ttl).await);
     let after = server_ms(&mut conn).await;
     let score = zscore(&mut conn, &keys.semaphore, t)
         .await
@@ -1126,9 +1279,10 @@ async fn permit_and_reader_expiry_is_the_server_time_plus_the_ttl() {
     // Holders report score - TIME.
     let now = server_ms(&mut conn).await;
     let holders = redis
-        .permit_holders(&k)
+        .holders(&k, permit(2))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .leases;
     assert_eq!(holders.len(), 1);
     assert_eq!((holders[0].owner, holders[0].fence), (t, fence));
     let reported = u64::try_from(holders[0].remaining.as_millis()).unwrap_or(u64::MAX);
@@ -1142,7 +1296,7 @@ async fn permit_and_reader_expiry_is_the_server_time_plus_the_ttl() {
     let before = server_ms(&mut conn).await;
     assert_eq!(
         redis
-            .extend_permit(&k, t, Duration::from_secs(120))
+            .extend(&k, permit(2), t, Duration::from_secs(120))
             .await
             .ok(),
         Some(true)
@@ -1159,7 +1313,7 @@ async fn permit_and_reader_expiry_is_the_server_time_plus_the_ttl() {
     assert!(pttl(&mut conn, &keys.semaphore_fences).await > 60_000);
     // Idempotent: the same token gets its permit back, same fence, new expiry.
     assert_eq!(
-        acquired(redis.try_acquire_permit(&k, t, ttl, 2).await),
+        acquired(redis.try_acquire(&k, permit(2), t, ttl).await),
         fence
     );
     let score = zscore(&mut conn, &keys.semaphore, t).await.unwrap_or(0);
@@ -1169,7 +1323,7 @@ async fn permit_and_reader_expiry_is_the_server_time_plus_the_ttl() {
     // Readers too.
     let r = OwnerToken::new();
     let before = server_ms(&mut conn).await;
-    let read_fence = acquired(redis.try_acquire_read(&k, r, ttl).await);
+    let read_fence = acquired(redis.try_acquire(&k, READ, r, ttl).await);
     let after = server_ms(&mut conn).await;
     assert!(read_fence > fence, "one fence counter per key");
     let score = zscore(&mut conn, &keys.rw_readers, r)
@@ -1189,7 +1343,7 @@ async fn permit_and_reader_expiry_is_the_server_time_plus_the_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_writer_blocks_new_readers_until_release_rw_clears_its_mark() {
+async fn waiting_writer_blocks_new_readers_until_its_release_clears_its_mark() {
     let server = start_server(false).await;
     let redis = backend(&server).await;
     let other = backend(&server).await;
@@ -1205,15 +1359,15 @@ async fn waiting_writer_blocks_new_readers_until_release_rw_clears_its_mark() {
     let ttl = Duration::from_secs(30);
     let reader_ttl = Duration::from_secs(10);
 
-    let f1 = acquired(redis.try_acquire_read(&k, r1, reader_ttl).await);
+    let f1 = acquired(redis.try_acquire(&k, READ, r1, reader_ttl).await);
     // The writer finds a reader: it waits, marked, with the reader's remaining ttl as its hint.
-    let hint = held_remaining(redis.try_acquire_write(&k, w, ttl).await);
+    let hint = held_remaining(redis.try_acquire(&k, WRITE, w, ttl).await);
     assert!(hint <= reader_ttl && !hint.is_zero(), "{hint:?}");
     let mark: Option<String> = conn.get(&keys.rw_waiting).await.unwrap_or(None);
     assert_eq!(mark, Some(w.to_hyphenated()));
     let mark_ttl = pttl(&mut conn, &keys.rw_waiting).await;
     assert!(mark_ttl > 20_000 && mark_ttl <= 30_000, "{mark_ttl}");
-    let info = redis.inspect_rw(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    let info = rw_info(&redis, &k).await;
     assert!(info.writer_waiting && info.writer.is_none());
     assert_eq!(
         info.readers
@@ -1225,25 +1379,28 @@ async fn waiting_writer_blocks_new_readers_until_release_rw_clears_its_mark() {
 
     // New readers are refused while the mark stands (hint: the mark's ttl); the reader that is
     // in keeps its lease (idempotent re-acquire, extend).
-    let hint = held_remaining(other.try_acquire_read(&k, r2, ttl).await);
+    let hint = held_remaining(other.try_acquire(&k, READ, r2, ttl).await);
     assert!(hint > reader_ttl && hint <= ttl, "{hint:?}");
     assert_eq!(
-        acquired(redis.try_acquire_read(&k, r1, reader_ttl).await),
+        acquired(redis.try_acquire(&k, READ, r1, reader_ttl).await),
         f1
     );
-    assert_eq!(redis.extend_rw(&k, r1, reader_ttl).await.ok(), Some(true));
+    assert_eq!(
+        redis.extend(&k, READ, r1, reader_ttl).await.ok(),
+        Some(true)
+    );
     // A second writer does not take over the mark.
-    held_remaining(other.try_acquire_write(&k, w2, ttl).await);
+    held_remaining(other.try_acquire(&k, WRITE, w2, ttl).await);
     let mark: Option<String> = conn.get(&keys.rw_waiting).await.unwrap_or(None);
     assert_eq!(mark, Some(w.to_hyphenated()));
-    assert_eq!(other.release_rw(&k, w2).await.ok(), Some(false));
+    assert_eq!(other.release(&k, WRITE, w2).await.ok(), Some(false));
     let mark: Option<String> = conn.get(&keys.rw_waiting).await.unwrap_or(None);
     assert_eq!(mark, Some(w.to_hyphenated()), "only its own mark goes");
 
-    // The writer gives up: release_rw clears its mark (it held nothing: false) and wakes the
+    // The writer gives up: its release clears its mark (it held nothing: false) and wakes the
     // readers that were turned away.
     let mut listener = other.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(redis.release_rw(&k, w).await.ok(), Some(false));
+    assert_eq!(redis.release(&k, WRITE, w).await.ok(), Some(false));
     let wake = within(
         "notification",
         listener.wait_for_release(Duration::from_secs(60)),
@@ -1252,43 +1409,43 @@ async fn waiting_writer_blocks_new_readers_until_release_rw_clears_its_mark() {
     assert_eq!(wake.ok(), Some(Wake::Notified));
     let exists: bool = conn.exists(&keys.rw_waiting).await.unwrap_or(true);
     assert!(!exists, "mark still there");
-    assert!(!redis.inspect_rw(&k).await.is_ok_and(|i| i.writer_waiting));
-    let f2 = acquired(other.try_acquire_read(&k, r2, ttl).await);
+    assert!(!rw_info(&redis, &k).await.writer_waiting);
+    let f2 = acquired(other.try_acquire(&k, READ, r2, ttl).await);
     assert!(f2 > f1);
 
     // Readers gone, the writer gets in; readers are then refused with the writer's ttl.
-    assert_eq!(redis.release_rw(&k, r1).await.ok(), Some(true));
-    assert_eq!(other.release_rw(&k, r2).await.ok(), Some(true));
-    let fw = acquired(redis.try_acquire_write(&k, w, ttl).await);
+    assert_eq!(redis.release(&k, READ, r1).await.ok(), Some(true));
+    assert_eq!(other.release(&k, READ, r2).await.ok(), Some(true));
+    let fw = acquired(redis.try_acquire(&k, WRITE, w, ttl).await);
     assert!(fw > f2);
-    assert_eq!(acquired(redis.try_acquire_write(&k, w, ttl).await), fw);
-    let hint = held_remaining(other.try_acquire_read(&k, r1, ttl).await);
+    assert_eq!(acquired(redis.try_acquire(&k, WRITE, w, ttl).await), fw);
+    let hint = held_remaining(other.try_acquire(&k, READ, r1, ttl).await);
     assert!(hint <= ttl && hint > reader_ttl, "{hint:?}");
     let owner: Option<String> = conn.hget(&keys.rw_writer, "owner").await.unwrap_or(None);
     assert_eq!(owner, Some(w.to_hyphenated()));
-    let info = redis.inspect_rw(&k).await.unwrap_or_else(|e| panic!("{e}"));
+    let info = rw_info(&redis, &k).await;
     assert_eq!(info.writer.map(|i| (i.owner, i.fence)), Some((w, fw)));
     assert!(info.readers.is_empty() && !info.writer_waiting);
-    assert_eq!(redis.extend_rw(&k, r1, ttl).await.ok(), Some(false));
-    assert_eq!(redis.release_rw(&k, w).await.ok(), Some(true));
-    assert_eq!(redis.release_rw(&k, w).await.ok(), Some(false));
+    assert_eq!(redis.extend(&k, READ, r1, ttl).await.ok(), Some(false));
+    assert_eq!(redis.release(&k, WRITE, w).await.ok(), Some(true));
+    assert_eq!(redis.release(&k, WRITE, w).await.ok(), Some(false));
 
     // A mark also ends by itself: a writer that crashed while waiting blocks readers for its
     // ttl at most.
     let r3 = OwnerToken::new();
-    acquired(redis.try_acquire_read(&k, r3, ttl).await);
+    acquired(redis.try_acquire(&k, READ, r3, ttl).await);
     held_remaining(
         redis
-            .try_acquire_write(&k, OwnerToken::new(), Duration::from_millis(100))
+            .try_acquire(&k, WRITE, OwnerToken::new(), Duration::from_millis(100))
             .await,
     );
-    held_remaining(redis.try_acquire_read(&k, OwnerToken::new(), ttl).await);
+    held_remaining(redis.try_acquire(&k, READ, OwnerToken::new(), ttl).await);
     eventually("the mark expires", || {
         let redis = redis.clone();
         let k = k.clone();
         async move {
             matches!(
-                redis.try_acquire_read(&k, OwnerToken::new(), ttl).await,
+                redis.try_acquire(&k, READ, OwnerToken::new(), ttl).await,
                 Ok(AcquireResult::Acquired(_))
             )
         }
@@ -1406,7 +1563,12 @@ async fn semaphore_and_rwlock_names_with_spaces_braces_and_unicode_round_trip() 
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let err = redis
-        .try_acquire_permit(&key(&name), OwnerToken::new(), Duration::from_secs(1), 1)
+        .try_acquire(
+            &key(&name),
+            permit(1),
+            OwnerToken::new(),
+            Duration::from_secs(1),
+        )
         .await
         .err();
     assert!(err.as_ref().is_some_and(|e| !e.is_transient()), "{err:?}");
@@ -1423,199 +1585,118 @@ async fn primitives_trace(backend: &dyn LockBackend, name: &str) -> Vec<String> 
         OwnerToken::new(),
     );
     let ttl = Duration::from_secs(10);
-    let mut fences: Vec<u64> = Vec::new();
-    let mut out = Vec::new();
-    let rank = |f: u64, fences: &mut Vec<u64>| -> String {
-        if !fences.contains(&f) {
-            fences.push(f);
-        }
-        let pos = fences.iter().position(|x| *x == f).unwrap_or(usize::MAX);
-        format!("fence#{pos}")
-    };
-    let who = |t: OwnerToken| {
-        [(a, "a"), (b, "b"), (c, "c"), (w, "w"), (w2, "w2")]
-            .iter()
-            .find(|(x, _)| *x == t)
-            .map_or("?", |(_, n)| *n)
-    };
-    macro_rules! step {
-        ($label:expr, $e:expr) => {{
-            let shown = match $e {
-                Ok(AcquireResult::Acquired(l)) => format!("acquired {}", rank(l.fence, &mut fences)),
-                Ok(AcquireResult::Held { remaining }) => format!(
-                    "held, remaining in (0, ttl]: {}",
-                    remaining.is_some_and(|r| !r.is_zero() && r <= ttl)
-                ),
-                Err(e) => format!("error {e}"),
-            };
-            out.push(format!("{}: {shown}", $label));
-        }};
-    }
-    macro_rules! flag {
-        ($label:expr, $e:expr) => {{
-            out.push(format!("{}: {:?}", $label, $e.map_err(|e| e.to_string())));
-        }};
-    }
-    let list = |infos: &[LeaseInfo], fences: &mut Vec<u64>| -> String {
-        infos
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} {} (<= 20 s: {})",
-                    who(i.owner),
-                    rank(i.fence, fences),
-                    i.remaining <= Duration::from_secs(20)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    macro_rules! holders {
-        ($label:expr) => {{
-            let shown = match backend.permit_holders(&k).await {
-                Ok(h) => list(&h, &mut fences),
-                Err(e) => format!("error {e}"),
-            };
-            out.push(format!("{}: [{shown}]", $label));
-        }};
-    }
-    macro_rules! rw {
-        ($label:expr) => {{
-            let shown = match backend.inspect_rw(&k).await {
-                Ok(i) => format!(
-                    "readers [{}], writer [{}], waiting {}",
-                    list(&i.readers, &mut fences),
-                    list(i.writer.as_slice(), &mut fences),
-                    i.writer_waiting
-                ),
-                Err(e) => format!("error {e}"),
-            };
-            out.push(format!("{}: {shown}", $label));
-        }};
-    }
+    let mut t = Trace::new(ttl, &[(a, "a"), (b, "b"), (c, "c"), (w, "w"), (w2, "w2")]);
+    let (p1, p2, p3) = (permit(1), permit(2), permit(3));
 
-    step!("mutex a", backend.try_acquire(&k, a, ttl).await);
-    step!("permit a", backend.try_acquire_permit(&k, a, ttl, 2).await);
-    step!(
-        "permit a again",
-        backend.try_acquire_permit(&k, a, ttl, 2).await
-    );
-    step!("permit b", backend.try_acquire_permit(&k, b, ttl, 2).await);
-    step!("permit c", backend.try_acquire_permit(&k, c, ttl, 2).await);
-    step!(
+    t.step("mutex a", backend.try_acquire(&k, MUTEX, a, ttl).await);
+    t.step("permit a", backend.try_acquire(&k, p2, a, ttl).await);
+    t.step("permit a again", backend.try_acquire(&k, p2, a, ttl).await);
+    t.step("permit b", backend.try_acquire(&k, p2, b, ttl).await);
+    t.step("permit c", backend.try_acquire(&k, p2, c, ttl).await);
+    t.step(
         "permit c, 3 permits",
-        backend.try_acquire_permit(&k, c, ttl, 3).await
+        backend.try_acquire(&k, p3, c, ttl).await,
     );
-    step!(
+    t.step(
         "permit w, 1 permit",
-        backend.try_acquire_permit(&k, w, ttl, 1).await
+        backend.try_acquire(&k, p1, w, ttl).await,
     );
-    holders!("holders");
-    flag!("c releases permit", backend.release_permit(&k, c).await);
-    flag!(
-        "c releases permit again",
-        backend.release_permit(&k, c).await
-    );
-    flag!("w extends permit", backend.extend_permit(&k, w, ttl).await);
-    flag!(
+    t.holders("holders", backend.holders(&k, p2).await);
+    t.flag("c releases permit", backend.release(&k, p2, c).await);
+    t.flag("c releases permit again", backend.release(&k, p2, c).await);
+    t.flag("w extends permit", backend.extend(&k, p2, w, ttl).await);
+    t.flag(
         "a extends permit",
-        backend.extend_permit(&k, a, Duration::from_secs(20)).await
+        backend.extend(&k, p2, a, Duration::from_secs(20)).await,
     );
-    let longest = backend
-        .permit_holders(&k)
-        .await
-        .ok()
-        .and_then(|h| h.into_iter().find(|i| i.owner == a))
-        .map(|i| i.remaining);
-    out.push(format!(
-        "a's permit extended past the old ttl: {}",
-        longest.is_some_and(|r| r > ttl)
-    ));
-    flag!("a releases permit", backend.release_permit(&k, a).await);
-    flag!("b releases permit", backend.release_permit(&k, b).await);
-    holders!("holders");
-    flag!(
-        "release_rw of a permit holder",
-        backend.release_rw(&k, a).await
+    let longest = remaining_of(backend, &k, p2, a).await;
+    t.line(
+        "a's permit extended past the old ttl",
+        longest.is_some_and(|r| r > ttl),
+    );
+    t.flag("a releases permit", backend.release(&k, p2, a).await);
+    t.flag("b releases permit", backend.release(&k, p2, b).await);
+    t.holders("holders", backend.holders(&k, p2).await);
+    t.flag(
+        "read release of a permit holder",
+        backend.release(&k, READ, a).await,
+    );
+    t.flag(
+        "write release of a permit holder",
+        backend.release(&k, WRITE, a).await,
     );
 
-    step!("read a", backend.try_acquire_read(&k, a, ttl).await);
-    step!("read a again", backend.try_acquire_read(&k, a, ttl).await);
-    step!("write w", backend.try_acquire_write(&k, w, ttl).await);
-    rw!("rw");
-    step!("read b", backend.try_acquire_read(&k, b, ttl).await);
-    step!("write w2", backend.try_acquire_write(&k, w2, ttl).await);
-    step!("write w again", backend.try_acquire_write(&k, w, ttl).await);
-    flag!("w2 releases", backend.release_rw(&k, w2).await);
-    rw!("rw");
-    flag!("w releases (gives up)", backend.release_rw(&k, w).await);
-    rw!("rw");
-    step!("read b", backend.try_acquire_read(&k, b, ttl).await);
-    flag!("b extends", backend.extend_rw(&k, b, ttl).await);
-    flag!("w extends", backend.extend_rw(&k, w, ttl).await);
-    flag!("a releases", backend.release_rw(&k, a).await);
-    flag!("b releases", backend.release_rw(&k, b).await);
-    step!("write w", backend.try_acquire_write(&k, w, ttl).await);
-    step!("write w again", backend.try_acquire_write(&k, w, ttl).await);
-    step!("write w2", backend.try_acquire_write(&k, w2, ttl).await);
-    step!("read a", backend.try_acquire_read(&k, a, ttl).await);
-    flag!("w extends", backend.extend_rw(&k, w, ttl).await);
-    rw!("rw");
-    flag!("w releases", backend.release_rw(&k, w).await);
-    flag!("w releases again", backend.release_rw(&k, w).await);
-    rw!("rw");
-    flag!("mutex a releases", backend.release(&k, a).await);
+    t.step("read a", backend.try_acquire(&k, READ, a, ttl).await);
+    t.step("read a again", backend.try_acquire(&k, READ, a, ttl).await);
+    t.step("write w", backend.try_acquire(&k, WRITE, w, ttl).await);
+    t.rw("rw", backend.holders(&k, READ).await);
+    t.step("read b", backend.try_acquire(&k, READ, b, ttl).await);
+    t.step("write w2", backend.try_acquire(&k, WRITE, w2, ttl).await);
+    t.step(
+        "write w again",
+        backend.try_acquire(&k, WRITE, w, ttl).await,
+    );
+    t.flag("w2 releases", backend.release(&k, WRITE, w2).await);
+    t.rw("rw", backend.holders(&k, WRITE).await);
+    t.flag("w releases (gives up)", backend.release(&k, WRITE, w).await);
+    t.rw("rw", backend.holders(&k, READ).await);
+    t.step("read b", backend.try_acquire(&k, READ, b, ttl).await);
+    t.flag("b extends", backend.extend(&k, READ, b, ttl).await);
+    t.flag("w extends", backend.extend(&k, WRITE, w, ttl).await);
+    t.flag("a releases", backend.release(&k, READ, a).await);
+    t.flag("b releases", backend.release(&k, READ, b).await);
+    t.step("write w", backend.try_acquire(&k, WRITE, w, ttl).await);
+    t.step(
+        "write w again",
+        backend.try_acquire(&k, WRITE, w, ttl).await,
+    );
+    t.step("write w2", backend.try_acquire(&k, WRITE, w2, ttl).await);
+    t.step("read a", backend.try_acquire(&k, READ, a, ttl).await);
+    t.flag("w extends", backend.extend(&k, WRITE, w, ttl).await);
+    t.rw("rw", backend.holders(&k, WRITE).await);
+    t.flag("w releases", backend.release(&k, WRITE, w).await);
+    t.flag("w releases again", backend.release(&k, WRITE, w).await);
+    t.rw("rw", backend.holders(&k, READ).await);
+    t.flag("mutex a releases", backend.release(&k, MUTEX, a).await);
 
     // Expiry by the store's own clock.
-    step!(
+    let short = Duration::from_millis(100);
+    t.step(
         "permit a for 100 ms",
-        backend
-            .try_acquire_permit(&k, a, Duration::from_millis(100), 1)
-            .await
+        backend.try_acquire(&k, p1, a, short).await,
     );
-    step!(
+    t.step(
         "read b for 100 ms",
-        backend
-            .try_acquire_read(&k, b, Duration::from_millis(100))
-            .await
+        backend.try_acquire(&k, READ, b, short).await,
     );
-    step!(
+    t.step(
         "write w for 100 ms",
-        backend
-            .try_acquire_write(&k, w, Duration::from_millis(100))
-            .await
+        backend.try_acquire(&k, WRITE, w, short).await,
     );
     tokio::time::sleep(Duration::from_millis(250)).await;
-    holders!("holders after expiry");
-    rw!("rw after expiry");
-    flag!(
+    t.holders("holders after expiry", backend.holders(&k, p1).await);
+    t.rw("rw after expiry", backend.holders(&k, READ).await);
+    t.flag(
         "a extends permit after expiry",
-        backend.extend_permit(&k, a, ttl).await
+        backend.extend(&k, p1, a, ttl).await,
     );
-    flag!(
+    t.flag(
         "b extends after expiry",
-        backend.extend_rw(&k, b, ttl).await
+        backend.extend(&k, READ, b, ttl).await,
     );
-    step!("permit c", backend.try_acquire_permit(&k, c, ttl, 1).await);
-    step!("read a", backend.try_acquire_read(&k, a, ttl).await);
-    flag!("c releases permit", backend.release_permit(&k, c).await);
-    flag!("a releases", backend.release_rw(&k, a).await);
-    out.push(format!(
-        "fences strictly increase: {}",
-        fences.windows(2).all(|w| w[0] < w[1])
-    ));
-    out
+    t.step("permit c", backend.try_acquire(&k, p1, c, ttl).await);
+    t.step("read a", backend.try_acquire(&k, READ, a, ttl).await);
+    t.flag("c releases permit", backend.release(&k, p1, c).await);
+    t.flag("a releases", backend.release(&k, READ, a).await);
+    t.finish()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semaphore_and_rwlock_semantics_match_the_memory_backend() {
-    let server = start_server(false).await;
-    let redis = backend(&server).await;
-    let memory = MemoryBackend::new();
-    let name = unique("primitives-semantics");
-    let expected = primitives_trace(&memory, &name).await;
-    let got = primitives_trace(&redis, &name).await;
-    assert_eq!(got, expected);
+    let expected = same_as_memory("primitives-semantics", |b, n| {
+        Box::pin(primitives_trace(b, n))
+    })
+    .await;
     // The sequence does exercise refusals: a full semaphore, a waiting writer, a writer.
     for line in [
         "permit c: held, remaining in (0, ttl]: true",
@@ -1628,8 +1709,4 @@ async fn semaphore_and_rwlock_semantics_match_the_memory_backend() {
             "{line:?} not in {expected:#?}"
         );
     }
-    assert_eq!(
-        expected.last().map(String::as_str),
-        Some("fences strictly increase: true")
-    );
 }

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use locks_core::{
-    AcquireOptions, AcquireResult, LeaseHandle, LeaseState, LockBackend, LockError, LockGuard,
-    LockKey, LockService, LostReason, OwnerToken, RetryPolicy,
+    AcquireOptions, AcquireResult, LeaseHandle, LeaseKind, LeaseState, LockBackend, LockError,
+    LockGuard, LockKey, LockService, LostReason, OwnerToken, RetryPolicy,
 };
 use locks_redis::redis::aio::MultiplexedConnection;
 use locks_redis::redis::{self, AsyncCommands, AsyncConnectionConfig, Value};
@@ -23,6 +23,8 @@ use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
 use locks_testkit::proxy::{Direction, FaultProxy};
 use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
 use tokio::time::Instant;
+
+const MUTEX: LeaseKind = LeaseKind::Mutex;
 
 /// Bound for anything that should happen "at once" in real time.
 const SOON: Duration = Duration::from_secs(5);
@@ -184,7 +186,10 @@ async fn partitioned_holder_gives_up_before_a_second_holder_gets_in() {
         let token = OwnerToken::new();
         loop {
             let sent = Instant::now();
-            match rival.try_acquire(&k, token, Duration::from_secs(5)).await {
+            match rival
+                .try_acquire(&k, MUTEX, token, Duration::from_secs(5))
+                .await
+            {
                 Ok(AcquireResult::Acquired(lease)) => return (sent, Instant::now(), lease.fence),
                 Ok(AcquireResult::Held { .. }) => {}
                 Err(e) => panic!("rival: {e}"),
@@ -418,31 +423,33 @@ async fn blackholed_requests_never_cause_misattributed_replies() {
     let (a, c) = (key("desync:a"), key("desync:c"));
     let (not_owner, ours_c) = (OwnerToken::new(), OwnerToken::new());
     let held = rival
-        .try_acquire(&a, OwnerToken::new(), Duration::from_secs(30))
+        .try_acquire(&a, MUTEX, OwnerToken::new(), Duration::from_secs(30))
         .await;
     assert!(matches!(held, Ok(AcquireResult::Acquired(_))), "{held:?}");
-    let mine = ours.try_acquire(&c, ours_c, Duration::from_secs(30)).await;
+    let mine = ours
+        .try_acquire(&c, MUTEX, ours_c, Duration::from_secs(30))
+        .await;
     assert!(matches!(mine, Ok(AcquireResult::Acquired(_))), "{mine:?}");
     // Load the extend and release scripts, so no SCRIPT LOAD round trip comes in between.
     assert_eq!(
-        ours.extend(&a, not_owner, Duration::from_secs(1))
+        ours.extend(&a, MUTEX, not_owner, Duration::from_secs(1))
             .await
             .ok(),
         Some(false)
     );
-    assert_eq!(ours.release(&a, not_owner).await.ok(), Some(false));
+    assert_eq!(ours.release(&a, MUTEX, not_owner).await.ok(), Some(false));
 
     // Two requests are lost on a connection that stays open.
     proxy.blackhole(Direction::ClientToServer, true);
     for _ in 0..2 {
-        let lost = ours.inspect(&c).await;
+        let lost = ours.holders(&c, MUTEX).await;
         assert!(lost.as_ref().is_err_and(|e| e.is_transient()), "{lost:?}");
     }
     proxy.heal();
     let (extend, _, release) = tokio::join!(
-        ours.extend(&a, not_owner, Duration::from_secs(30)),
-        ours.extend(&a, not_owner, Duration::from_secs(30)),
-        ours.release(&c, ours_c),
+        ours.extend(&a, MUTEX, not_owner, Duration::from_secs(30)),
+        ours.extend(&a, MUTEX, not_owner, Duration::from_secs(30)),
+        ours.release(&c, MUTEX, ours_c),
     );
     assert!(
         !matches!(extend, Ok(true)),
@@ -450,7 +457,7 @@ async fn blackholed_requests_never_cause_misattributed_replies() {
     );
     let mut recovered = false;
     for _ in 0..10 {
-        if ours.inspect(&a).await.is_ok() {
+        if ours.holders(&a, MUTEX).await.is_ok() {
             recovered = true;
             break;
         }
@@ -1042,7 +1049,7 @@ async fn busy_script_is_transient_and_acquire_succeeds_after_script_kill() {
     let k = key("busy:lock");
     let err = within(
         "a direct attempt",
-        redis.try_acquire(&k, OwnerToken::new(), Duration::from_secs(5)),
+        redis.try_acquire(&k, MUTEX, OwnerToken::new(), Duration::from_secs(5)),
     )
     .await
     .err()

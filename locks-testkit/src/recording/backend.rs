@@ -20,7 +20,7 @@ use crate::faulty::FaultyBackend;
 
 /// A backend wrapper that records every lock event and keeps the set of keys held, with
 /// assertions for downstream test suites and helpers that stage contention, revoked leases
-/// and store failures. Clones share the recording. Every [`LeaseKind`] the wrapped backend
+/// and store failures. Clones share the recording. Every [`LeaseKind`](locks_core::LeaseKind) the wrapped backend
 /// supports is recorded: mutexes, semaphore permits, readers and writers.
 ///
 /// Hand it (or [`service`](RecordingBackend::service)) to the code under test, drive that
