@@ -47,13 +47,14 @@ impl Held {
         finish(&self.shared, &self.keeper, reason).await
     }
 
-    /// Extend to `ttl` from now, then let the keeper plan the next renewal from it.
+    /// Extend to `ttl` from now, then let the keeper plan the next event from the new timing
+    /// (also after a failure: the deadline may have been lowered).
     pub async fn extend(&self, ttl: Duration) -> Result<(), LockError> {
-        self.shared.extend(ttl).await?;
+        let result = self.shared.extend(ttl).await;
         if let Some(keeper) = self.keeper.upgrade() {
             keeper.replan(self.shared.id);
         }
-        Ok(())
+        result
     }
 
     /// Forget the lease without releasing it (it ends by its ttl in the store).

@@ -311,7 +311,7 @@ impl Keeper {
     }
 
     /// Apply the outcome of a renewal and requeue the lease.
-    fn renewed(self: &Arc<Self>, renewal: Renewal, outcome: Option<Result<bool, BackendError>>) {
+    fn renewed(self: &Arc<Self>, renewal: Renewal, outcome: Answer) {
         let Renewal {
             lease,
             sent,
@@ -322,7 +322,9 @@ impl Keeper {
         let mut retry_at = None;
         let mut keep_going = true;
         match outcome {
-            None => {
+            Answer::Superseded => {}
+            Answer::AlreadyLost => keep_going = false,
+            Answer::DeadlinePassed => {
                 // The deadline passed while the renewal was in flight; unless `extend` moved
                 // it meanwhile, the lease is lost.
                 let current = lease.timing();
@@ -336,7 +338,7 @@ impl Keeper {
                     keep_going = false;
                 }
             }
-            Some(Ok(true)) => {
+            Answer::Store(Ok(true)) => {
                 {
                     let mut t = lock(&lease.timing);
                     if t.version == timing.version {
@@ -349,13 +351,13 @@ impl Keeper {
                 metrics::counter!("locks_renew_total", "backend" => backend, "result" => "ok")
                     .increment(1);
             }
-            Some(Ok(false)) => {
+            Answer::Store(Ok(false)) => {
                 metrics::counter!("locks_renew_total", "backend" => backend, "result" => "not_owner")
                     .increment(1);
                 lease.mark_lost(LostReason::NotOwner);
                 keep_going = false;
             }
-            Some(Err(e)) => {
+            Answer::Store(Err(e)) => {
                 metrics::counter!("locks_renew_total", "backend" => backend, "result" => "error")
                     .increment(1);
                 tracing::debug!(key = %lease.resource.key, error = %e, "renewal failed; state unknown, retrying");
@@ -382,15 +384,40 @@ impl Keeper {
     }
 }
 
-/// One renewal, bounded by the lease's deadline.
-async fn renew(renewal: Renewal) -> (Renewal, Option<Result<bool, BackendError>>, InFlight) {
+/// How a renewal ended.
+enum Answer {
+    /// The store answered.
+    Store(Result<bool, BackendError>),
+    /// The local deadline passed first.
+    DeadlinePassed,
+    /// The holder's `extend` was confirmed while this renewal waited its turn: nothing sent.
+    Superseded,
+    /// The lease was already lost (e.g. an `extend` heard "not owner"): nothing sent, ever again.
+    AlreadyLost,
+}
+
+/// One renewal, bounded by the lease's deadline: waits for the holder's `extend` in flight,
+/// lowers the deadline to what this request may set, then sends it.
+async fn renew(mut renewal: Renewal) -> (Renewal, Answer, InFlight) {
     let in_flight = InFlight(Arc::clone(&renewal.lease));
-    let lease = &renewal.lease;
-    let outcome = tokio::select! {
-        r = lease.resource.extend(lease.token, renewal.ttl) => Some(r),
-        _ = sleep_until(renewal.timing.deadline) => None,
+    let lease = Arc::clone(&renewal.lease);
+    let _one_at_a_time = tokio::select! {
+        guard = lease.expiry_change.lock() => guard,
+        _ = sleep_until(lease.timing().deadline) => return (renewal, Answer::DeadlinePassed, in_flight),
     };
-    (renewal, outcome, in_flight)
+    if matches!(lease.state.get(), LeaseState::Lost(_)) {
+        return (renewal, Answer::AlreadyLost, in_flight);
+    }
+    if lease.timing().version != renewal.timing.version {
+        return (renewal, Answer::Superseded, in_flight);
+    }
+    renewal.sent = Instant::now();
+    let deadline = lease.lower_deadline(renewal.sent, renewal.ttl);
+    let answer = tokio::select! {
+        r = lease.resource.extend(lease.token, renewal.ttl) => Answer::Store(r),
+        _ = sleep_until(deadline) => Answer::DeadlinePassed,
+    };
+    (renewal, answer, in_flight)
 }
 
 /// The keeper task: fire due events, run renewals concurrently, sleep until the next event.

@@ -103,6 +103,10 @@ pub(crate) struct LeaseShared {
     /// Signalled when an in-flight renewal has ended.
     pub(crate) renewal_done: Notify,
     pub(crate) finished: AtomicBool,
+    /// Held across every store call that may change the lease's expiry (the keeper's renewal,
+    /// the holder's `extend`), so that they never overlap and each one's effect on the local
+    /// deadline is known.
+    pub(crate) expiry_change: tokio::sync::Mutex<()>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,6 +144,7 @@ impl LeaseShared {
             renewing: AtomicBool::new(false),
             renewal_done: Notify::new(),
             finished: AtomicBool::new(false),
+            expiry_change: tokio::sync::Mutex::new(()),
         });
         metrics::gauge!("locks_held", "backend" => shared.resource.backend_name()).increment(1.0);
         shared
@@ -244,8 +249,23 @@ impl LeaseShared {
         }
     }
 
+    /// Before sending a request that may set the store's expiry to `sent + ttl`: lower the
+    /// local deadline to it (minus the drift margin) if that is earlier. Only a confirmation
+    /// raises the deadline again. Returns the deadline now in force.
+    pub(crate) fn lower_deadline(&self, sent: Instant, ttl: Duration) -> Instant {
+        let mut t = lock(&self.timing);
+        let at_most = sent + ttl.saturating_sub(drift_margin(ttl));
+        if at_most < t.deadline {
+            t.deadline = at_most;
+        }
+        t.deadline
+    }
+
+    /// The holder's extend: never beside a renewal; the deadline is lowered before the request
+    /// is sent and raised only by its confirmation; a failure leaves the state `Unknown`.
     pub(crate) async fn extend(&self, ttl: Duration) -> Result<(), LockError> {
         validate_ttl(ttl, self.max_ttl)?;
+        let _one_at_a_time = self.expiry_change.lock().await;
         if let LeaseState::Lost(reason) = self.current_state() {
             return Err(LockError::Lost {
                 key: self.resource.key.name().to_owned(),
@@ -253,6 +273,7 @@ impl LeaseShared {
             });
         }
         let sent = Instant::now();
+        self.lower_deadline(sent, ttl);
         match self.resource.extend(self.token, ttl).await {
             Ok(true) => {
                 {
@@ -271,7 +292,12 @@ impl LeaseShared {
                     key: self.resource.key.name().to_owned(),
                 })
             }
-            Err(e) => Err(LockError::backend("extend", e)),
+            Err(e) => {
+                // It may or may not have been applied: trust neither the old nor the new ttl
+                // beyond the lowered deadline, until a renewal is confirmed.
+                self.set_state(LeaseState::Unknown);
+                Err(LockError::backend("extend", e))
+            }
         }
     }
 }

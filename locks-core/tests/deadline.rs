@@ -1,0 +1,116 @@
+//! The local deadline never outlives the store's expiry (safety rule 1): any request that may
+//! change the expiry first lowers the deadline to what it may set; only a confirmation raises
+//! it; the holder's `extend` and the keeper's renewal never overlap.
+
+use std::time::Duration;
+
+use locks_core::{LeaseKind, LeaseState, LockBackend, LockError, LockService, LostReason};
+use locks_memory::MemoryBackend;
+use locks_testkit::faulty::FaultyBackend;
+use tokio::time::Instant;
+
+fn setup(ttl: Duration) -> (FaultyBackend, LockService) {
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let locks = LockService::builder(faulty.clone())
+        .default_ttl(ttl)
+        .build()
+        .expect("service");
+    (faulty, locks)
+}
+
+/// When the store expires `key`, by its own clock (the memory backend shares tokio's).
+async fn store_expiry(backend: &dyn LockBackend, locks: &LockService, key: &str) -> Instant {
+    let key = locks.key(key).expect("key");
+    let holders = backend
+        .holders(&key, LeaseKind::Mutex)
+        .await
+        .expect("holders");
+    Instant::now() + holders.leases.first().expect("held").remaining
+}
+
+/// `extend(shorter)` whose reply is lost: it may have been applied, so the holder trusts the
+/// lease only until the shorter expiry, and its state is `Unknown` until a renewal confirms.
+#[tokio::test(start_paused = true)]
+async fn an_extend_with_a_lost_reply_lowers_the_deadline_and_makes_the_state_unknown() {
+    let (faulty, locks) = setup(Duration::from_secs(10));
+    let guard = locks.acquire("k").await.expect("acquire");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    faulty.lose_replies_next(1);
+    let err = guard.extend(Duration::from_secs(2)).await;
+    assert!(matches!(err, Err(LockError::Backend { .. })), "{err:?}");
+    assert_eq!(guard.state(), LeaseState::Unknown);
+    // The store applied it: the lease expires at 1 s + 2 s. The holder's deadline is earlier.
+    let expires = store_expiry(&faulty, &locks, "k").await;
+    assert!(
+        guard.deadline() < expires,
+        "deadline {:?} is not before the store's expiry {:?}",
+        guard.deadline(),
+        expires
+    );
+
+    // The store is unreachable from now on: the holder gives up before the store lets a
+    // second holder in.
+    faulty.set_unavailable(true);
+    let lost = guard.lost();
+    let reason = tokio::time::timeout_at(expires, lost).await;
+    assert_eq!(reason, Ok(LostReason::DeadlineExpired));
+}
+
+/// A renewal capped by `max_hold` whose reply is lost may have set the store's expiry to the
+/// end of the hold: the deadline comes down to it, even after an `extend` moved it past.
+#[tokio::test(start_paused = true)]
+async fn a_capped_renewal_with_a_lost_reply_lowers_the_deadline_to_the_hold_end() {
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let locks = LockService::builder(faulty.clone())
+        .default_ttl(Duration::from_secs(10))
+        .max_hold(Some(Duration::from_secs(12)))
+        .build()
+        .expect("service");
+    let start = Instant::now();
+    let guard = locks.acquire("k").await.expect("acquire");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    guard.extend(Duration::from_secs(20)).await.expect("extend");
+    // The next renewal (at 1 s + 10 s) is capped to the 1 s left of the hold; its reply is lost.
+    faulty.lose_replies_next(1);
+    tokio::time::sleep(Duration::from_millis(10_100)).await;
+    assert_eq!(faulty.injected(), 1, "the capped renewal was sent");
+    let hold_end = start + Duration::from_secs(12);
+    assert!(
+        guard.deadline() <= hold_end,
+        "deadline {:?} after the hold end {hold_end:?}",
+        guard.deadline()
+    );
+    assert!(guard.deadline() <= store_expiry(&faulty, &locks, "k").await);
+}
+
+/// `extend(longer)` while a renewal carrying the old ttl is in flight: the extend waits for
+/// the renewal, so the renewal cannot land after it and shorten the lease behind the holder's
+/// back.
+#[tokio::test(start_paused = true)]
+async fn an_extend_never_overlaps_a_renewal_in_flight() {
+    let (faulty, locks) = setup(Duration::from_secs(10));
+    let guard = locks.acquire("k").await.expect("acquire");
+    // Every request now takes 100 ms to reach the store; the renewal is due at 5 s.
+    faulty.set_latency(Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(5_010)).await;
+    faulty.set_latency(Duration::ZERO);
+    let started = Instant::now();
+    guard.extend(Duration::from_secs(30)).await.expect("extend");
+    assert!(
+        started.elapsed() >= Duration::from_millis(80),
+        "the extend did not wait for the renewal in flight"
+    );
+    let expires = store_expiry(&faulty, &locks, "k").await;
+    assert!(
+        guard.deadline() <= expires,
+        "deadline {:?} beyond the store's expiry {expires:?}",
+        guard.deadline()
+    );
+    assert!(
+        expires >= started + Duration::from_secs(29),
+        "the longer ttl is in force"
+    );
+    assert_eq!(guard.state(), LeaseState::Held);
+    guard.release().await.expect("release");
+}
