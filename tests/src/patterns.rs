@@ -2,6 +2,7 @@
 //! it observed, so that a test can check the promise it demonstrates.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +20,28 @@ fn service(backend: &Arc<dyn LockBackend>) -> Result<LockService, LockError> {
                 .max_delay(Duration::from_millis(100)),
         )
         .build()
+}
+
+/// Run `worker` on `n` service instances at once, each on its own task (as separate processes
+/// would), and wait for all of them. The first error is returned; a task that panicked counts
+/// as `ShuttingDown`.
+async fn on_instances<F, Fut>(
+    backend: &Arc<dyn LockBackend>,
+    n: usize,
+    worker: F,
+) -> Result<(), LockError>
+where
+    F: Fn(usize, LockService) -> Fut,
+    Fut: Future<Output = Result<(), LockError>> + Send + 'static,
+{
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tasks.push(tokio::spawn(worker(i, service(backend)?)));
+    }
+    for t in futures::future::join_all(tasks).await {
+        t.map_err(|_| LockError::ShuttingDown)??;
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -71,11 +94,9 @@ pub async fn payment(
 ) -> Result<PaymentReport, LockError> {
     let provider = Arc::new(PaymentProvider::default());
     let skipped = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..instances {
-        let svc = service(&backend)?;
+    on_instances(&backend, instances, |_, svc| {
         let (provider, skipped) = (provider.clone(), skipped.clone());
-        tasks.push(tokio::spawn(async move {
+        async move {
             for order in 0..orders {
                 let provider = provider.clone();
                 let outcome = svc
@@ -94,12 +115,10 @@ pub async fn payment(
                     skipped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Ok::<(), LockError>(())
-        }));
-    }
-    for t in futures::future::join_all(tasks).await {
-        t.map_err(|_| LockError::ShuttingDown)??;
-    }
+            Ok(())
+        }
+    })
+    .await?;
     let charges = lock(&provider.charges);
     Ok(PaymentReport {
         orders,
@@ -223,16 +242,15 @@ pub async fn resource_pool(
     let in_use = Arc::new(AtomicUsize::new(0));
     let max_in_use = Arc::new(AtomicUsize::new(0));
     let double_use = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let sem = service(&backend)?.semaphore("db-pool", permits)?;
+    on_instances(&backend, workers, |_, worker| {
         let (pool, in_use, max_in_use, double_use) = (
             pool.clone(),
             in_use.clone(),
             max_in_use.clone(),
             double_use.clone(),
         );
-        tasks.push(tokio::spawn(async move {
+        async move {
+            let sem = worker.semaphore("db-pool", permits)?;
             for _ in 0..jobs_per_worker {
                 let permit = sem.acquire().await?;
                 let conn = lock(&pool).pop();
@@ -248,12 +266,10 @@ pub async fn resource_pool(
                 lock(&pool).push(conn);
                 permit.release().await?;
             }
-            Ok::<(), LockError>(())
-        }));
-    }
-    for t in futures::future::join_all(tasks).await {
-        t.map_err(|_| LockError::ShuttingDown)??;
-    }
+            Ok(())
+        }
+    })
+    .await?;
     drop(svc);
     Ok(PoolReport {
         jobs: workers as u64 * jobs_per_worker,
@@ -290,11 +306,11 @@ pub async fn semaphore(
     let running = Arc::new(AtomicUsize::new(0));
     let max = Arc::new(AtomicUsize::new(0));
     let returned_after = Arc::new(Mutex::new(None));
-    let mut tasks = Vec::new();
-    for _ in 0..exports {
-        let sem = service(&backend)?.semaphore("exports", permits)?;
+    let exporters = usize::try_from(exports).unwrap_or(usize::MAX);
+    on_instances(&backend, exporters, |_, exporter| {
         let (running, max, returned_after) = (running.clone(), max.clone(), returned_after.clone());
-        tasks.push(tokio::spawn(async move {
+        async move {
+            let sem = exporter.semaphore("exports", permits)?;
             let permit = sem.acquire().await?;
             let holders = sem.holders().await?;
             if holders.iter().all(|h| h.owner != crashed_token) {
@@ -307,11 +323,9 @@ pub async fn semaphore(
             tokio::time::sleep(Duration::from_millis(100)).await;
             running.fetch_sub(1, Ordering::SeqCst);
             permit.release().await
-        }));
-    }
-    for t in futures::future::join_all(tasks).await {
-        t.map_err(|_| LockError::ShuttingDown)??;
-    }
+        }
+    })
+    .await?;
     let after = *lock(&returned_after);
     Ok(SemaphoreReport {
         exports,
@@ -343,14 +357,14 @@ pub async fn funds_transfer(
         ("account:bob".to_owned(), 10_000i64),
     ])));
     let total_before: i64 = lock(&accounts).values().sum();
-    let mut tasks = Vec::new();
-    for (from, to) in [
+    let directions = [
         ("account:alice", "account:bob"),
         ("account:bob", "account:alice"),
-    ] {
-        let svc = service(&backend)?;
+    ];
+    on_instances(&backend, directions.len(), |teller, svc| {
+        let (from, to) = directions[teller];
         let accounts = accounts.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             for i in 0..transfers_each {
                 let both = svc.acquire_all(&[from, to], AcquireOptions::new()).await?;
                 let amount = i64::try_from(i % 13 + 1).unwrap_or(1);
@@ -363,12 +377,10 @@ pub async fn funds_transfer(
                 }
                 both.release().await?;
             }
-            Ok::<(), LockError>(())
-        }));
-    }
-    for t in futures::future::join_all(tasks).await {
-        t.map_err(|_| LockError::ShuttingDown)??;
-    }
+            Ok(())
+        }
+    })
+    .await?;
     let total_after: i64 = lock(&accounts).values().sum();
     Ok(TransferReport {
         transfers: transfers_each * 2,
@@ -401,13 +413,10 @@ pub async fn try_lock(
             .collect::<Vec<_>>(),
     );
     let skipped = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let svc = service(&backend)?;
+    on_instances(&backend, workers, |_, svc| {
         let (runs, done, skipped) = (runs.clone(), done.clone(), skipped.clone());
-        tasks.push(tokio::spawn(async move {
+        async move {
             // Every worker scans the jobs in the same order, so they run into each other.
-            let _ = w;
             for job in 0..jobs {
                 match svc.try_acquire(&format!("job:{job}")).await {
                     Ok(guard) => {
@@ -424,12 +433,10 @@ pub async fn try_lock(
                     Err(e) => return Err(e),
                 }
             }
-            Ok::<(), LockError>(())
-        }));
-    }
-    for t in futures::future::join_all(tasks).await {
-        t.map_err(|_| LockError::ShuttingDown)??;
-    }
+            Ok(())
+        }
+    })
+    .await?;
     Ok(TryLockReport {
         runs_per_job: runs
             .iter()

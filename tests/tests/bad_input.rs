@@ -18,9 +18,12 @@ use locks_core::{
 use locks_redis::redis::aio::MultiplexedConnection;
 use locks_redis::redis::{self, AsyncCommands};
 use locks_redis::{RedisBackend, RedisBackendError};
-use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+use locks_testkit::redis_server::RedisServer;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+mod common;
+use common::{dbsize, private_server};
 
 /// Longest time one case may take (most take a few milliseconds).
 const CASE_LIMIT: Duration = Duration::from_secs(10);
@@ -93,9 +96,7 @@ impl Env {
             .build()
             .unwrap_or_else(|e| panic!("runtime: {e}"));
         let inner = rt.block_on(async {
-            let server = RedisServer::start_with(RedisServerConfig::new().local_only())
-                .await
-                .unwrap_or_else(|e| panic!("redis fixture: {e}"));
+            let server = private_server(&[]).await;
             let backend = RedisBackend::builder(server.url())
                 .connect_timeout(Duration::from_secs(2))
                 .response_timeout(Duration::from_secs(2))
@@ -183,6 +184,65 @@ impl Env {
             panic!("{e}");
         }
     }
+
+    /// [`run`](Env::run) cases that call a default service: each case gets a fresh service on
+    /// the shared backend, with the database size before the case; the service is shut down
+    /// after it.
+    fn run_on_service<S, Fut>(&self, cases: u32, strategy: S, test: impl Fn(S::Value, Case) -> Fut)
+    where
+        S: Strategy,
+        S::Value: std::fmt::Debug,
+        Fut: Future<Output = Result<(), TestCaseError>>,
+    {
+        self.run(cases, strategy, |value| {
+            let locks = default_service(self.backend());
+            let mut conn = self.conn();
+            let test = &test;
+            self.case(async move {
+                let before = dbsize(&mut conn).await;
+                let case = Case {
+                    locks: locks.clone(),
+                    conn,
+                    before,
+                };
+                let result = test(value, case).await;
+                locks.shutdown().await;
+                result
+            })
+        });
+    }
+}
+
+/// One case of [`Env::run_on_service`].
+struct Case {
+    locks: LockService,
+    /// A direct connection to the server.
+    conn: MultiplexedConnection,
+    /// The database size before the case.
+    before: i64,
+}
+
+impl Case {
+    /// [`judged`] against the database size before the case.
+    async fn judged<T>(
+        &mut self,
+        what: &str,
+        r: Result<T, LockError>,
+    ) -> Result<Option<T>, TestCaseError> {
+        judged(what, &mut self.conn, self.before, r).await
+    }
+
+    /// Judge an acquire, and give back what it got.
+    async fn judged_guard(
+        &mut self,
+        what: &str,
+        r: Result<LockGuard, LockError>,
+    ) -> Result<(), TestCaseError> {
+        if let Some(g) = self.judged(what, r).await? {
+            release(what, g).await?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Env {
@@ -191,13 +251,6 @@ impl Drop for Env {
         let _entered = self.rt.enter();
         self.inner.take();
     }
-}
-
-async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
-    redis::cmd("DBSIZE")
-        .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("DBSIZE: {e}"))
 }
 
 /// Errors that reject the input itself.
@@ -430,70 +483,58 @@ fn service_builder_settings_are_rejected_or_work() {
 #[test]
 fn mutex_entry_points_reject_bad_keys_and_options_without_writing() {
     let env = Env::start();
-    env.run(
+    env.run_on_service(
         512,
         (0_u8..9, keys(), options(), prefixes()),
-        |(op, key, opts, prefix)| {
-            let locks = default_service(env.backend());
-            let mut conn = env.conn();
-            env.case(async move {
-                let before = dbsize(&mut conn).await;
-                let c = &mut conn;
-                match op {
-                    0 => {
-                        let r = locks.acquire_opts(&key, opts).await;
-                        if let Some(g) = judged("acquire_opts", c, before, r).await? {
-                            release("acquire_opts", g).await?;
-                        }
-                    }
-                    1 => {
-                        let r = locks.try_acquire_opts(&key, opts).await;
-                        if let Some(g) = judged("try_acquire_opts", c, before, r).await? {
-                            release("try_acquire_opts", g).await?;
-                        }
-                    }
-                    2 => {
-                        let r = locks
-                            .with_lock_opts(&key, opts, |lease| async move { lease.fence() })
-                            .await;
-                        if let Some(fence) = judged("with_lock_opts", c, before, r).await? {
-                            prop_assert!(fence > 0);
-                        }
-                    }
-                    3 => {
-                        let r = locks.is_locked(&key).await;
-                        judged("is_locked", c, before, r).await?;
-                    }
-                    4 => {
-                        let r = locks.inspect(&key).await;
-                        judged("inspect", c, before, r).await?;
-                    }
-                    5 => {
-                        let r = locks.force_release(&key).await;
-                        judged("force_release", c, before, r).await?;
-                    }
-                    6 => {
-                        prop_assert_eq!(locks.waiters(&key), 0);
-                        let r = locks.key(&key);
-                        judged("key", c, before, r).await?;
-                    }
-                    7 => {
-                        let r = LockKey::new(&prefix, &key);
-                        if let Some(k) = judged("LockKey::new", c, before, r).await? {
-                            prop_assert_eq!(k.full(), format!("{prefix}{key}"));
-                        }
-                    }
-                    _ => {
-                        // Valid key, arbitrary options: only the options can be rejected.
-                        let r = locks.acquire_opts("valid", opts).await;
-                        if let Some(g) = judged("acquire_opts(valid)", c, before, r).await? {
-                            release("acquire_opts(valid)", g).await?;
-                        }
+        |(op, key, opts, prefix), mut cx| async move {
+            let locks = cx.locks.clone();
+            match op {
+                0 => {
+                    let r = locks.acquire_opts(&key, opts).await;
+                    cx.judged_guard("acquire_opts", r).await?;
+                }
+                1 => {
+                    let r = locks.try_acquire_opts(&key, opts).await;
+                    cx.judged_guard("try_acquire_opts", r).await?;
+                }
+                2 => {
+                    let r = locks
+                        .with_lock_opts(&key, opts, |lease| async move { lease.fence() })
+                        .await;
+                    if let Some(fence) = cx.judged("with_lock_opts", r).await? {
+                        prop_assert!(fence > 0);
                     }
                 }
-                locks.shutdown().await;
-                Ok(())
-            })
+                3 => {
+                    let r = locks.is_locked(&key).await;
+                    cx.judged("is_locked", r).await?;
+                }
+                4 => {
+                    let r = locks.inspect(&key).await;
+                    cx.judged("inspect", r).await?;
+                }
+                5 => {
+                    let r = locks.force_release(&key).await;
+                    cx.judged("force_release", r).await?;
+                }
+                6 => {
+                    prop_assert_eq!(locks.waiters(&key), 0);
+                    let r = locks.key(&key);
+                    cx.judged("key", r).await?;
+                }
+                7 => {
+                    let r = LockKey::new(&prefix, &key);
+                    if let Some(k) = cx.judged("LockKey::new", r).await? {
+                        prop_assert_eq!(k.full(), format!("{prefix}{key}"));
+                    }
+                }
+                _ => {
+                    // Valid key, arbitrary options: only the options can be rejected.
+                    let r = locks.acquire_opts("valid", opts).await;
+                    cx.judged_guard("acquire_opts(valid)", r).await?;
+                }
+            }
+            Ok(())
         },
     );
 }
@@ -505,103 +546,87 @@ fn mutex_entry_points_reject_bad_keys_and_options_without_writing() {
 #[test]
 fn primitive_entry_points_reject_bad_input_without_writing() {
     let env = Env::start();
-    env.run(
+    env.run_on_service(
         512,
         (0_u8..12, keys(), permits(), permits(), options()),
-        |(op, key, permits, other_permits, opts)| {
-            let locks = default_service(env.backend());
-            let mut conn = env.conn();
-            env.case(async move {
-                let before = dbsize(&mut conn).await;
-                let c = &mut conn;
-                match op {
-                    0 => {
-                        let r = locks.semaphore(&key, permits);
-                        if let Some(s) = judged::<Semaphore>("semaphore", c, before, r).await? {
+        |(op, key, permits, other_permits, opts), mut cx| async move {
+            let locks = cx.locks.clone();
+            match op {
+                0..=3 => {
+                    let r = locks.semaphore(&key, permits);
+                    let Some(s) = cx.judged::<Semaphore>("semaphore", r).await? else {
+                        return Ok(());
+                    };
+                    match op {
+                        0 => {
                             let r = s.acquire_opts(opts).await;
-                            if let Some(g) = judged("semaphore acquire_opts", c, before, r).await? {
-                                release("semaphore acquire_opts", g).await?;
-                            }
+                            cx.judged_guard("semaphore acquire_opts", r).await?;
                         }
-                    }
-                    1 => {
-                        let r = locks.semaphore(&key, permits);
-                        if let Some(s) = judged::<Semaphore>("semaphore", c, before, r).await? {
+                        1 => {
                             let r = s.try_acquire().await;
-                            if let Some(g) = judged("semaphore try_acquire", c, before, r).await? {
-                                release("semaphore try_acquire", g).await?;
-                            }
+                            cx.judged_guard("semaphore try_acquire", r).await?;
                         }
-                    }
-                    2 => {
-                        let r = locks.semaphore(&key, permits);
-                        if let Some(s) = judged::<Semaphore>("semaphore", c, before, r).await? {
+                        2 => {
                             let r = s.holders().await;
-                            judged("holders", c, before, r).await?;
+                            cx.judged("holders", r).await?;
                             let r = s.available().await;
-                            if let Some(n) = judged("available", c, before, r).await? {
+                            if let Some(n) = cx.judged("available", r).await? {
                                 prop_assert_eq!(n, permits);
                             }
                         }
-                    }
-                    3 => {
-                        let r = locks.semaphore(&key, permits);
-                        if let Some(s) = judged::<Semaphore>("semaphore", c, before, r).await? {
+                        _ => {
                             let r = s.with_permits(other_permits);
-                            if let Some(s2) = judged("with_permits", c, before, r).await? {
+                            if let Some(s2) = cx.judged("with_permits", r).await? {
                                 let r = s2.try_acquire().await;
-                                if let Some(g) = judged("with_permits try", c, before, r).await? {
-                                    release("with_permits try", g).await?;
-                                }
-                            }
-                        }
-                    }
-                    4..=8 => {
-                        let r = locks.rwlock(&key);
-                        if let Some(rw) = judged("rwlock", c, before, r).await? {
-                            let r = match op {
-                                4 => rw.read_opts(opts).await,
-                                5 => rw.write_opts(opts).await,
-                                6 => rw.try_read().await,
-                                7 => rw.try_write().await,
-                                _ => {
-                                    let r = rw.inspect().await;
-                                    judged("inspect rw", c, before, r).await?;
-                                    return Ok(());
-                                }
-                            };
-                            if let Some(g) = judged("rwlock acquire", c, before, r).await? {
-                                release("rwlock acquire", g).await?;
-                            }
-                        }
-                    }
-                    _ => {
-                        let r = locks.election(&key);
-                        if let Some(e) = judged("election", c, before, r).await? {
-                            prop_assert_eq!(e.role(), key.as_str());
-                            let r = match op {
-                                9 => e.campaign_opts(opts).await,
-                                10 => e.try_campaign().await,
-                                _ => {
-                                    let r = e.leader().await;
-                                    judged("leader", c, before, r).await?;
-                                    return Ok(());
-                                }
-                            };
-                            if let Some(l) = judged("campaign", c, before, r).await? {
-                                match l.resign().await {
-                                    Ok(()) | Err(LockError::NotOwner { .. }) => {}
-                                    Err(e) => {
-                                        return Err(TestCaseError::fail(format!("resign: {e:?}")));
-                                    }
-                                }
+                                cx.judged_guard("with_permits try", r).await?;
                             }
                         }
                     }
                 }
-                locks.shutdown().await;
-                Ok(())
-            })
+                4..=8 => {
+                    let r = locks.rwlock(&key);
+                    let Some(rw) = cx.judged("rwlock", r).await? else {
+                        return Ok(());
+                    };
+                    let r = match op {
+                        4 => rw.read_opts(opts).await,
+                        5 => rw.write_opts(opts).await,
+                        6 => rw.try_read().await,
+                        7 => rw.try_write().await,
+                        _ => {
+                            let r = rw.inspect().await;
+                            cx.judged("inspect rw", r).await?;
+                            return Ok(());
+                        }
+                    };
+                    cx.judged_guard("rwlock acquire", r).await?;
+                }
+                _ => {
+                    let r = locks.election(&key);
+                    let Some(e) = cx.judged("election", r).await? else {
+                        return Ok(());
+                    };
+                    prop_assert_eq!(e.role(), key.as_str());
+                    let r = match op {
+                        9 => e.campaign_opts(opts).await,
+                        10 => e.try_campaign().await,
+                        _ => {
+                            let r = e.leader().await;
+                            cx.judged("leader", r).await?;
+                            return Ok(());
+                        }
+                    };
+                    if let Some(l) = cx.judged("campaign", r).await? {
+                        match l.resign().await {
+                            Ok(()) | Err(LockError::NotOwner { .. }) => {}
+                            Err(e) => {
+                                return Err(TestCaseError::fail(format!("resign: {e:?}")));
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
         },
     );
 }
@@ -612,7 +637,7 @@ fn primitive_entry_points_reject_bad_input_without_writing() {
 #[test]
 fn acquire_all_and_extend_reject_bad_input_without_writing() {
     let env = Env::start();
-    env.run(
+    env.run_on_service(
         512,
         (
             prop::collection::vec(keys(), 0..5),
@@ -620,51 +645,46 @@ fn acquire_all_and_extend_reject_bad_input_without_writing() {
             options(),
             durations(),
         ),
-        |(mut keys, add_good, opts, extend_ttl)| {
-            let locks = default_service(env.backend());
-            let mut conn = env.conn();
-            env.case(async move {
-                if add_good {
-                    keys.push("good:a".to_owned());
-                    keys.push("good:b".to_owned());
+        |(mut keys, add_good, opts, extend_ttl), mut cx| async move {
+            let locks = cx.locks.clone();
+            if add_good {
+                keys.push("good:a".to_owned());
+                keys.push("good:b".to_owned());
+            }
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let r = locks.acquire_all(&refs, opts).await;
+            if let Some(all) = cx.judged("acquire_all", r).await? {
+                let mut want: Vec<&str> = refs.clone();
+                want.sort_unstable();
+                want.dedup();
+                let got: Vec<&str> = all.guards().iter().map(|g| g.key()).collect();
+                prop_assert_eq!(got, want);
+                match all.release().await {
+                    Ok(()) | Err(LockError::NotOwner { .. }) => {}
+                    Err(e) => return Err(TestCaseError::fail(format!("release all: {e:?}"))),
                 }
-                let before = dbsize(&mut conn).await;
-                let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-                let r = locks.acquire_all(&refs, opts).await;
-                if let Some(all) = judged("acquire_all", &mut conn, before, r).await? {
-                    let mut want: Vec<&str> = refs.clone();
-                    want.sort_unstable();
-                    want.dedup();
-                    let got: Vec<&str> = all.guards().iter().map(|g| g.key()).collect();
-                    prop_assert_eq!(got, want);
-                    match all.release().await {
-                        Ok(()) | Err(LockError::NotOwner { .. }) => {}
-                        Err(e) => return Err(TestCaseError::fail(format!("release all: {e:?}"))),
-                    }
-                }
+            }
 
-                // extend on a held 30 s lease.
-                let g = locks
-                    .acquire("extend")
-                    .await
-                    .map_err(|e| TestCaseError::fail(format!("acquire: {e}")))?;
-                let lease = locks_redis::RedisKeys::new(g.lock_key()).lease;
-                let before: i64 = conn.pttl(&lease).await.unwrap_or(-3);
-                match g.extend(extend_ttl).await {
-                    Ok(()) => {
-                        prop_assert!(extend_ttl >= Duration::from_millis(1));
-                        prop_assert!(extend_ttl <= Duration::from_secs(300));
-                    }
-                    Err(e) => {
-                        prop_assert!(is_rejection(&e), "extend: {:?}", e);
-                        let after: i64 = conn.pttl(&lease).await.unwrap_or(-3);
-                        prop_assert!(after <= before && after > 0, "{} -> {}", before, after);
-                    }
+            // extend on a held 30 s lease.
+            let g = locks
+                .acquire("extend")
+                .await
+                .map_err(|e| TestCaseError::fail(format!("acquire: {e}")))?;
+            let lease = locks_redis::RedisKeys::new(g.lock_key()).lease;
+            let conn = &mut cx.conn;
+            let before: i64 = conn.pttl(&lease).await.unwrap_or(-3);
+            match g.extend(extend_ttl).await {
+                Ok(()) => {
+                    prop_assert!(extend_ttl >= Duration::from_millis(1));
+                    prop_assert!(extend_ttl <= Duration::from_secs(300));
                 }
-                release("extend", g).await?;
-                locks.shutdown().await;
-                Ok(())
-            })
+                Err(e) => {
+                    prop_assert!(is_rejection(&e), "extend: {:?}", e);
+                    let after: i64 = conn.pttl(&lease).await.unwrap_or(-3);
+                    prop_assert!(after <= before && after > 0, "{} -> {}", before, after);
+                }
+            }
+            release("extend", g).await
         },
     );
 }

@@ -243,15 +243,22 @@ fn payments(recorder: &RecordingBackend, gateway: &Arc<FakeGateway>) -> PaymentS
     PaymentService::new(locks, gateway.clone())
 }
 
+/// The setup of most tests: a recording backend, a fake gateway that reports to its probe, and
+/// the payment service over both.
+fn shop() -> (RecordingBackend, Arc<FakeGateway>, PaymentService) {
+    let recorder = RecordingBackend::memory();
+    let gateway = FakeGateway::new(&recorder);
+    let service = payments(&recorder, &gateway);
+    (recorder, gateway, service)
+}
+
 // ------------------------------------------------------------------------------------------
 // The tests a downstream user writes.
 // ------------------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
 async fn the_charge_happens_under_the_payment_lock() {
-    let recorder = RecordingBackend::memory();
-    let gateway = FakeGateway::new(&recorder);
-    let service = payments(&recorder, &gateway);
+    let (recorder, gateway, service) = shop();
 
     let receipt = service.pay(1, 500).await.unwrap();
     assert_eq!((receipt.order_id, receipt.amount_cents), (1, 500));
@@ -292,9 +299,7 @@ async fn concurrent_payments_of_one_order_charge_once() {
 
 #[tokio::test(start_paused = true)]
 async fn the_lock_is_released_when_the_gateway_fails() {
-    let recorder = RecordingBackend::memory();
-    let gateway = FakeGateway::new(&recorder);
-    let service = payments(&recorder, &gateway);
+    let (recorder, gateway, service) = shop();
 
     gateway.decline_next(1);
     let err = service.pay(3, 100).await.unwrap_err();
@@ -314,9 +319,7 @@ async fn the_lock_is_released_when_the_gateway_fails() {
 
 #[tokio::test(start_paused = true)]
 async fn transient_store_failures_are_retried() {
-    let recorder = RecordingBackend::memory();
-    let gateway = FakeGateway::new(&recorder);
-    let service = payments(&recorder, &gateway);
+    let (recorder, gateway, service) = shop();
 
     recorder.fail_next(3);
     service.pay(4, 100).await.unwrap();
@@ -356,9 +359,7 @@ async fn a_payment_locked_elsewhere_times_out_as_configured() {
 
 #[tokio::test(start_paused = true)]
 async fn a_payment_waits_for_the_other_holder_then_pays() {
-    let recorder = RecordingBackend::memory();
-    let gateway = FakeGateway::new(&recorder);
-    let service = payments(&recorder, &gateway);
+    let (recorder, gateway, service) = shop();
 
     let other = recorder
         .hold_elsewhere("payment:10", Duration::from_secs(60))
@@ -422,9 +423,7 @@ async fn a_lock_revoked_mid_payment_aborts_without_charging() {
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_never_holds_two_payment_locks_together() {
-    let recorder = RecordingBackend::memory();
-    let gateway = FakeGateway::new(&recorder);
-    let service = payments(&recorder, &gateway);
+    let (recorder, gateway, service) = shop();
 
     let results = service.pay_all(&[(1, 100), (2, 200), (3, 300)]).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");

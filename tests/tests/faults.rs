@@ -15,35 +15,26 @@ use std::time::Duration;
 
 use locks_core::{
     AcquireOptions, AcquireResult, LeaseHandle, LeaseKind, LeaseState, LockBackend, LockError,
-    LockGuard, LockKey, LockService, LostReason, OwnerToken, RetryPolicy,
+    LockGuard, LockService, LostReason, OwnerToken, RetryPolicy,
 };
 use locks_redis::redis::aio::MultiplexedConnection;
 use locks_redis::redis::{self, AsyncCommands, AsyncConnectionConfig, Value};
 use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
 use locks_testkit::proxy::{Direction, FaultProxy};
-use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+use locks_testkit::redis_server::RedisServer;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-const MUTEX: LeaseKind = LeaseKind::Mutex;
+mod common;
+use common::{SOON, dbsize, info_field, key, private_server, within, within_for};
 
-/// Bound for anything that should happen "at once" in real time.
-const SOON: Duration = Duration::from_secs(5);
+const MUTEX: LeaseKind = LeaseKind::Mutex;
 
 /// How late a timer may fire on a loaded test machine and still count as "on time".
 const SLACK: Duration = Duration::from_millis(200);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    within_for(SOON, what, fut).await
-}
-
-async fn within_for<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {limit:?}"))
-}
 
 /// Poll `check` every few milliseconds until it holds (bounded by `limit`).
 async fn until<F, Fut>(limit: Duration, what: &str, mut check: F)
@@ -57,17 +48,6 @@ where
         }
     })
     .await;
-}
-
-/// A private server (never an external one: these tests restart it and change its limits).
-async fn private_server(args: &[&str]) -> RedisServer {
-    RedisServer::start_with(
-        RedisServerConfig::new()
-            .local_only()
-            .args(args.iter().copied()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("redis fixture: {e}"))
 }
 
 async fn proxy_for(server: &RedisServer) -> FaultProxy {
@@ -89,6 +69,69 @@ fn service(backend: RedisBackend) -> LockService {
     LockService::new(backend).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A private server started with `args`, the fault proxy in front of it, a direct connection
+/// for checks and setup, and a service whose backend talks through the proxy.
+struct Rig {
+    server: RedisServer,
+    proxy: FaultProxy,
+    direct: MultiplexedConnection,
+    locks: LockService,
+}
+
+async fn rig(args: &[&str], response_timeout: Duration) -> Rig {
+    let server = private_server(args).await;
+    let proxy = proxy_for(&server).await;
+    let direct = direct(&server).await;
+    let locks = service(backend(&proxy.url(), response_timeout).await);
+    Rig {
+        server,
+        proxy,
+        direct,
+        locks,
+    }
+}
+
+/// Acquire the mutex `name` with `ttl` (bounded by [`SOON`]).
+async fn acquire_for(locks: &LockService, name: &str, ttl: Duration) -> LockGuard {
+    within(
+        "acquire",
+        locks.acquire_opts(name, AcquireOptions::new().ttl(ttl)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("acquire {name}: {e}"))
+}
+
+/// Record the states of `guard` from now on: the current one, then every change up to the
+/// first state for which `last` holds.
+fn record_states(guard: &LockGuard, last: fn(LeaseState) -> bool) -> JoinHandle<Vec<LeaseState>> {
+    let mut states = guard.watch_state();
+    let mut seen = vec![*states.borrow_and_update()];
+    tokio::spawn(async move {
+        while states.changed().await.is_ok() {
+            let s = *states.borrow_and_update();
+            seen.push(s);
+            if last(s) {
+                break;
+            }
+        }
+        seen
+    })
+}
+
+/// Once a request (or reply) is held in the proxy in direction `dir` (the proxy stalls it),
+/// reset every connection through the proxy and let traffic flow again.
+async fn drop_connections_once_held(proxy: &FaultProxy, dir: Direction, what: &str) {
+    until(
+        SOON,
+        &format!("the {what} is held in the proxy"),
+        || async { proxy.held_bytes(dir) > 0 },
+    )
+    .await;
+    let dropped = proxy.drop_connections().await;
+    assert!(dropped >= 1, "no connection to drop");
+    proxy.heal();
+}
+
 /// A direct connection to the server (not through the proxy), for checks and setup.
 async fn direct(server: &RedisServer) -> MultiplexedConnection {
     direct_with(server, Some(Duration::from_secs(2))).await
@@ -108,10 +151,6 @@ async fn direct_with(
         .unwrap_or_else(|e| panic!("direct connection: {e}"))
 }
 
-fn key(name: &str) -> LockKey {
-    LockKey::new("_lock:", name).unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// The owner stored in Redis for the mutex `name`, read directly.
 async fn stored_owner(conn: &mut MultiplexedConnection, name: &str) -> Option<String> {
     conn.hget(RedisKeys::new(&key(name)).lease, "owner")
@@ -129,13 +168,6 @@ fn fast_polling() -> RetryPolicy {
         .initial_delay(Duration::from_millis(5))
         .max_delay(Duration::from_millis(5))
         .jitter(0.0)
-}
-
-async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
-    redis::cmd("DBSIZE")
-        .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("DBSIZE: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,28 +190,12 @@ async fn partitioned_holder_gives_up_before_a_second_holder_gets_in() {
     // The holder's acquire takes 200 ms to reach Redis, so the store starts its ttl 200 ms
     // after the holder starts its own: the deadline counts from the request being sent.
     proxy.set_latency(Direction::ClientToServer, Duration::from_millis(200));
-    let guard = within(
-        "acquire",
-        holder.acquire_opts(name, AcquireOptions::new().ttl(ttl)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("acquire: {e}"));
+    let guard = acquire_for(&holder, name, ttl).await;
     proxy.set_latency(Direction::ClientToServer, Duration::ZERO);
     proxy.blackhole(Direction::Both, true);
     let partitioned_at = Instant::now();
 
-    let mut states = guard.watch_state();
-    let seen = tokio::spawn(async move {
-        let mut seen = vec![*states.borrow_and_update()];
-        while states.changed().await.is_ok() {
-            let s = *states.borrow_and_update();
-            seen.push(s);
-            if matches!(s, LeaseState::Lost(_)) {
-                break;
-            }
-        }
-        seen
-    });
+    let seen = record_states(&guard, |s| matches!(s, LeaseState::Lost(_)));
     let lost = guard.lost();
     let rival_task = tokio::spawn(async move {
         let k = key(name);
@@ -266,10 +282,8 @@ async fn partitioned_holder_gives_up_before_a_second_holder_gets_in() {
 /// and a lease whose release did not happen still ends by its ttl (renewal was stopped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_across_a_dropped_connection_never_reports_a_release_that_did_not_happen() {
-    let server = private_server(&[]).await;
-    let proxy = proxy_for(&server).await;
-    let mut check = direct(&server).await;
-    let locks = service(backend(&proxy.url(), Duration::from_secs(2)).await);
+    let rig = rig(&[], Duration::from_secs(2)).await;
+    let (proxy, locks, mut check) = (&rig.proxy, &rig.locks, rig.direct.clone());
     // Load the scripts first, so the held request is the release itself, not a NOSCRIPT round.
     let warm = within("warm-up", locks.acquire("warm-up")).await;
     within("warm-up release", ok("warm-up")(warm).release())
@@ -281,12 +295,7 @@ async fn release_across_a_dropped_connection_never_reports_a_release_that_did_no
         (Direction::ServerToClient, "release:reply-lost"),
     ] {
         let ttl = Duration::from_secs(2);
-        let guard = within(
-            "acquire",
-            locks.acquire_opts(name, AcquireOptions::new().ttl(ttl)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("acquire: {e}"));
+        let guard = acquire_for(locks, name, ttl).await;
         let token = guard.token().to_hyphenated();
         assert_eq!(
             stored_owner(&mut check, name).await.as_deref(),
@@ -295,13 +304,7 @@ async fn release_across_a_dropped_connection_never_reports_a_release_that_did_no
 
         proxy.stall(dir);
         let release = tokio::spawn(guard.release());
-        until(SOON, "the release is held in the proxy", || async {
-            proxy.held_bytes(dir) > 0
-        })
-        .await;
-        let dropped = proxy.drop_connections().await;
-        assert!(dropped >= 1, "no connection to drop");
-        proxy.heal();
+        drop_connections_once_held(proxy, dir, "release").await;
         let result = within("release", release)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -340,49 +343,31 @@ async fn release_across_a_dropped_connection_never_reports_a_release_that_did_no
 /// holder's in Redis, with a fresh ttl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_across_a_dropped_connection_goes_unknown_then_held() {
-    let server = private_server(&[]).await;
-    let proxy = proxy_for(&server).await;
-    let mut check = direct(&server).await;
-    let locks = service(backend(&proxy.url(), Duration::from_secs(2)).await);
+    let rig = rig(&[], Duration::from_secs(2)).await;
+    let (proxy, locks, mut check) = (&rig.proxy, &rig.locks, rig.direct.clone());
     for (dir, name) in [
         (Direction::ClientToServer, "renew:request-lost"),
         (Direction::ServerToClient, "renew:reply-lost"),
     ] {
         // Renewal at 1 s, retried 250 ms after a failure, deadline at 1.978 s.
-        let ttl = Duration::from_secs(2);
-        let guard = within(
-            "acquire",
-            locks.acquire_opts(name, AcquireOptions::new().ttl(ttl)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("acquire: {e}"));
+        let guard = acquire_for(locks, name, Duration::from_secs(2)).await;
         let token = guard.token().to_hyphenated();
         let first_deadline = guard.deadline();
-        let mut states = guard.watch_state();
-        let history = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while states.changed().await.is_ok() {
-                let s = *states.borrow_and_update();
-                seen.push(s);
-                if s == LeaseState::Held || matches!(s, LeaseState::Lost(_)) {
-                    break;
-                }
-            }
-            seen
+        let history = record_states(&guard, |s| {
+            s == LeaseState::Held || matches!(s, LeaseState::Lost(_))
         });
 
         proxy.stall(dir);
-        until(SOON, "the renewal is held in the proxy", || async {
-            proxy.held_bytes(dir) > 0
-        })
-        .await;
-        assert!(proxy.drop_connections().await >= 1);
-        proxy.heal();
+        drop_connections_once_held(proxy, dir, "renewal").await;
 
         let seen = within("Unknown, then Held", history)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(seen, [LeaseState::Unknown, LeaseState::Held], "{dir:?}");
+        assert_eq!(
+            seen,
+            [LeaseState::Held, LeaseState::Unknown, LeaseState::Held],
+            "{dir:?}"
+        );
         assert_eq!(guard.state(), LeaseState::Held);
         assert!(
             guard.deadline() > first_deadline,
@@ -633,15 +618,7 @@ async fn paused_holder_is_stopped_by_the_fence() {
                 .unwrap_or_else(|e| panic!("{e}"));
             rt.block_on(async move {
                 let locks = service(backend(&url, Duration::from_secs(2)).await);
-                let guard = within(
-                    "acquire",
-                    locks.acquire_opts(
-                        "paused",
-                        AcquireOptions::new().ttl(Duration::from_millis(500)),
-                    ),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("acquire: {e}"));
+                let guard = acquire_for(&locks, "paused", Duration::from_millis(500)).await;
                 let _ = ready_tx.send((guard.handle(), guard.fence()));
                 // The pause: this thread — the holder's runtime, its keeper, its connection —
                 // stops until the test lets it go.
@@ -723,10 +700,16 @@ async fn paused_holder_is_stopped_by_the_fence() {
 /// is lowered to 1 MB, so that the server stays far above it whatever buffers come and go.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_is_a_typed_error_and_nothing_is_stuck() {
-    let server = private_server(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]).await;
-    let proxy = proxy_for(&server).await;
-    let mut fill = direct(&server).await;
-    let locks = service(backend(&proxy.url(), Duration::from_secs(2)).await);
+    let Rig {
+        server: _server,
+        proxy: _proxy,
+        direct: mut fill,
+        locks,
+    } = rig(
+        &["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"],
+        Duration::from_secs(2),
+    )
+    .await;
     let held = within("acquire before the fill", locks.acquire("oom:held")).await;
     let held = ok("acquire before the fill")(held);
 
@@ -863,15 +846,8 @@ async fn exhaust_clients(server: &RedisServer) -> Vec<std::net::TcpStream> {
 
 /// How many clients the server has now (`INFO clients`).
 async fn connected_clients(conn: &mut MultiplexedConnection) -> usize {
-    let info: String = redis::cmd("INFO")
-        .arg("clients")
-        .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("INFO clients: {e}"));
-    info.lines()
-        .find_map(|l| l.strip_prefix("connected_clients:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no connected_clients in {info:?}"))
+    let n = info_field(conn, "clients", "connected_clients").await;
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// Promise (typed errors): when Redis has reached `maxclients`, `RedisBackend::connect` fails
@@ -880,10 +856,12 @@ async fn connected_clients(conn: &mut MultiplexedConnection) -> usize {
 /// work again once clients leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maxclients_gives_typed_errors_and_recovers() {
-    let server = private_server(&["--maxclients", "6"]).await;
-    let proxy = proxy_for(&server).await;
-    let mut admin = direct(&server).await;
-    let locks = service(backend(&proxy.url(), Duration::from_secs(1)).await);
+    let Rig {
+        server,
+        proxy,
+        direct: mut admin,
+        locks,
+    } = rig(&["--maxclients", "6"], Duration::from_secs(1)).await;
     let g = within("acquire", locks.acquire("clients:a")).await;
     within("release", ok("acquire")(g).release())
         .await
@@ -960,10 +938,12 @@ async fn maxclients_gives_typed_errors_and_recovers() {
 /// primitive keeps working — acquire, extend, inspect, release, semaphore, read-write lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_flush_at_any_point_changes_nothing() {
-    let server = private_server(&[]).await;
-    let proxy = proxy_for(&server).await;
-    let mut admin = direct(&server).await;
-    let locks = service(backend(&proxy.url(), Duration::from_secs(2)).await);
+    let Rig {
+        server: _server,
+        proxy: _proxy,
+        direct: mut admin,
+        locks,
+    } = rig(&[], Duration::from_secs(2)).await;
     let flush = || {
         let mut admin = admin.clone();
         async move {

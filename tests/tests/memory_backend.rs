@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use locks_core::{
-    AcquireOptions, LeaseKind, LeaseState, LockBackend, LockError, LockService, LostReason,
-    OwnerToken,
+    AcquireOptions, LeaseKind, LeaseState, LockBackend, LockError, LockGuard, LockService,
+    LostReason, OwnerToken,
 };
 use locks_memory::{ManualClock, MemoryBackend};
 use locks_testkit::faulty::FaultyBackend;
@@ -15,6 +15,20 @@ fn service<B: LockBackend + Clone>(backend: &B) -> LockService {
         .default_ttl(Duration::from_secs(10))
         .build()
         .expect("valid service")
+}
+
+/// A service over a memory backend on a manual clock takes `name` (10 s ttl), then the store's
+/// clock jumps `ahead` (the holder's does not).
+async fn held_while_the_store_clock_jumps(
+    name: &str,
+    ahead: Duration,
+) -> (MemoryBackend, LockService, LockGuard) {
+    let clock = ManualClock::new();
+    let backend = MemoryBackend::with_clock(clock.clone());
+    let svc = service(&backend);
+    let guard = svc.acquire(name).await.expect("acquire");
+    clock.advance(ahead);
+    (backend, svc, guard)
 }
 
 /// The store's clock jumps past the ttl while the holder is "paused": the store lets a second
@@ -51,11 +65,9 @@ async fn gc_pause_lets_the_next_holder_in_and_refuses_the_late_release() {
 /// With a store clock that runs ahead of the holder, renewal still notices the loss.
 #[tokio::test(start_paused = true)]
 async fn a_store_clock_running_ahead_is_noticed_at_the_next_renewal() {
-    let clock = ManualClock::new();
-    let backend = MemoryBackend::with_clock(clock.clone());
-    let svc = service(&backend);
-    let guard = svc.acquire("skew").await.expect("acquire");
-    clock.advance(Duration::from_secs(10)); // store: expired; holder: 0 s elapsed
+    // The store: expired; the holder: 0 s elapsed.
+    let (_backend, _svc, guard) =
+        held_while_the_store_clock_jumps("skew", Duration::from_secs(10)).await;
     let reason = tokio::time::timeout(Duration::from_secs(6), guard.lost())
         .await
         .expect("lost at the first renewal (ttl × 0.5)");
@@ -65,11 +77,8 @@ async fn a_store_clock_running_ahead_is_noticed_at_the_next_renewal() {
 /// The remaining-ttl hint comes from the store's clock.
 #[tokio::test(start_paused = true)]
 async fn inspect_reports_remaining_ttl_by_the_store_clock() {
-    let clock = ManualClock::new();
-    let backend = MemoryBackend::with_clock(clock.clone());
-    let svc = service(&backend);
-    let guard = svc.acquire("hint").await.expect("acquire");
-    clock.advance(Duration::from_secs(4));
+    let (backend, svc, guard) =
+        held_while_the_store_clock_jumps("hint", Duration::from_secs(4)).await;
     let info = svc.inspect("hint").await.expect("inspect").expect("held");
     assert_eq!(info.remaining, Duration::from_secs(6));
     assert_eq!(info.owner, guard.token());

@@ -8,26 +8,15 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use locks_core::{AcquireOptions, LockError, LockService, OwnerToken, RetryPolicy};
+use locks_core::{AcquireOptions, LockError, LockGuard, LockService, OwnerToken, RetryPolicy};
 use locks_redis::redis::aio::MultiplexedConnection;
 use locks_redis::redis::{self, AsyncCommands};
 use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
-use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+use locks_testkit::redis_server::RedisServer;
 use tokio::time::Instant;
 
-const SOON: Duration = Duration::from_secs(5);
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(SOON, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {SOON:?}"))
-}
-
-async fn private_server() -> RedisServer {
-    RedisServer::start_with(RedisServerConfig::new().local_only())
-        .await
-        .unwrap_or_else(|e| panic!("redis fixture: {e}"))
-}
+mod common;
+use common::{info_field, key, private_server, within};
 
 async fn admin(server: &RedisServer) -> MultiplexedConnection {
     redis::Client::open(server.url())
@@ -35,10 +24,6 @@ async fn admin(server: &RedisServer) -> MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap_or_else(|e| panic!("admin connection: {e}"))
-}
-
-fn key(name: &str) -> locks_core::LockKey {
-    locks_core::LockKey::new("_lock:", name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,6 +135,20 @@ async fn numsub(admin: &mut MultiplexedConnection, channel: &str) -> i64 {
         .await
         .map(|(_, n)| n)
         .unwrap_or(-1)
+}
+
+/// Poll until the number of subscribers of `channel` satisfies `want`, or `limit` passes.
+async fn subscribers_reach(
+    admin: &MultiplexedConnection,
+    channel: &str,
+    limit: Duration,
+    want: fn(i64) -> bool,
+) -> bool {
+    poll(limit, || {
+        let mut admin = admin.clone();
+        async move { want(numsub(&mut admin, channel).await) }
+    })
+    .await
 }
 
 /// The ids of the clients connected now (`CLIENT LIST`).
@@ -361,12 +360,7 @@ async fn scenario(url: &str, admin: &mut MultiplexedConnection, tag: &str) -> Re
         let (b, k) = (b.clone(), k.clone());
         async move { b.acquire_opts(&k, notification_only()).await }
     });
-    let subscribed = poll(quick, || {
-        let mut admin = admin.clone();
-        let channel = channel.clone();
-        async move { numsub(&mut admin, &channel).await >= 1 }
-    })
-    .await;
+    let subscribed = subscribers_reach(admin, &channel, quick, |n| n >= 1).await;
     if !subscribed {
         waiter.abort();
         return Err("the waiter could not subscribe".to_owned());
@@ -384,12 +378,7 @@ async fn scenario(url: &str, admin: &mut MultiplexedConnection, tag: &str) -> Re
     };
     step("release (waiter)", quick, woken.release()).await?;
     // The backend unsubscribes an idle channel lazily (after about a second).
-    let unsubscribed = poll(Duration::from_secs(4), || {
-        let mut admin = admin.clone();
-        let channel = channel.clone();
-        async move { numsub(&mut admin, &channel).await == 0 }
-    })
-    .await;
+    let unsubscribed = subscribers_reach(admin, &channel, Duration::from_secs(4), |n| n == 0).await;
     check("the waiter unsubscribed", unsubscribed)?;
     check(
         "the subscription connection was kept (no reconnection)",
@@ -409,7 +398,7 @@ async fn scenario(url: &str, admin: &mut MultiplexedConnection, tag: &str) -> Re
 /// connection has to be replaced). The same user cannot touch a key outside the prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_privilege_acl_user_can_do_everything_and_nothing_else() {
-    let server = private_server().await;
+    let server = private_server(&[]).await;
     let mut admin = admin(&server).await;
     let rules = acl_rules();
     acl_setuser(&mut admin, &rules).await;
@@ -518,15 +507,22 @@ async fn least_privilege_acl_user_can_do_everything_and_nothing_else() {
 // Lua never contains user text
 
 async fn cached_scripts(admin: &mut MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(admin)
+    info_field(admin, "memory", "number_of_cached_scripts").await
+}
+
+/// Take a lease with `acquire` (bounded by [`SOON`]) and give it back; a failure names `name`.
+async fn acquire_and_release(
+    name: &str,
+    what: &str,
+    acquire: impl Future<Output = Result<LockGuard, LockError>>,
+) {
+    let guard = within(what, acquire)
         .await
-        .unwrap_or_else(|e| panic!("INFO memory: {e}"));
-    info.lines()
-        .find_map(|l| l.strip_prefix("number_of_cached_scripts:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no number_of_cached_scripts in {info:?}"))
+        .unwrap_or_else(|e| panic!("{name:?}: {what}: {e}"));
+    guard
+        .release()
+        .await
+        .unwrap_or_else(|e| panic!("{name:?}: release after {what}: {e}"));
 }
 
 /// Promise (Lua takes user values through `KEYS`/`ARGV` only): names full of Lua and Redis
@@ -537,7 +533,7 @@ async fn cached_scripts(admin: &mut MultiplexedConnection) -> u64 {
 /// text depends on a name. Names with newlines or other control characters are rejected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lua_and_redis_syntax_in_names_is_data_not_code() {
-    let server = private_server().await;
+    let server = private_server(&[]).await;
     let mut admin = admin(&server).await;
     let backend = RedisBackend::builder(server.url())
         .connect_timeout(Duration::from_secs(2))
@@ -584,18 +580,8 @@ async fn lua_and_redis_syntax_in_names_is_data_not_code() {
                 .await
                 .unwrap_or_else(|e| panic!("{name:?}: {e}"));
             let rw = locks.rwlock(&name).unwrap_or_else(|e| panic!("{e}"));
-            let w = within("write", rw.write())
-                .await
-                .unwrap_or_else(|e| panic!("{name:?}: {e}"));
-            w.release()
-                .await
-                .unwrap_or_else(|e| panic!("{name:?}: {e}"));
-            let r = within("read", rw.read())
-                .await
-                .unwrap_or_else(|e| panic!("{name:?}: {e}"));
-            r.release()
-                .await
-                .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+            acquire_and_release(&name, "write", rw.write()).await;
+            acquire_and_release(&name, "read", rw.read()).await;
             assert!(
                 !within("force_release", locks.force_release(&name))
                     .await
