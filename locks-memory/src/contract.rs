@@ -1,11 +1,13 @@
 //! The backend contract: one dispatcher, every operation routed by lease kind.
 
 use async_trait::async_trait;
-use locks_core::backend::{Dispatch, Operation, Outcome};
+use locks_core::backend::{Action, Dispatch, Operation, Outcome};
 use locks_core::{BackendError, LeaseKind, LockKey, ReleaseListener};
 
 use crate::slot::Slot;
 use crate::store::{MemoryBackend, MemoryListener};
+
+use Outcome::{Acquire, Done};
 
 #[async_trait]
 impl Dispatch for MemoryBackend {
@@ -22,58 +24,33 @@ impl Dispatch for MemoryBackend {
     }
 
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        use Action::{Extend, ForceRelease, Holders, Release, TryAcquire};
         use LeaseKind::{Mutex, Permit, Read, Write};
-        use Operation as Op;
-        use Outcome::{Acquire, Done, Holders};
-        Ok(match op {
-            Op::TryAcquire {
-                key,
-                kind,
-                token,
-                ttl,
-            } => Acquire(match kind {
-                Mutex => self.acquire_mutex(key, token, ttl),
-                Permit { limit } => self.acquire_permit(key, token, ttl, limit),
-                Read => self.acquire_read(key, token, ttl),
-                Write => self.acquire_write(key, token, ttl),
-                other => return Err(BackendError::unsupported("memory", other)),
-            }),
-            Op::Extend {
-                key,
-                kind,
-                token,
-                ttl,
-            } => Done(match kind {
-                Mutex => self.extend_mutex(key, token, ttl),
-                Permit { .. } => self.extend_permit(key, token, ttl),
-                Read => self.extend_read(key, token, ttl),
-                Write => self.extend_write(key, token, ttl),
-                other => return Err(BackendError::unsupported("memory", other)),
-            }),
-            Op::Release { key, kind, token } => Done(match kind {
-                Mutex => self.release_mutex(key, token),
-                Permit { .. } => self.release_permit(key, token),
-                Read => self.release_read(key, token),
-                Write => self.release_write(key, token),
-                other => return Err(BackendError::unsupported("memory", other)),
-            }),
-            Op::Holders { key, kind } => Holders(match kind {
-                Mutex => self.mutex_holders(key),
-                Permit { .. } => self.permit_holders(key, kind),
-                Read | Write => self.rw_holders(key),
-                other => return Err(BackendError::unsupported("memory", other)),
-            }),
-            Op::ForceRelease { key, kind } => Done(match kind {
-                Mutex => self.force_release_mutex(key),
-                Permit { .. } => self.force_release_permits(key),
-                Read | Write => self.force_release_rw(key),
-                other => return Err(BackendError::unsupported("memory", other)),
-            }),
-            other => {
-                return Err(BackendError::permanent(format!(
-                    "unknown operation {other:?}"
-                )));
+        let Operation {
+            key, kind, action, ..
+        } = op;
+        Ok(match (action, kind) {
+            (TryAcquire { token, ttl }, Mutex) => Acquire(self.acquire_mutex(key, token, ttl)),
+            (TryAcquire { token, ttl }, Permit { limit }) => {
+                Acquire(self.acquire_permit(key, token, ttl, limit))
             }
+            (TryAcquire { token, ttl }, Read) => Acquire(self.acquire_read(key, token, ttl)),
+            (TryAcquire { token, ttl }, Write) => Acquire(self.acquire_write(key, token, ttl)),
+            (Extend { token, ttl }, Mutex) => Done(self.extend_mutex(key, token, ttl)),
+            (Extend { token, ttl }, Permit { .. }) => Done(self.extend_permit(key, token, ttl)),
+            (Extend { token, ttl }, Read) => Done(self.extend_read(key, token, ttl)),
+            (Extend { token, ttl }, Write) => Done(self.extend_write(key, token, ttl)),
+            (Release { token }, Mutex) => Done(self.release_mutex(key, token)),
+            (Release { token }, Permit { .. }) => Done(self.release_permit(key, token)),
+            (Release { token }, Read) => Done(self.release_read(key, token)),
+            (Release { token }, Write) => Done(self.release_write(key, token)),
+            (Holders, Mutex) => Outcome::Holders(self.mutex_holders(key)),
+            (Holders, Permit { .. }) => Outcome::Holders(self.permit_holders(key, kind)),
+            (Holders, Read | Write) => Outcome::Holders(self.rw_holders(key)),
+            (ForceRelease, Mutex) => Done(self.force_release_mutex(key)),
+            (ForceRelease, Permit { .. }) => Done(self.force_release_permits(key)),
+            (ForceRelease, Read | Write) => Done(self.force_release_rw(key)),
+            _ => return Err(BackendError::unsupported("memory", kind)),
         })
     }
 

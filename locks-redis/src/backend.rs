@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use locks_core::backend::{Dispatch, Operation, Outcome};
+use locks_core::backend::{Action, Dispatch, Operation, Outcome};
 use locks_core::{BackendError, LeaseKind, LockKey, ReleaseListener};
 use redis::Client;
 
@@ -100,9 +100,9 @@ impl Dispatch for RedisBackend {
     /// One script call (planned by the crate's dispatcher) and the decoder for its answer.
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
         let reply = dispatch(&self.inner.conn, op).await?;
-        match op {
-            Operation::TryAcquire { .. } => reply.acquired().map(Outcome::Acquire),
-            Operation::Holders { kind, .. } => reply.holders(kind).map(Outcome::Holders),
+        match op.action {
+            Action::TryAcquire { .. } => reply.acquired().map(Outcome::Acquire),
+            Action::Holders => reply.holders(op.kind).map(Outcome::Holders),
             _ => reply.done().map(Outcome::Done),
         }
     }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use locks_core::backend::Operation;
+use locks_core::backend::{Action, Operation};
 use locks_core::{BackendError, LeaseKind, OwnerToken};
 use redis::{RedisWrite, Script, ScriptInvocation, ToRedisArgs, Value};
 
@@ -45,10 +45,12 @@ const RW_ALL: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING];
 /// The script call for `op`. The only place that knows which script serves which operation
 /// and kind, with which keys and arguments (documented on each script in [`scripts`]).
 fn plan(op: Operation<'_>) -> Result<Call, BackendError> {
+    use Action as Op;
     use LeaseKind::{Mutex, Permit, Read, Write};
-    use Operation as Op;
-    let kind = op.kind();
-    let (script, names): (&'static Script, &[&'static str]) = match (op, kind) {
+    let Operation {
+        key, kind, action, ..
+    } = op;
+    let (script, names): (&'static Script, &[&'static str]) = match (action, kind) {
         (Op::TryAcquire { .. }, Mutex) => (&scripts::ACQUIRE, &[LEASE, FENCE]),
         (Op::TryAcquire { .. }, Permit { .. }) => (
             &scripts::ACQUIRE_PERMIT,
@@ -70,26 +72,23 @@ fn plan(op: Operation<'_>) -> Result<Call, BackendError> {
             &[SEMAPHORE, SEMAPHORE_FENCES, CHANNEL],
         ),
         (Op::Release { .. }, Read | Write) => (&scripts::RELEASE_RW, RW_RELEASE),
-        (Op::Holders { .. }, Mutex) => (&scripts::INSPECT, &[LEASE]),
-        (Op::Holders { .. }, Permit { .. }) => {
-            (&scripts::PERMIT_HOLDERS, &[SEMAPHORE, SEMAPHORE_FENCES])
-        }
-        (Op::Holders { .. }, Read | Write) => (&scripts::INSPECT_RW, RW_ALL),
-        (Op::ForceRelease { .. }, Mutex) => (&scripts::FORCE_RELEASE, &[LEASE, CHANNEL]),
-        (Op::ForceRelease { .. }, Permit { .. }) => (
+        (Op::Holders, Mutex) => (&scripts::INSPECT, &[LEASE]),
+        (Op::Holders, Permit { .. }) => (&scripts::PERMIT_HOLDERS, &[SEMAPHORE, SEMAPHORE_FENCES]),
+        (Op::Holders, Read | Write) => (&scripts::INSPECT_RW, RW_ALL),
+        (Op::ForceRelease, Mutex) => (&scripts::FORCE_RELEASE, &[LEASE, CHANNEL]),
+        (Op::ForceRelease, Permit { .. }) => (
             &scripts::FORCE_RELEASE,
             &[SEMAPHORE, SEMAPHORE_FENCES, CHANNEL],
         ),
-        (Op::ForceRelease { .. }, Read | Write) => (&scripts::FORCE_RELEASE, RW_RELEASE),
+        (Op::ForceRelease, Read | Write) => (&scripts::FORCE_RELEASE, RW_RELEASE),
         _ => return Err(BackendError::unsupported("redis", kind)),
     };
-    let key = op.key();
     let mut invocation = script.prepare_invoke();
     for &suffix in names {
         invocation.key(KeyName { key, suffix });
     }
-    match op {
-        Op::TryAcquire { token, ttl, .. } => {
+    match action {
+        Op::TryAcquire { token, ttl } => {
             let ttl_ms = px(ttl);
             invocation.arg(TokenArg(token)).arg(ttl_ms);
             if let Permit { limit } = kind {
@@ -97,10 +96,10 @@ fn plan(op: Operation<'_>) -> Result<Call, BackendError> {
             }
             invocation.arg(counter_px(ttl_ms));
         }
-        Op::Extend { token, ttl, .. } => {
+        Op::Extend { token, ttl } => {
             invocation.arg(TokenArg(token)).arg(px(ttl));
         }
-        Op::Release { token, .. } => {
+        Op::Release { token } => {
             invocation.arg(TokenArg(token));
         }
         _ => {}

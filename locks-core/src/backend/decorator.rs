@@ -11,107 +11,73 @@ use crate::key::LockKey;
 use crate::kind::LeaseKind;
 use crate::token::OwnerToken;
 
-/// One store operation of the [`LockBackend`] contract, as a value, so that a [`Decorator`]
-/// can handle all of them in one function.
+/// One store operation of the [`LockBackend`] contract, as a value, so that a [`Dispatch`]
+/// (a store or a [`Decorator`]) can handle all of them in one function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Operation<'a> {
-    /// [`LockBackend::try_acquire`].
+pub struct Operation<'a> {
+    /// The key it acts on.
+    pub key: &'a LockKey,
+    /// The lease kind it acts on.
+    pub kind: LeaseKind,
+    /// What it does.
+    pub action: Action,
+}
+
+/// What an [`Operation`] does: one per store method of [`LockBackend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// [`LockBackend::try_acquire`] for `token` with `ttl`.
     TryAcquire {
-        /// The key.
-        key: &'a LockKey,
-        /// The lease kind.
-        kind: LeaseKind,
         /// The owner token.
         token: OwnerToken,
         /// The requested ttl.
         ttl: Duration,
     },
-    /// [`LockBackend::extend`].
+    /// [`LockBackend::extend`] of `token`'s lease to `ttl`.
     Extend {
-        /// The key.
-        key: &'a LockKey,
-        /// The lease kind.
-        kind: LeaseKind,
         /// The owner token.
         token: OwnerToken,
         /// The new ttl.
         ttl: Duration,
     },
-    /// [`LockBackend::release`].
+    /// [`LockBackend::release`] of `token`'s lease.
     Release {
-        /// The key.
-        key: &'a LockKey,
-        /// The lease kind.
-        kind: LeaseKind,
         /// The owner token.
         token: OwnerToken,
     },
     /// [`LockBackend::holders`].
-    Holders {
-        /// The key.
-        key: &'a LockKey,
-        /// The lease kind.
-        kind: LeaseKind,
-    },
+    Holders,
     /// [`LockBackend::force_release`].
-    ForceRelease {
-        /// The key.
-        key: &'a LockKey,
-        /// The lease kind.
-        kind: LeaseKind,
-    },
+    ForceRelease,
 }
 
 impl<'a> Operation<'a> {
-    /// The key it acts on.
-    pub fn key(&self) -> &'a LockKey {
-        match *self {
-            Operation::TryAcquire { key, .. }
-            | Operation::Extend { key, .. }
-            | Operation::Release { key, .. }
-            | Operation::Holders { key, .. }
-            | Operation::ForceRelease { key, .. } => key,
-        }
-    }
-
-    /// The lease kind it acts on.
-    pub fn kind(&self) -> LeaseKind {
-        match *self {
-            Operation::TryAcquire { kind, .. }
-            | Operation::Extend { kind, .. }
-            | Operation::Release { kind, .. }
-            | Operation::Holders { kind, .. }
-            | Operation::ForceRelease { kind, .. } => kind,
-        }
+    /// `action` on the lease of `kind` at `key`.
+    pub fn new(key: &'a LockKey, kind: LeaseKind, action: Action) -> Self {
+        Operation { key, kind, action }
     }
 
     /// The same operation on another kind (how an adapter maps kinds).
-    pub fn with_kind(mut self, new: LeaseKind) -> Self {
-        match &mut self {
-            Operation::TryAcquire { kind, .. }
-            | Operation::Extend { kind, .. }
-            | Operation::Release { kind, .. }
-            | Operation::Holders { kind, .. }
-            | Operation::ForceRelease { kind, .. } => *kind = new,
-        }
-        self
+    pub fn with_kind(self, kind: LeaseKind) -> Self {
+        Operation { kind, ..self }
     }
 
     /// The method's name (`try_acquire`, `extend`, ...), for logs and errors.
     pub fn name(&self) -> &'static str {
-        match self {
-            Operation::TryAcquire { .. } => "try_acquire",
-            Operation::Extend { .. } => "extend",
-            Operation::Release { .. } => "release",
-            Operation::Holders { .. } => "holders",
-            Operation::ForceRelease { .. } => "force_release",
+        match self.action {
+            Action::TryAcquire { .. } => "try_acquire",
+            Action::Extend { .. } => "extend",
+            Action::Release { .. } => "release",
+            Action::Holders => "holders",
+            Action::ForceRelease => "force_release",
         }
     }
 
     /// Whether it may change the store (everything but `holders`).
     pub fn is_write(&self) -> bool {
-        !matches!(self, Operation::Holders { .. })
+        self.action != Action::Holders
     }
 
     /// Send it to `backend`.
@@ -121,34 +87,19 @@ impl<'a> Operation<'a> {
     /// As the backend's method: a write dropped before it completes may or may not have been
     /// applied (every operation is idempotent per owner token, so it may be sent again).
     pub async fn send(self, backend: &dyn LockBackend) -> Result<Outcome, BackendError> {
-        match self {
-            Operation::TryAcquire {
-                key,
-                kind,
-                token,
-                ttl,
-            } => backend
+        let Operation { key, kind, action } = self;
+        match action {
+            Action::TryAcquire { token, ttl } => backend
                 .try_acquire(key, kind, token, ttl)
                 .await
                 .map(Outcome::Acquire),
-            Operation::Extend {
-                key,
-                kind,
-                token,
-                ttl,
-            } => backend
+            Action::Extend { token, ttl } => backend
                 .extend(key, kind, token, ttl)
                 .await
                 .map(Outcome::Done),
-            Operation::Release { key, kind, token } => {
-                backend.release(key, kind, token).await.map(Outcome::Done)
-            }
-            Operation::Holders { key, kind } => {
-                backend.holders(key, kind).await.map(Outcome::Holders)
-            }
-            Operation::ForceRelease { key, kind } => {
-                backend.force_release(key, kind).await.map(Outcome::Done)
-            }
+            Action::Release { token } => backend.release(key, kind, token).await.map(Outcome::Done),
+            Action::Holders => backend.holders(key, kind).await.map(Outcome::Holders),
+            Action::ForceRelease => backend.force_release(key, kind).await.map(Outcome::Done),
         }
     }
 }
@@ -318,7 +269,11 @@ macro_rules! impl_lock_backend {
                 token: $crate::OwnerToken,
                 ttl: ::std::time::Duration,
             ) -> ::std::result::Result<$crate::AcquireResult, $crate::BackendError> {
-                let op = $crate::backend::Operation::TryAcquire { key, kind, token, ttl };
+                let op = $crate::backend::Operation::new(
+                    key,
+                    kind,
+                    $crate::backend::Action::TryAcquire { token, ttl },
+                );
                 $crate::backend::Dispatch::call(self, op).await?.into_acquire()
             }
             async fn extend(
@@ -328,7 +283,11 @@ macro_rules! impl_lock_backend {
                 token: $crate::OwnerToken,
                 ttl: ::std::time::Duration,
             ) -> ::std::result::Result<bool, $crate::BackendError> {
-                let op = $crate::backend::Operation::Extend { key, kind, token, ttl };
+                let op = $crate::backend::Operation::new(
+                    key,
+                    kind,
+                    $crate::backend::Action::Extend { token, ttl },
+                );
                 $crate::backend::Dispatch::call(self, op).await?.into_done("extend")
             }
             async fn release(
@@ -337,7 +296,11 @@ macro_rules! impl_lock_backend {
                 kind: $crate::LeaseKind,
                 token: $crate::OwnerToken,
             ) -> ::std::result::Result<bool, $crate::BackendError> {
-                let op = $crate::backend::Operation::Release { key, kind, token };
+                let op = $crate::backend::Operation::new(
+                    key,
+                    kind,
+                    $crate::backend::Action::Release { token },
+                );
                 $crate::backend::Dispatch::call(self, op).await?.into_done("release")
             }
             async fn holders(
@@ -345,7 +308,7 @@ macro_rules! impl_lock_backend {
                 key: &$crate::LockKey,
                 kind: $crate::LeaseKind,
             ) -> ::std::result::Result<$crate::Holders, $crate::BackendError> {
-                let op = $crate::backend::Operation::Holders { key, kind };
+                let op = $crate::backend::Operation::new(key, kind, $crate::backend::Action::Holders);
                 $crate::backend::Dispatch::call(self, op).await?.into_holders()
             }
             async fn force_release(
@@ -353,7 +316,7 @@ macro_rules! impl_lock_backend {
                 key: &$crate::LockKey,
                 kind: $crate::LeaseKind,
             ) -> ::std::result::Result<bool, $crate::BackendError> {
-                let op = $crate::backend::Operation::ForceRelease { key, kind };
+                let op = $crate::backend::Operation::new(key, kind, $crate::backend::Action::ForceRelease);
                 $crate::backend::Dispatch::call(self, op)
                     .await?
                     .into_done("force_release")

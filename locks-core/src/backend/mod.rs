@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use decorator::{Decorator, Dispatch, Operation, Outcome};
+pub use decorator::{Action, Decorator, Dispatch, Operation, Outcome};
 pub use lease::{AcquireResult, Holders, Lease, LeaseInfo};
 pub use listen::{ReleaseListener, SleepingListener, Wake};
 

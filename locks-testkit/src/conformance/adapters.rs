@@ -57,7 +57,7 @@ impl Decorator for MutexVia {
     /// Every operation on the mapped kind. `holders` lists the leases of the mapped kind only
     /// (a write lock's readers are not mutex holders), reported as `Mutex` leases.
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
-        let mapped = self.map(op.kind())?;
+        let mapped = self.map(op.kind)?;
         match op.with_kind(mapped).send(&*self.inner).await? {
             Outcome::Holders(mut holders) => {
                 holders

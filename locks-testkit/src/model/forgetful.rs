@@ -2,7 +2,7 @@
 //! [`check`](super::check) can fail.
 
 use async_trait::async_trait;
-use locks_core::backend::{Decorator, Operation, Outcome};
+use locks_core::backend::{Action, Decorator, Operation, Outcome};
 use locks_core::{BackendError, LockBackend};
 use std::sync::Arc;
 
@@ -39,12 +39,12 @@ impl Decorator for ForgetfulBackend {
 
     /// The bug: a release has no owner check.
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
-        match op {
-            Operation::Release { key, kind, .. } => {
-                let had = self.inner.force_release(key, kind).await?;
+        match op.action {
+            Action::Release { .. } => {
+                let had = self.inner.force_release(op.key, op.kind).await?;
                 Ok(Outcome::Done(had))
             }
-            other => other.send(&*self.inner).await,
+            _ => op.send(&*self.inner).await,
         }
     }
 }

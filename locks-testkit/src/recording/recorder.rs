@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use locks_core::backend::{Decorator, Operation, Outcome};
+use locks_core::backend::{Action, Decorator, Operation, Outcome};
 use locks_core::{BackendError, LeaseKind, LockBackend, LockKey};
 use tokio::time::Instant;
 
@@ -58,23 +58,19 @@ impl Decorator for Recorder {
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
         let sent = Instant::now();
         let answer = op.send(&*self.inner).await?;
-        let entry = match (op, &answer) {
-            (Operation::TryAcquire { token, ttl, .. }, Outcome::Acquire(result)) => {
-                Some(Op::Acquire {
-                    token,
-                    ttl,
-                    result: *result,
-                })
-            }
-            (Operation::Extend { token, ttl, .. }, Outcome::Done(ok)) => Some(Op::Extend {
+        let entry = match (op.action, &answer) {
+            (Action::TryAcquire { token, ttl }, Outcome::Acquire(result)) => Some(Op::Acquire {
+                token,
+                ttl,
+                result: *result,
+            }),
+            (Action::Extend { token, ttl }, Outcome::Done(ok)) => Some(Op::Extend {
                 token,
                 ttl,
                 ok: *ok,
             }),
-            (Operation::Release { token, .. }, Outcome::Done(ok)) => {
-                Some(Op::Release { token, ok: *ok })
-            }
-            (Operation::ForceRelease { .. }, Outcome::Done(had)) => Some(Op::Force {
+            (Action::Release { token }, Outcome::Done(ok)) => Some(Op::Release { token, ok: *ok }),
+            (Action::ForceRelease, Outcome::Done(had)) => Some(Op::Force {
                 had: *had,
                 reason: EndReason::ForceReleased,
             }),
@@ -82,7 +78,7 @@ impl Decorator for Recorder {
         };
         if let Some(entry) = entry {
             self.state
-                .record(|log| log.apply(op.key(), op.kind(), sent, entry));
+                .record(|log| log.apply(op.key, op.kind, sent, entry));
         }
         Ok(answer)
     }
