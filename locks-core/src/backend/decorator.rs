@@ -86,7 +86,7 @@ impl<'a> Operation<'a> {
     ///
     /// As the backend's method: a write dropped before it completes may or may not have been
     /// applied (every operation is idempotent per owner token, so it may be sent again).
-    pub async fn send(self, backend: &dyn LockBackend) -> Result<Outcome, BackendError> {
+    pub async fn send<B: LockBackend + ?Sized>(self, backend: &B) -> Result<Outcome, BackendError> {
         let Operation { key, kind, action } = self;
         match action {
             Action::TryAcquire { token, ttl } => backend
@@ -252,10 +252,16 @@ impl<D: Decorator> Dispatch for D {
 /// `Dispatch::call`.
 #[macro_export]
 macro_rules! impl_lock_backend {
+    (impl<$param:ident> for $ty:ty where $($bounds:tt)+) => {
+        $crate::impl_lock_backend!(@impl [<$param>] $ty [where $($bounds)+]);
+    };
     ($($ty:ty),+ $(,)?) => {$(
+        $crate::impl_lock_backend!(@impl [] $ty []);
+    )+};
+    (@impl [$($generics:tt)*] $ty:ty [$($where:tt)*]) => {
         #[deny(clippy::missing_trait_methods)]
         #[$crate::__async_trait]
-        impl $crate::LockBackend for $ty {
+        impl $($generics)* $crate::LockBackend for $ty $($where)* {
             fn name(&self) -> &'static str {
                 $crate::backend::Dispatch::name(self)
             }
@@ -331,5 +337,5 @@ macro_rules! impl_lock_backend {
                 $crate::backend::Dispatch::listen(self, key).await
             }
         }
-    )+};
+    };
 }

@@ -44,9 +44,10 @@ use crate::token::OwnerToken;
 ///   readers records that it waits (for at most its ttl, refreshed by every attempt), and no
 ///   new reader gets in meanwhile. Releasing a writer also clears its waiting mark.
 ///
-/// Wrappers (decorators) implement the trait by forwarding, and carry
-/// `#[deny(clippy::missing_trait_methods)]` so that no method silently falls back to a
-/// default.
+/// A backend can be written as one dispatcher: implement [`Dispatch`] (every operation arrives
+/// as an [`Operation`]) or, for a wrapper, [`Decorator`], and let
+/// [`impl_lock_backend!`](crate::impl_lock_backend) write these methods, under
+/// `#[deny(clippy::missing_trait_methods)]` so that none silently falls back to a default.
 #[async_trait]
 pub trait LockBackend: fmt::Debug + Send + Sync + 'static {
     /// A short name for logs, metrics and errors (`"memory"`, `"redis"`).
@@ -99,66 +100,21 @@ pub trait LockBackend: fmt::Debug + Send + Sync + 'static {
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError>;
 }
 
-macro_rules! forward_backend {
-    ($ty:ty) => {
-        #[deny(clippy::missing_trait_methods)]
-        #[async_trait]
-        impl<T: LockBackend + ?Sized> LockBackend for $ty {
-            fn name(&self) -> &'static str {
-                (**self).name()
-            }
-            fn supports(&self, kind: LeaseKind) -> bool {
-                (**self).supports(kind)
-            }
-            async fn try_acquire(
-                &self,
-                key: &LockKey,
-                kind: LeaseKind,
-                token: OwnerToken,
-                ttl: Duration,
-            ) -> Result<AcquireResult, BackendError> {
-                (**self).try_acquire(key, kind, token, ttl).await
-            }
-            async fn extend(
-                &self,
-                key: &LockKey,
-                kind: LeaseKind,
-                token: OwnerToken,
-                ttl: Duration,
-            ) -> Result<bool, BackendError> {
-                (**self).extend(key, kind, token, ttl).await
-            }
-            async fn release(
-                &self,
-                key: &LockKey,
-                kind: LeaseKind,
-                token: OwnerToken,
-            ) -> Result<bool, BackendError> {
-                (**self).release(key, kind, token).await
-            }
-            async fn holders(
-                &self,
-                key: &LockKey,
-                kind: LeaseKind,
-            ) -> Result<Holders, BackendError> {
-                (**self).holders(key, kind).await
-            }
-            async fn force_release(
-                &self,
-                key: &LockKey,
-                kind: LeaseKind,
-            ) -> Result<bool, BackendError> {
-                (**self).force_release(key, kind).await
-            }
-            async fn listen(
-                &self,
-                key: &LockKey,
-            ) -> Result<Box<dyn ReleaseListener>, BackendError> {
-                (**self).listen(key).await
-            }
-        }
-    };
+/// A shared backend is a backend: every operation goes to the one it points at.
+#[async_trait]
+impl<T: LockBackend + ?Sized> Dispatch for Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn supports(&self, kind: LeaseKind) -> bool {
+        (**self).supports(kind)
+    }
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        op.send(&**self).await
+    }
+    async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
+        (**self).listen(key).await
+    }
 }
 
-forward_backend!(Arc<T>);
-forward_backend!(Box<T>);
+crate::impl_lock_backend!(impl<T> for Arc<T> where T: LockBackend + ?Sized);

@@ -157,38 +157,34 @@ async fn one_keeper_renews_every_lease_then_stops() {
     g.release().await.expect("release");
 }
 
+/// `a` holds `key` while `b` waits for it; `a` releases 5 ms later and `b` gets it. Returns
+/// how many acquire attempts reached the store from `a`'s grant to `b`'s.
+async fn hand_over(store: &Counting, a: &LockService, b: &LockService, key: &'static str) -> u64 {
+    let held = a.acquire(key).await.expect("a acquires");
+    let before = store.attempts.load(Ordering::SeqCst);
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move { b.acquire(key).await }
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    held.release().await.expect("release");
+    let got = waiter.await.expect("task").expect("b acquires");
+    let attempts = store.attempts.load(Ordering::SeqCst) - before;
+    got.release().await.expect("release");
+    attempts
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_recently_contended_key_is_listened_to_before_the_first_attempt() {
     let store = Arc::new(Counting::default());
     let (a, b) = (service(&store), service(&store));
-    let attempts = || store.attempts.load(Ordering::SeqCst);
 
     // First contended acquire: attempt, listen, look again, wait, attempt after release.
-    let held = a.acquire("k").await.expect("a acquires");
-    let before = attempts();
-    let waiter = tokio::spawn({
-        let b = b.clone();
-        async move { b.acquire("k").await }
-    });
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    held.release().await.expect("release");
-    let got = waiter.await.expect("task").expect("b acquires");
-    assert_eq!(attempts() - before, 3);
-    got.release().await.expect("release");
+    assert_eq!(hand_over(&store, &a, &b, "k").await, 3);
 
     // Moments later the key is still marked contended for `b`: it listens first, so one
     // failed attempt is enough before waiting.
-    let held = a.acquire("k").await.expect("a acquires again");
-    let before = attempts();
-    let waiter = tokio::spawn({
-        let b = b.clone();
-        async move { b.acquire("k").await }
-    });
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    held.release().await.expect("release");
-    let got = waiter.await.expect("task").expect("b acquires");
-    assert_eq!(attempts() - before, 2);
-    got.release().await.expect("release");
+    assert_eq!(hand_over(&store, &a, &b, "k").await, 2);
 
     // Free at once: the mark is dropped; and after the hint's lifetime, the line is gone.
     b.acquire("k")
