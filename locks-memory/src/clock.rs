@@ -54,33 +54,6 @@ impl Clock for TokioClock {
     }
 }
 
-/// The operating system's monotonic clock (`std::time::Instant`), ignoring tokio's test clock.
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock {
-    origin: std::time::Instant,
-}
-
-impl SystemClock {
-    /// A clock whose origin is now.
-    pub fn new() -> Self {
-        SystemClock {
-            origin: std::time::Instant::now(),
-        }
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> Duration {
-        self.origin.elapsed()
-    }
-}
-
 /// A clock that only moves when told to. Clones share the same time.
 ///
 /// ```

@@ -44,5 +44,5 @@ mod rw;
 mod slot;
 mod store;
 
-pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use clock::{Clock, ManualClock, TokioClock};
 pub use store::MemoryBackend;
