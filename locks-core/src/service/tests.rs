@@ -9,7 +9,9 @@ use tokio::sync::watch;
 
 use super::line::CONTENDED_HINT;
 use super::*;
-use crate::backend::{AcquireResult, Holders, Lease, ReleaseListener, Wake};
+use crate::backend::{
+    AcquireResult, Action, Dispatch, Holders, Lease, Operation, Outcome, ReleaseListener, Wake,
+};
 use crate::error::BackendError;
 use crate::state::LeaseState;
 use crate::token::OwnerToken;
@@ -45,77 +47,61 @@ impl ReleaseListener for Listener {
 }
 
 #[async_trait]
-impl LockBackend for Counting {
+impl Dispatch for Counting {
     fn name(&self) -> &'static str {
         "counting"
     }
     fn supports(&self, kind: LeaseKind) -> bool {
         kind == LeaseKind::Mutex
     }
-    async fn try_acquire(
-        &self,
-        key: &LockKey,
-        _kind: LeaseKind,
-        token: OwnerToken,
-        _ttl: Duration,
-    ) -> Result<AcquireResult, BackendError> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
+    async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
+        let key = op.key;
         let mut leases = lock(&self.leases);
-        match leases.get(key) {
-            Some((owner, fence)) if *owner == token => {
-                Ok(AcquireResult::Acquired(Lease::new(*fence)))
+        let held_by = |token| leases.get(key).is_some_and(|(owner, _)| *owner == token);
+        Ok(match op.action {
+            Action::TryAcquire { token, .. } => {
+                self.attempts.fetch_add(1, Ordering::SeqCst);
+                Outcome::Acquire(match leases.get(key) {
+                    Some((owner, fence)) if *owner == token => {
+                        AcquireResult::Acquired(Lease::new(*fence))
+                    }
+                    Some(_) => AcquireResult::Held { remaining: None },
+                    None => {
+                        let fence = self.fence.fetch_add(1, Ordering::SeqCst) + 1;
+                        leases.insert(key.clone(), (token, fence));
+                        AcquireResult::Acquired(Lease::new(fence))
+                    }
+                })
             }
-            Some(_) => Ok(AcquireResult::Held { remaining: None }),
-            None => {
-                let fence = self.fence.fetch_add(1, Ordering::SeqCst) + 1;
-                leases.insert(key.clone(), (token, fence));
-                Ok(AcquireResult::Acquired(Lease::new(fence)))
+            Action::Release { token } => {
+                let owned = held_by(token);
+                if owned {
+                    leases.remove(key);
+                    drop(leases);
+                    self.releases().send_modify(|n| *n += 1);
+                }
+                Outcome::Done(owned)
             }
-        }
-    }
-    async fn release(
-        &self,
-        key: &LockKey,
-        _kind: LeaseKind,
-        token: OwnerToken,
-    ) -> Result<bool, BackendError> {
-        let mut leases = lock(&self.leases);
-        if leases.get(key).is_some_and(|(owner, _)| *owner == token) {
-            leases.remove(key);
-            drop(leases);
-            self.releases().send_modify(|n| *n += 1);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-    async fn extend(
-        &self,
-        key: &LockKey,
-        _kind: LeaseKind,
-        token: OwnerToken,
-        _ttl: Duration,
-    ) -> Result<bool, BackendError> {
-        self.extends.fetch_add(1, Ordering::SeqCst);
-        Ok(lock(&self.leases)
-            .get(key)
-            .is_some_and(|(owner, _)| *owner == token))
-    }
-    async fn holders(&self, key: &LockKey, kind: LeaseKind) -> Result<Holders, BackendError> {
-        Ok(Holders::new(
-            lock(&self.leases)
-                .get(key)
-                .map(|(owner, fence)| LeaseInfo::new(kind, *owner, Duration::MAX, *fence))
-                .into_iter()
-                .collect(),
-        ))
-    }
-    async fn force_release(&self, key: &LockKey, _kind: LeaseKind) -> Result<bool, BackendError> {
-        Ok(lock(&self.leases).remove(key).is_some())
+            Action::Extend { token, .. } => {
+                self.extends.fetch_add(1, Ordering::SeqCst);
+                Outcome::Done(held_by(token))
+            }
+            Action::Holders => Outcome::Holders(Holders::new(
+                leases
+                    .get(key)
+                    .map(|(owner, fence)| LeaseInfo::new(op.kind, *owner, Duration::MAX, *fence))
+                    .into_iter()
+                    .collect(),
+            )),
+            Action::ForceRelease => Outcome::Done(leases.remove(key).is_some()),
+        })
     }
     async fn listen(&self, _key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
         Ok(Box::new(Listener(self.releases().subscribe())))
     }
 }
+
+crate::impl_lock_backend!(Counting);
 
 fn service(store: &Arc<Counting>) -> LockService {
     let backend: Arc<dyn LockBackend> = Arc::clone(store) as Arc<dyn LockBackend>;
