@@ -30,12 +30,16 @@ impl Dispatch for MemoryBackend {
             key, kind, action, ..
         } = op;
         Ok(match (action, kind) {
-            (TryAcquire { token, ttl }, Mutex) => Acquire(self.acquire_mutex(key, token, ttl)),
-            (TryAcquire { token, ttl }, Permit { limit }) => {
-                Acquire(self.acquire_permit(key, token, ttl, limit))
+            (TryAcquire { token, ttl }, _) => {
+                let ask = self.ask(token, ttl);
+                Acquire(match kind {
+                    Mutex => self.acquire_mutex(key, ask),
+                    Permit { limit } => self.acquire_permit(key, ask, limit),
+                    Read => self.acquire_read(key, ask),
+                    Write => self.acquire_write(key, ask),
+                    _ => return Err(BackendError::unsupported("memory", kind)),
+                })
             }
-            (TryAcquire { token, ttl }, Read) => Acquire(self.acquire_read(key, token, ttl)),
-            (TryAcquire { token, ttl }, Write) => Acquire(self.acquire_write(key, token, ttl)),
             (Extend { token, ttl }, Mutex) => Done(self.extend_mutex(key, token, ttl)),
             (Extend { token, ttl }, Permit { .. }) => Done(self.extend_permit(key, token, ttl)),
             (Extend { token, ttl }, Read) => Done(self.extend_read(key, token, ttl)),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use locks_core::{AcquireResult, Lease, LeaseInfo, LeaseKind, LockKey, OwnerToken};
 
 use crate::slot::{Held, Slot, info};
-use crate::store::MemoryBackend;
+use crate::store::{Ask, MemoryBackend};
 
 /// Picks one set of leases out of a slot (the permits, or the readers).
 pub(crate) type Members = fn(&mut Slot) -> &mut HashMap<OwnerToken, Held>;
@@ -33,19 +33,14 @@ pub(crate) fn renew(
 }
 
 /// Add a new lease for `token` to the set with the slot's next fence.
-pub(crate) fn grant(
-    slot: &mut Slot,
-    members: Members,
-    token: OwnerToken,
-    expires_at: Duration,
-) -> AcquireResult {
+pub(crate) fn grant(slot: &mut Slot, members: Members, ask: Ask) -> AcquireResult {
     let fence = slot.next_fence();
     let held = Held {
-        owner: token,
-        expires_at,
+        owner: ask.token,
+        expires_at: ask.expires_at,
         fence,
     };
-    members(slot).insert(token, held);
+    members(slot).insert(ask.token, held);
     AcquireResult::Acquired(Lease::new(fence))
 }
 

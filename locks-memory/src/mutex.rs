@@ -5,20 +5,19 @@ use std::time::Duration;
 use locks_core::{AcquireResult, Holders, Lease, LeaseKind, LockKey, OwnerToken};
 
 use crate::slot::{Held, Slot, info};
-use crate::store::MemoryBackend;
+use crate::store::{Ask, MemoryBackend};
 
 impl MemoryBackend {
-    pub(crate) fn acquire_mutex(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> AcquireResult {
-        let now = self.now();
+    pub(crate) fn acquire_mutex(&self, key: &LockKey, ask: Ask) -> AcquireResult {
+        let Ask {
+            token,
+            now,
+            expires_at,
+        } = ask;
         let mut slot = self.inner.slots.entry(key.full()).or_insert_with(Slot::new);
         match slot.live(now) {
             Some(mut held) if held.owner == token => {
-                held.expires_at = self.expiry(ttl);
+                held.expires_at = expires_at;
                 slot.lease = Some(held);
                 AcquireResult::Acquired(Lease::new(held.fence))
             }
@@ -30,7 +29,7 @@ impl MemoryBackend {
                 slot.last_fence = fence;
                 slot.lease = Some(Held {
                     owner: token,
-                    expires_at: self.expiry(ttl),
+                    expires_at,
                     fence,
                 });
                 AcquireResult::Acquired(Lease::new(fence))

@@ -6,19 +6,12 @@ use locks_core::{AcquireResult, Holders, Lease, LeaseKind, LockKey, OwnerToken};
 
 use crate::members::{grant, permits, renew};
 use crate::slot::soonest;
-use crate::store::MemoryBackend;
+use crate::store::{Ask, MemoryBackend};
 
 impl MemoryBackend {
-    pub(crate) fn acquire_permit(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-        limit: u32,
-    ) -> AcquireResult {
-        let expires_at = self.expiry(ttl);
+    pub(crate) fn acquire_permit(&self, key: &LockKey, ask: Ask, limit: u32) -> AcquireResult {
         let (mut slot, now) = self.slot(key);
-        if let Some(fence) = renew(&mut slot.permits, token, expires_at) {
+        if let Some(fence) = renew(&mut slot.permits, ask.token, ask.expires_at) {
             return AcquireResult::Acquired(Lease::new(fence));
         }
         if slot.permits.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
@@ -26,7 +19,7 @@ impl MemoryBackend {
                 remaining: soonest(&slot.permits, now),
             };
         }
-        grant(&mut slot, permits, token, expires_at)
+        grant(&mut slot, permits, ask)
     }
 
     pub(crate) fn release_permit(&self, key: &LockKey, token: OwnerToken) -> bool {

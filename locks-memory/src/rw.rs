@@ -6,18 +6,12 @@ use locks_core::{AcquireResult, Holders, Lease, LeaseKind, LockKey, OwnerToken};
 
 use crate::members::{grant, readers, renew, sorted_leases};
 use crate::slot::{Held, info, soonest};
-use crate::store::MemoryBackend;
+use crate::store::{Ask, MemoryBackend};
 
 impl MemoryBackend {
-    pub(crate) fn acquire_read(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> AcquireResult {
-        let expires_at = self.expiry(ttl);
+    pub(crate) fn acquire_read(&self, key: &LockKey, ask: Ask) -> AcquireResult {
         let (mut slot, now) = self.slot(key);
-        if let Some(fence) = renew(&mut slot.readers, token, expires_at) {
+        if let Some(fence) = renew(&mut slot.readers, ask.token, ask.expires_at) {
             return AcquireResult::Acquired(Lease::new(fence));
         }
         if let Some(w) = slot.writer {
@@ -30,16 +24,13 @@ impl MemoryBackend {
                 remaining: Some(until.saturating_sub(now)),
             };
         }
-        grant(&mut slot, readers, token, expires_at)
+        grant(&mut slot, readers, ask)
     }
 
-    pub(crate) fn acquire_write(
-        &self,
-        key: &LockKey,
-        token: OwnerToken,
-        ttl: Duration,
-    ) -> AcquireResult {
-        let expires_at = self.expiry(ttl);
+    pub(crate) fn acquire_write(&self, key: &LockKey, ask: Ask) -> AcquireResult {
+        let Ask {
+            token, expires_at, ..
+        } = ask;
         let (mut slot, now) = self.slot(key);
         if let Some(w) = slot.writer.as_mut() {
             if w.owner == token {

@@ -12,6 +12,14 @@ use tokio::sync::watch;
 use crate::clock::{Clock, TokioClock};
 use crate::slot::Slot;
 
+/// One acquire attempt: who asks, the store's time, and when the lease would expire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask {
+    pub(crate) token: OwnerToken,
+    pub(crate) now: Duration,
+    pub(crate) expires_at: Duration,
+}
+
 pub(crate) struct Inner {
     pub(crate) slots: DashMap<String, Slot>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -122,6 +130,16 @@ impl MemoryBackend {
 
     pub(crate) fn expiry(&self, ttl: Duration) -> Duration {
         self.inner.clock.now().saturating_add(ttl)
+    }
+
+    /// An acquire by `token` for `ttl`, at the store's time now.
+    pub(crate) fn ask(&self, token: OwnerToken, ttl: Duration) -> Ask {
+        let now = self.now();
+        Ask {
+            token,
+            now,
+            expires_at: now.saturating_add(ttl),
+        }
     }
 
     /// The store's time now.
