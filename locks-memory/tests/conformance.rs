@@ -1,31 +1,15 @@
 //! The shared conformance suite on the memory backend, in tokio's paused time.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use locks_core::{LockBackend, LockKey};
 use locks_memory::MemoryBackend;
-use locks_testkit::Harness;
+use locks_testkit::conformance::BackendHarness;
 
-struct MemoryHarness {
-    backend: MemoryBackend,
-}
-
-#[async_trait]
-impl Harness for MemoryHarness {
-    fn backend(&self) -> Arc<dyn LockBackend> {
-        Arc::new(self.backend.clone())
-    }
-
-    async fn expire(&self, key: &LockKey) {
-        self.backend.expire_now(key);
-    }
-}
-
-async fn harness() -> MemoryHarness {
-    MemoryHarness {
-        backend: MemoryBackend::new(),
-    }
+/// A fresh store; expiry is the store's own `expire_now`.
+async fn harness() -> BackendHarness {
+    let store = MemoryBackend::new();
+    BackendHarness::new(store.clone(), move |key| {
+        store.expire_now(&key);
+        async {}
+    })
 }
 
 locks_testkit::conformance_tests!(harness);

@@ -200,23 +200,14 @@ mod tests {
         let mut planned = Vec::new();
         for kind in kinds {
             let key = &key;
-            for op in [
-                Operation::TryAcquire {
-                    key,
-                    kind,
-                    token,
-                    ttl,
-                },
-                Operation::Extend {
-                    key,
-                    kind,
-                    token,
-                    ttl,
-                },
-                Operation::Release { key, kind, token },
-                Operation::Holders { key, kind },
-                Operation::ForceRelease { key, kind },
+            for action in [
+                Action::TryAcquire { token, ttl },
+                Action::Extend { token, ttl },
+                Action::Release { token },
+                Action::Holders,
+                Action::ForceRelease,
             ] {
+                let op = Operation::new(key, kind, action);
                 let call = plan(op).unwrap();
                 planned.push((kind, call.name, format!("{:?}", call.invocation)));
             }

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use locks_core::{
     AcquireOptions, AcquireResult, BackendError, LeaseInfo, LeaseKind, LockBackend, LockError,
-    LockGuard, LockKey, LockService, LostReason, OwnerToken, RetryPolicy, RwInfo, Wake,
+    LockGuard, LockKey, LockService, LostReason, OwnerToken, RwInfo, Wake,
 };
 use locks_memory::MemoryBackend;
 use locks_redis::redis::{self, AsyncCommands, aio::MultiplexedConnection};
 use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
-use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+use locks_testkit::redis_server::{self, RedisServer, RedisServerConfig, notification_only};
 use tokio::task::JoinHandle;
 
 /// Bound for anything that should happen "at once" in real time.
@@ -45,9 +45,8 @@ async fn backend(server: &RedisServer) -> RedisBackend {
 }
 
 async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap_or_else(|e| panic!("client: {e}"))
-        .get_multiplexed_async_connection()
+    server
+        .connection()
         .await
         .unwrap_or_else(|e| panic!("raw connection: {e}"))
 }
@@ -98,16 +97,6 @@ where
     .await;
 }
 
-async fn numsub(conn: &mut MultiplexedConnection, channel: &str) -> i64 {
-    redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async::<(String, i64)>(conn)
-        .await
-        .map(|(_, n)| n)
-        .unwrap_or(-1)
-}
-
 /// The holder of the mutex `k`, if any.
 async fn mutex_holder(
     backend: &dyn LockBackend,
@@ -118,17 +107,15 @@ async fn mutex_holder(
     Ok(holders.leases.first().copied())
 }
 
-/// A check for [`eventually`]: whether the number of subscribers of `channel` satisfies `want`.
-fn subscribers(
+/// Waits (within [`SOON`]) until the number of subscribers of `channel` satisfies `want`.
+async fn until_subscribers(
+    what: &str,
     conn: &MultiplexedConnection,
     channel: &str,
     want: fn(i64) -> bool,
-) -> impl FnMut() -> BoxFuture<'static, bool> + use<> {
-    let (conn, channel) = (conn.clone(), channel.to_owned());
-    move || {
-        let (mut conn, channel) = (conn.clone(), channel.clone());
-        Box::pin(async move { want(numsub(&mut conn, &channel).await) })
-    }
+) {
+    let reached = redis_server::subscribers_reach(conn, channel, SOON, want).await;
+    assert!(reached, "{what} did not happen within {SOON:?}");
 }
 
 /// Retry a backend call through the transient errors of a reconnection.
@@ -814,7 +801,8 @@ async fn listener_hears_a_release_after_listen_returns() {
 
     let mut listener = redis.listen(&k).await.unwrap_or_else(|e| panic!("{e}"));
     // `listen` returned: the SUBSCRIBE is confirmed, so this release cannot be missed.
-    assert_eq!(numsub(&mut conn, &channel).await, 1);
+    let subscribed = redis_server::subscribers(&mut conn, &channel).await;
+    assert_eq!(subscribed.ok(), Some(1));
     assert_eq!(other.release(&k, MUTEX, holder).await.ok(), Some(true));
     let wake = within(
         "notification",
@@ -843,22 +831,8 @@ async fn listener_hears_a_release_after_listen_returns() {
     // The last listener gone, the channel is unsubscribed (lazily).
     drop(listener);
     drop(second);
-    eventually("UNSUBSCRIBE", subscribers(&conn, &channel, |n| n == 0)).await;
+    until_subscribers("UNSUBSCRIBE", &conn, &channel, |n| n == 0).await;
     assert_eq!(redis.release_channels(), 0);
-}
-
-/// A waiter whose polling delay is 60 s (and whose holder's ttl is 60 s) can only be woken in
-/// time by the release notification.
-fn notification_only() -> AcquireOptions {
-    AcquireOptions::new()
-        .ttl(Duration::from_secs(60))
-        .wait_timeout(Duration::from_secs(120))
-        .retry(
-            RetryPolicy::default()
-                .initial_delay(Duration::from_secs(60))
-                .max_delay(Duration::from_secs(60))
-                .jitter(0.0),
-        )
 }
 
 /// `locks` waits for `name` in a task, with [`notification_only`] options.
@@ -894,11 +868,7 @@ async fn waiter_is_woken_by_the_release_notification() {
         .unwrap_or_else(|e| panic!("{e}"));
     let first_fence = guard.fence();
     let waiting = spawn_waiter(&waiter, &name);
-    eventually(
-        "the waiter subscribes",
-        subscribers(&conn, &channel, |n| n >= 1),
-    )
-    .await;
+    until_subscribers("the waiter subscribes", &conn, &channel, |n| n >= 1).await;
     assert!(hand_over(guard, waiting).await > first_fence);
 }
 
@@ -912,8 +882,8 @@ async fn waiter_acquires_after_the_subscription_connection_is_killed() {
     let name = "killed";
     let k = key(name);
     let channel = RedisKeys::new(&k).channel;
-    let subscribed = || subscribers(&conn, &channel, |n| n >= 1);
-    let unsubscribed = || subscribers(&conn, &channel, |n| n == 0);
+    let subscribed = |what| until_subscribers(what, &conn, &channel, |n| n >= 1);
+    let unsubscribed = |what| until_subscribers(what, &conn, &channel, |n| n == 0);
     let kill_pubsub = || {
         let mut conn = conn.clone();
         async move {
@@ -939,17 +909,17 @@ async fn waiter_acquires_after_the_subscription_connection_is_killed() {
     )
     .await;
     assert_eq!(wake.ok(), Some(Wake::Notified));
-    eventually("resubscription", subscribed()).await;
+    subscribed("resubscription").await;
     drop(listener);
-    eventually("lazy UNSUBSCRIBE", unsubscribed()).await;
+    unsubscribed("lazy UNSUBSCRIBE").await;
 
     // A waiter parked across a disconnection still hears the release afterwards.
     let waiting = spawn_waiter(&waiter, name);
-    eventually("the waiter subscribes", subscribed()).await;
+    subscribed("the waiter subscribes").await;
     kill_pubsub().await;
-    eventually("resubscription", subscribed()).await;
+    subscribed("resubscription").await;
     hand_over(guard, waiting).await;
-    eventually("lazy UNSUBSCRIBE", unsubscribed()).await;
+    unsubscribed("lazy UNSUBSCRIBE").await;
 
     // And a waiter that starts after the reconnection is woken as well.
     let guard = holder
@@ -957,7 +927,7 @@ async fn waiter_acquires_after_the_subscription_connection_is_killed() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let waiting = spawn_waiter(&waiter, name);
-    eventually("the waiter subscribes", subscribed()).await;
+    subscribed("the waiter subscribes").await;
     hand_over(guard, waiting).await;
 }
 

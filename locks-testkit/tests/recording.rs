@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use locks_core::{AcquireOptions, LeaseKind, LockError, LockService, LostReason};
+use locks_core::{AcquireOptions, LeaseKind, LockError, LockGuard, LockService, LostReason};
 use locks_testkit::recording::{EndReason, HeldElsewhere, LockEventKind, RecordingBackend};
 use tokio::time::{Instant, sleep};
 
@@ -22,16 +22,26 @@ fn recorded_service() -> (RecordingBackend, LockService) {
     (rec, locks)
 }
 
+/// A recording of the memory backend, a service over it, and `key` held through that service.
+async fn holding(key: &str) -> (RecordingBackend, LockService, LockGuard) {
+    let (rec, locks) = recorded_service();
+    let guard = locks.acquire(key).await.unwrap();
+    (rec, locks, guard)
+}
+
 /// Takes `key` and releases it at once.
 async fn acquire_and_release(locks: &LockService, key: &str) {
     locks.acquire(key).await.unwrap().release().await.unwrap();
 }
 
-/// Takes each of `keys` in turn, releasing it before taking the next.
-async fn one_at_a_time(locks: &LockService, keys: &[&str]) {
+/// A recording of the memory backend and a service over it that took each of `keys` in turn,
+/// releasing it before taking the next.
+async fn taken_one_at_a_time(keys: &[&str]) -> (RecordingBackend, LockService) {
+    let (rec, locks) = recorded_service();
     for key in keys {
-        acquire_and_release(locks, key).await;
+        acquire_and_release(&locks, key).await;
     }
+    (rec, locks)
 }
 
 /// `key` held by another process for a minute.
@@ -91,8 +101,7 @@ async fn records_acquire_contention_and_release_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn renewals_are_recorded_and_keep_the_key_held() {
-    let (rec, locks) = recorded_service();
-    let guard = locks.acquire("job").await.unwrap();
+    let (rec, _locks, guard) = holding("job").await;
     // Virtual time: the 1 s lease is renewed every 500 ms.
     sleep(Duration::from_millis(2600)).await;
     rec.assert_held("job");
@@ -181,8 +190,7 @@ async fn assert_all_released_fails_for_a_lease_that_ran_out() {
 
 #[tokio::test(start_paused = true)]
 async fn assert_all_released_accepts_revoked_and_ignores_elsewhere() {
-    let (rec, locks) = recorded_service();
-    let guard = locks.acquire("revoked").await.unwrap();
+    let (rec, _locks, guard) = holding("revoked").await;
     assert!(rec.revoke("revoked").await.unwrap());
     let _other = held_elsewhere(&rec, "theirs").await;
     rec.assert_all_released();
@@ -191,8 +199,7 @@ async fn assert_all_released_accepts_revoked_and_ignores_elsewhere() {
 
 #[tokio::test(start_paused = true)]
 async fn revoke_makes_the_holder_lose_its_lease_without_a_release() {
-    let (rec, locks) = recorded_service();
-    let guard = locks.acquire("pay:1").await.unwrap();
+    let (rec, _locks, guard) = holding("pay:1").await;
     let (token, fence) = (guard.token(), guard.fence());
 
     assert!(rec.revoke("pay:1").await.unwrap());
@@ -229,8 +236,7 @@ async fn revoke_makes_the_holder_lose_its_lease_without_a_release() {
 
 #[tokio::test(start_paused = true)]
 async fn force_release_through_the_service_is_recorded_as_such() {
-    let (rec, locks) = recorded_service();
-    let guard = locks.acquire("k").await.unwrap();
+    let (rec, locks, guard) = holding("k").await;
     assert!(locks.force_release("k").await.unwrap());
     let last = rec.history().pop().expect("an event");
     assert_eq!(last.kind, LockEventKind::ForceReleased { had_lease: true });
@@ -338,8 +344,7 @@ async fn a_lost_reply_is_recorded_once_as_one_lease() {
 
 #[tokio::test(start_paused = true)]
 async fn never_held_together_passes_for_one_at_a_time() {
-    let (rec, locks) = recorded_service();
-    one_at_a_time(&locks, &["a", "b", "a", "c"]).await;
+    let (rec, locks) = taken_one_at_a_time(&["a", "b", "a", "c"]).await;
     rec.assert_never_held_together(&["a", "b", "c"]);
     // The same key twice is not "two keys".
     rec.assert_never_held_together(&["a", "_lock:a"]);
@@ -404,8 +409,7 @@ async fn a_probe_hit_after_the_release_fails() {
 #[tokio::test(start_paused = true)]
 #[should_panic(expected = "but the side effect carried fence 1")]
 async fn a_probe_hit_with_a_stale_fence_fails() {
-    let (rec, locks) = recorded_service();
-    let first = locks.acquire("k").await.unwrap();
+    let (rec, locks, first) = holding("k").await;
     let stale = first.fence();
     first.release().await.unwrap();
     let _second = locks.acquire("k").await.unwrap();
@@ -444,8 +448,7 @@ async fn a_probe_checks_only_its_own_key() {
 
 #[tokio::test(start_paused = true)]
 async fn acquired_in_order_passes_for_the_first_grants() {
-    let (rec, locks) = recorded_service();
-    one_at_a_time(&locks, &["acct:1", "acct:2", "acct:1", "acct:3"]).await;
+    let (rec, _locks) = taken_one_at_a_time(&["acct:1", "acct:2", "acct:1", "acct:3"]).await;
     rec.assert_acquired_in_order(&["acct:1", "acct:2", "acct:3"]);
     rec.assert_acquired_in_order(&["acct:2", "_lock:acct:3"]);
 }
@@ -638,8 +641,7 @@ async fn a_custom_prefix_is_shared_with_the_service() {
 
 #[tokio::test(start_paused = true)]
 async fn timeline_and_debug_describe_the_recording() {
-    let (rec, locks) = recorded_service();
-    let guard = locks.acquire("k").await.unwrap();
+    let (rec, _locks, guard) = holding("k").await;
     rec.probe("k").hit();
     let timeline = rec.timeline();
     assert!(

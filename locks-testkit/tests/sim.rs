@@ -22,6 +22,17 @@ async fn run_memory(cfg: &SimConfig) -> SimReport {
 }
 
 /// Each config fails validation with `LockError::InvalidOptions` naming its option.
+/// `base` with `change` made: a config whose validation must name `option`.
+fn refused(
+    option: &'static str,
+    base: SimConfig,
+    change: impl FnOnce(&mut SimConfig),
+) -> (&'static str, SimConfig) {
+    let mut cfg = base;
+    change(&mut cfg);
+    (option, cfg)
+}
+
 async fn assert_invalid_options<const N: usize>(bad: [(&str, SimConfig); N]) {
     for (name, cfg) in bad {
         match sim::run(Arc::new(MemoryBackend::new()), &cfg).await {
@@ -151,35 +162,15 @@ async fn grant_all_backend_is_caught_with_zero_hold() {
 #[tokio::test(start_paused = true)]
 async fn bad_configs_are_typed_errors() {
     let bad = [
-        (
-            "sim.workers",
-            SimConfig {
-                workers: 0,
-                ..SimConfig::default()
-            },
-        ),
-        (
-            "sim.keys",
-            SimConfig {
-                keys: 0,
-                ..SimConfig::default()
-            },
-        ),
-        (
-            "sim.duration",
-            SimConfig {
-                duration: None,
-                ops_per_worker: None,
-                ..SimConfig::default()
-            },
-        ),
-        (
-            "sim.hold_min",
-            SimConfig {
-                hold_min: Duration::from_millis(3),
-                ..SimConfig::default()
-            },
-        ),
+        refused("sim.workers", SimConfig::default(), |c| c.workers = 0),
+        refused("sim.keys", SimConfig::default(), |c| c.keys = 0),
+        refused("sim.duration", SimConfig::default(), |c| {
+            c.duration = None;
+            c.ops_per_worker = None;
+        }),
+        refused("sim.hold_min", SimConfig::default(), |c| {
+            c.hold_min = Duration::from_millis(3)
+        }),
     ];
     assert_invalid_options(bad).await;
     let zero_ttl = SimConfig {
@@ -607,43 +598,19 @@ async fn grant_all_backend_fails_the_incident_scenarios() {
 
 #[tokio::test(start_paused = true)]
 async fn scenario_configs_are_validated() {
+    use Scenario::{GcPause, LeaderFailover, Oversell};
+    let scenario = SimConfig::for_scenario;
     let bad = [
-        (
-            "sim.stock",
-            SimConfig {
-                stock: 0,
-                ..SimConfig::for_scenario(Scenario::Oversell)
-            },
-        ),
-        (
-            "sim.duration",
-            SimConfig {
-                duration: None,
-                ..SimConfig::for_scenario(Scenario::LeaderFailover)
-            },
-        ),
-        (
-            "sim.fault_interval",
-            SimConfig {
-                duration: Some(Duration::from_millis(300)),
-                fault_interval: Duration::from_millis(300),
-                ..SimConfig::for_scenario(Scenario::LeaderFailover)
-            },
-        ),
-        (
-            "sim.workers",
-            SimConfig {
-                workers: 1,
-                ..SimConfig::for_scenario(Scenario::GcPause)
-            },
-        ),
-        (
-            "sim.duration",
-            SimConfig {
-                duration: None,
-                ..SimConfig::for_scenario(Scenario::GcPause)
-            },
-        ),
+        refused("sim.stock", scenario(Oversell), |c| c.stock = 0),
+        refused("sim.duration", scenario(LeaderFailover), |c| {
+            c.duration = None
+        }),
+        refused("sim.fault_interval", scenario(LeaderFailover), |c| {
+            c.duration = Some(Duration::from_millis(300));
+            c.fault_interval = Duration::from_millis(300);
+        }),
+        refused("sim.workers", scenario(GcPause), |c| c.workers = 1),
+        refused("sim.duration", scenario(GcPause), |c| c.duration = None),
     ];
     assert_invalid_options(bad).await;
     // The finite scenarios need no time limit at all.

@@ -4,33 +4,21 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use locks_core::{LeaseKind, LockBackend, LockKey};
+use locks_core::LeaseKind;
 use locks_memory::MemoryBackend;
 use locks_testkit::Harness;
 use locks_testkit::conformance::adapters::MutexVia;
-use locks_testkit::conformance::{COORDINATION, MUTEX, RWLOCK, SEMAPHORE, SUITES};
+use locks_testkit::conformance::{BackendHarness, COORDINATION, MUTEX, RWLOCK, SEMAPHORE, SUITES};
 
 /// A store that can only keep mutex leases: the memory backend seen through a one-permit
 /// semaphore adapter (which supports `Mutex` and nothing else).
-struct MutexOnly {
-    memory: MemoryBackend,
-}
-
-#[async_trait]
-impl Harness for MutexOnly {
-    fn backend(&self) -> Arc<dyn LockBackend> {
-        Arc::new(MutexVia::semaphore(Arc::new(self.memory.clone())))
-    }
-    async fn expire(&self, key: &LockKey) {
-        self.memory.expire_now(key);
-    }
-}
-
 fn mutex_only() -> Box<dyn Harness> {
-    Box::new(MutexOnly {
-        memory: MemoryBackend::new(),
-    })
+    let memory = MemoryBackend::new();
+    let adapter = MutexVia::semaphore(Arc::new(memory.clone()));
+    Box::new(BackendHarness::new(adapter, move |key| {
+        memory.expire_now(&key);
+        async {}
+    }))
 }
 
 #[test]

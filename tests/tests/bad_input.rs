@@ -103,9 +103,8 @@ impl Env {
                 .connect()
                 .await
                 .unwrap_or_else(|e| panic!("connect: {e}"));
-            let conn = redis::Client::open(server.url())
-                .unwrap_or_else(|e| panic!("{e}"))
-                .get_multiplexed_async_connection()
+            let conn = server
+                .connection()
                 .await
                 .unwrap_or_else(|e| panic!("direct connection: {e}"));
             Inner {

@@ -252,6 +252,15 @@ fn shop() -> (RecordingBackend, Arc<FakeGateway>, PaymentService) {
     (recorder, gateway, service)
 }
 
+/// What a successful payment must leave behind, built from the recorder's assertions: one
+/// charge, every charge attempt made while its payment lock was held (with that lease's
+/// fence), and no lock left held.
+fn assert_charged_once_under_lock(recorder: &RecordingBackend, gateway: &FakeGateway) {
+    assert_eq!(gateway.charges(), 1);
+    recorder.assert_every_hit_under_lock();
+    recorder.assert_all_released();
+}
+
 // ------------------------------------------------------------------------------------------
 // The tests a downstream user writes.
 // ------------------------------------------------------------------------------------------
@@ -312,9 +321,7 @@ async fn the_lock_is_released_when_the_gateway_fails() {
 
     // Released, so a retry can take the lock and pay.
     service.pay(3, 100).await.unwrap();
-    assert_eq!(gateway.charges(), 1);
-    recorder.assert_every_hit_under_lock(); // the declined attempt too
-    recorder.assert_all_released();
+    assert_charged_once_under_lock(&recorder, &gateway); // the declined attempt too
 }
 
 #[tokio::test(start_paused = true)]
@@ -324,9 +331,7 @@ async fn transient_store_failures_are_retried() {
     recorder.fail_next(3);
     service.pay(4, 100).await.unwrap();
     assert_eq!(recorder.faults().injected(), 3);
-    assert_eq!(gateway.charges(), 1);
-    recorder.assert_every_hit_under_lock();
-    recorder.assert_all_released();
+    assert_charged_once_under_lock(&recorder, &gateway);
 }
 
 #[tokio::test(start_paused = true)]
@@ -379,9 +384,7 @@ async fn a_payment_waits_for_the_other_holder_then_pays() {
 
     let receipt = paying.await.unwrap().unwrap();
     assert_eq!(receipt.fence, 2, "the fence after the other owner's");
-    assert_eq!(gateway.charges(), 1);
-    recorder.assert_every_hit_under_lock();
-    recorder.assert_all_released();
+    assert_charged_once_under_lock(&recorder, &gateway);
 }
 
 #[tokio::test(start_paused = true)]

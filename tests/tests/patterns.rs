@@ -89,75 +89,41 @@ async fn check_timeout(backend: Arc<dyn LockBackend>) {
     assert!(r.still_held, "{r:?}");
 }
 
-mod memory_backend {
-    use super::*;
+/// One test per pattern on each backend, from one list: `test: check;` runs `check(backend)`,
+/// `test: check memory(a) redis(b);` runs `check(backend, a)` on the memory backend and
+/// `check(backend, b)` on Redis. The memory backend runs in paused time; Redis is a private
+/// server, in real time.
+macro_rules! on_both_backends {
+    ($($test:ident: $check:ident $(memory($($m:expr),*) redis($($r:expr),*))?;)*) => {
+        mod memory_backend {
+            use super::*;
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $test() {
+                    $check(memory() $($(, $m)*)?).await;
+                }
+            )*
+        }
 
-    #[tokio::test(start_paused = true)]
-    async fn payment() {
-        check_payment(memory()).await;
-    }
-    #[tokio::test(start_paused = true)]
-    async fn leader_election() {
-        check_leader(memory()).await;
-    }
-    #[tokio::test(start_paused = true)]
-    async fn resource_pool() {
-        check_pool(memory()).await;
-    }
-    #[tokio::test(start_paused = true)]
-    async fn semaphore() {
-        check_semaphore(memory()).await;
-    }
-    #[tokio::test(start_paused = true)]
-    async fn funds_transfer_thousands_of_times() {
-        check_transfer(memory(), 2_000).await;
-    }
-    #[tokio::test(start_paused = true)]
-    async fn try_lock() {
-        check_try_lock(memory()).await;
-    }
-    #[tokio::test(start_paused = true)]
-    async fn timeout() {
-        check_timeout(memory()).await;
-    }
+        mod redis_backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let (_server, backend) = redis().await;
+                    $check(backend $($(, $r)*)?).await;
+                }
+            )*
+        }
+    };
 }
 
-mod redis_backend {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn payment() {
-        let (_server, backend) = redis().await;
-        check_payment(backend).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn leader_election() {
-        let (_server, backend) = redis().await;
-        check_leader(backend).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn resource_pool() {
-        let (_server, backend) = redis().await;
-        check_pool(backend).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn semaphore() {
-        let (_server, backend) = redis().await;
-        check_semaphore(backend).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn funds_transfer_thousands_of_times() {
-        let (_server, backend) = redis().await;
-        check_transfer(backend, 1_000).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn try_lock() {
-        let (_server, backend) = redis().await;
-        check_try_lock(backend).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn timeout() {
-        let (_server, backend) = redis().await;
-        check_timeout(backend).await;
-    }
+on_both_backends! {
+    payment: check_payment;
+    leader_election: check_leader;
+    resource_pool: check_pool;
+    semaphore: check_semaphore;
+    funds_transfer_thousands_of_times: check_transfer memory(2_000) redis(1_000);
+    try_lock: check_try_lock;
+    timeout: check_timeout;
 }

@@ -8,20 +8,19 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use locks_core::{AcquireOptions, LockError, LockGuard, LockService, OwnerToken, RetryPolicy};
+use locks_core::{AcquireOptions, LockError, LockGuard, LockService, OwnerToken};
 use locks_redis::redis::aio::MultiplexedConnection;
 use locks_redis::redis::{self, AsyncCommands};
 use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
-use locks_testkit::redis_server::RedisServer;
+use locks_testkit::redis_server::{RedisServer, notification_only, subscribers_reach};
 use tokio::time::Instant;
 
 mod common;
 use common::{info_field, key, private_server, within};
 
 async fn admin(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .get_multiplexed_async_connection()
+    server
+        .connection()
         .await
         .unwrap_or_else(|e| panic!("admin connection: {e}"))
 }
@@ -127,30 +126,6 @@ async fn acl_setuser(admin: &mut MultiplexedConnection, rules: &[String]) {
         .unwrap_or_else(|e| panic!("ACL SETUSER {rules:?}: {e}"));
 }
 
-async fn numsub(admin: &mut MultiplexedConnection, channel: &str) -> i64 {
-    redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async::<(String, i64)>(admin)
-        .await
-        .map(|(_, n)| n)
-        .unwrap_or(-1)
-}
-
-/// Poll until the number of subscribers of `channel` satisfies `want`, or `limit` passes.
-async fn subscribers_reach(
-    admin: &MultiplexedConnection,
-    channel: &str,
-    limit: Duration,
-    want: fn(i64) -> bool,
-) -> bool {
-    poll(limit, || {
-        let mut admin = admin.clone();
-        async move { want(numsub(&mut admin, channel).await) }
-    })
-    .await
-}
-
 /// The ids of the clients connected now (`CLIENT LIST`).
 async fn client_ids(admin: &mut MultiplexedConnection) -> HashSet<u64> {
     let list: String = redis::cmd("CLIENT")
@@ -197,20 +172,6 @@ async fn step<T, E: std::fmt::Debug>(
 
 fn check(what: &str, ok: bool) -> Result<(), String> {
     if ok { Ok(()) } else { Err(what.to_owned()) }
-}
-
-/// Polling is 60 s: inside the scenario's 1 s bounds, only a release notification can wake a
-/// waiter.
-fn notification_only() -> AcquireOptions {
-    AcquireOptions::new()
-        .ttl(Duration::from_secs(60))
-        .wait_timeout(Duration::from_secs(120))
-        .retry(
-            RetryPolicy::default()
-                .initial_delay(Duration::from_secs(60))
-                .max_delay(Duration::from_secs(60))
-                .jitter(0.0),
-        )
 }
 
 /// Everything an application does, as the ACL user: connect, acquire, inspect, extend, wait

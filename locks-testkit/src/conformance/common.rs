@@ -1,6 +1,7 @@
 //! What every suite shares: the [`Harness`] a backend provides, the case registry and the
 //! runner that makes the suites capability-aware, and small helpers.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,12 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use locks_core::{
     AcquireOptions, LeaseInfo, LeaseKind, LockBackend, LockError, LockGuard, LockKey, LockService,
     LostReason, OwnerToken, RetryPolicy,
 };
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
+
+use crate::faulty::FaultyBackend;
 
 /// What the suites need from a backend under test, beyond [`LockBackend`].
 #[async_trait]
@@ -34,6 +38,58 @@ impl Harness for Box<dyn Harness> {
     }
     async fn expire(&self, key: &LockKey) {
         (**self).expire(key).await;
+    }
+}
+
+/// A [`Harness`] made of its parts, for a backend that needs no harness type of its own: the
+/// backend under test, a function that expires every lease of a key in its store, and whatever
+/// must live as long as the harness (a server process, say).
+///
+/// ```ignore
+/// async fn harness() -> BackendHarness {
+///     let store = MemoryBackend::new();
+///     BackendHarness::new(store.clone(), move |key| {
+///         store.expire_now(&key);
+///         async {}
+///     })
+/// }
+/// ```
+pub struct BackendHarness {
+    backend: Arc<dyn LockBackend>,
+    expire: Box<dyn Fn(LockKey) -> BoxFuture<'static, ()> + Send + Sync>,
+    // Last: dropped after the backend and the expire function.
+    kept: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl BackendHarness {
+    /// A harness for `backend`; [`Harness::expire`] runs `expire` (see there for what it must
+    /// do).
+    pub fn new<F, Fut>(backend: impl LockBackend, expire: F) -> Self
+    where
+        F: Fn(LockKey) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        BackendHarness {
+            backend: Arc::new(backend),
+            expire: Box::new(move |key| Box::pin(expire(key))),
+            kept: Vec::new(),
+        }
+    }
+
+    /// Keeps `resource` alive until the harness drops, after the backend.
+    pub fn keeping(mut self, resource: impl Send + Sync + 'static) -> Self {
+        self.kept.push(Box::new(resource));
+        self
+    }
+}
+
+#[async_trait]
+impl Harness for BackendHarness {
+    fn backend(&self) -> Arc<dyn LockBackend> {
+        Arc::clone(&self.backend)
+    }
+    async fn expire(&self, key: &LockKey) {
+        (self.expire)(key.clone()).await;
     }
 }
 
@@ -129,6 +185,21 @@ pub(crate) fn unique_primitive(name: &str) -> String {
     unique(&format!("primitives:{name}"))
 }
 
+/// Options for a lease of `ttl`.
+pub(crate) fn with_ttl(ttl: Duration) -> AcquireOptions {
+    AcquireOptions::new().ttl(ttl)
+}
+
+/// Options that wait at most `limit` for the lease.
+pub(crate) fn waiting_at_most(limit: Duration) -> AcquireOptions {
+    AcquireOptions::new().wait_timeout(limit)
+}
+
+/// Options that make at most `attempts` attempts.
+pub(crate) fn attempts_at_most(attempts: u32) -> AcquireOptions {
+    AcquireOptions::new().retry(RetryPolicy::default().max_attempts(Some(attempts)))
+}
+
 /// A service with short timings so real-time stores finish quickly.
 pub(crate) fn service(backend: Arc<dyn LockBackend>) -> LockService {
     LockService::builder_arc(backend)
@@ -143,11 +214,17 @@ pub(crate) fn service(backend: Arc<dyn LockBackend>) -> LockService {
         .expect("valid test service")
 }
 
+/// A [`service`] whose store calls go through a fault injector over `h`'s backend, and the
+/// injector.
+pub(crate) fn faulty_service<H: Harness>(h: &H) -> (FaultyBackend, LockService) {
+    let faulty = FaultyBackend::from_arc(h.backend());
+    let svc = service(Arc::new(faulty.clone()));
+    (faulty, svc)
+}
+
 /// Takes `key` with a lease of `ttl`.
 pub(crate) async fn acquire_with_ttl(svc: &LockService, key: &str, ttl: Duration) -> LockGuard {
-    svc.acquire_opts(key, AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("acquire")
+    svc.acquire_opts(key, with_ttl(ttl)).await.expect("acquire")
 }
 
 /// Waits for a lease that must be granted (`what` says which), and releases it at once.

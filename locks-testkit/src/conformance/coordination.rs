@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use locks_core::{AcquireOptions, LockError};
+use locks_core::{AcquireOptions, LockError, LockService, MultiGuard};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 
-use super::common::{join_all, service, unique_primitive, within};
+use super::common::{faulty_service, join_all, service, unique_primitive, waiting_at_most, within};
 use crate::Harness;
-use crate::faulty::FaultyBackend;
 
 /// Three candidates: one leader at a time, terms increase, `leader()` shows who leads.
 pub(super) async fn election_one_leader_with_increasing_terms<H: Harness>(h: H) {
@@ -26,7 +25,7 @@ pub(super) async fn election_one_leader_with_increasing_terms<H: Harness>(h: H) 
         tasks.push(tokio::spawn(async move {
             for _ in 0..3 {
                 let lead = election
-                    .campaign_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(60)))
+                    .campaign_opts(waiting_at_most(Duration::from_secs(60)))
                     .await
                     .expect("elected");
                 assert_eq!(leaders.fetch_add(1, Ordering::SeqCst), 0, "two leaders");
@@ -55,8 +54,7 @@ pub(super) async fn election_one_leader_with_increasing_terms<H: Harness>(h: H) 
 /// next leader (elected once the store expires the role) starts its task.
 pub(super) async fn election_task_cancelled_before_next_leader_starts<H: Harness>(h: H) {
     let role = unique_primitive("failover");
-    let faulty = FaultyBackend::from_arc(h.backend());
-    let old = service(Arc::new(faulty.clone()));
+    let (faulty, old) = faulty_service(&h);
     let new = service(h.backend());
     let ttl = Duration::from_millis(600);
     let opts = AcquireOptions::new()
@@ -168,6 +166,15 @@ pub(super) async fn election_run_returns_on_shutdown<H: Harness>(h: H) {
     );
 }
 
+/// `acquire_all` of two keys, in the order given, waiting at most `limit`.
+async fn acquire_both(
+    svc: &LockService,
+    keys: [&str; 2],
+    limit: Duration,
+) -> Result<MultiGuard, LockError> {
+    svc.acquire_all(&keys, waiting_at_most(limit)).await
+}
+
 /// Two tasks move money in opposite directions many times through `acquire_all`: no
 /// deadlock, the total is conserved, and no transfer ever overlaps another on an account.
 pub(super) async fn multi_lock_opposite_orders_never_deadlock<H: Harness>(h: H) {
@@ -184,11 +191,7 @@ pub(super) async fn multi_lock_opposite_orders_never_deadlock<H: Harness>(h: H) 
         let (balances, busy) = (balances.clone(), busy.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..rounds {
-                let both = svc
-                    .acquire_all(
-                        &[from.as_str(), to.as_str()],
-                        AcquireOptions::new().wait_timeout(Duration::from_secs(30)),
-                    )
+                let both = acquire_both(&svc, [&from, &to], Duration::from_secs(30))
                     .await
                     .expect("both accounts");
                 assert!(!busy.swap(true, Ordering::SeqCst), "two transfers at once");
@@ -221,13 +224,13 @@ pub(super) async fn multi_lock_rolls_back_on_timeout<H: Harness>(h: H) {
     let (keys_sorted_first, keys_sorted_second) = if a < b { (a, b) } else { (b, a) };
     let (svc, other) = (service(h.backend()), service(h.backend()));
     let blocker = other.acquire(&keys_sorted_second).await.expect("blocker");
-    let err = svc
-        .acquire_all(
-            &[keys_sorted_second.as_str(), keys_sorted_first.as_str()],
-            AcquireOptions::new().wait_timeout(Duration::from_millis(300)),
-        )
-        .await
-        .expect_err("second key is held");
+    let err = acquire_both(
+        &svc,
+        [&keys_sorted_second, &keys_sorted_first],
+        Duration::from_millis(300),
+    )
+    .await
+    .expect_err("second key is held");
     assert!(
         matches!(err, LockError::AcquireTimeout { ref key, .. } if *key == keys_sorted_second),
         "{err:?}"

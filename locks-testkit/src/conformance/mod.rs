@@ -11,7 +11,8 @@
 //! Besides, the mutex suite runs again through [`adapters`] (a one-permit semaphore and the
 //! write side of a read-write lock), so every primitive keeps mutual exclusion.
 //!
-//! A backend crate instantiates the suites with a factory that returns a fresh [`Harness`]:
+//! A backend crate instantiates the suites with a factory that returns a fresh [`Harness`]
+//! (its own type, or a [`BackendHarness`] made of the backend and an expire function):
 //!
 //! ```ignore
 //! async fn harness() -> MyHarness { MyHarness::new().await }
@@ -46,7 +47,7 @@ mod rwlock;
 mod semaphore;
 mod waiting;
 
-pub use common::{Case, CaseFuture, Harness, Suite};
+pub use common::{BackendHarness, Case, CaseFuture, Harness, Suite};
 use locks_core::LeaseKind;
 
 /// The one case list of the mutex suite.

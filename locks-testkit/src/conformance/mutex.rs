@@ -11,11 +11,10 @@ use locks_core::{
 use tokio::time::{Instant, timeout};
 
 use super::common::{
-    Occupancy, acquire_and_release, acquire_with_ttl, assert_renewed_past_ttl, holder, join_all,
-    service, unique, within,
+    Occupancy, acquire_and_release, acquire_with_ttl, assert_renewed_past_ttl, faulty_service,
+    holder, join_all, service, unique, waiting_at_most, within,
 };
 use crate::Harness;
-use crate::faulty::FaultyBackend;
 
 const M: LeaseKind = LeaseKind::Mutex;
 
@@ -31,10 +30,7 @@ pub(super) async fn mutual_exclusion_100_tasks<H: Harness>(h: H) {
         let (key, occupancy, done) = (key.clone(), occupancy.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let guard = svc
-                .acquire_opts(
-                    &key,
-                    AcquireOptions::new().wait_timeout(Duration::from_secs(60)),
-                )
+                .acquire_opts(&key, waiting_at_most(Duration::from_secs(60)))
                 .await
                 .expect("acquire");
             occupancy.enter();
@@ -191,10 +187,7 @@ pub(super) async fn expiry_lets_the_next_holder_in<H: Harness>(h: H) {
         .expect("acquire");
     let next = within(
         "waiter after ttl",
-        b.acquire_opts(
-            &key,
-            AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
-        ),
+        b.acquire_opts(&key, waiting_at_most(Duration::from_secs(10))),
     )
     .await
     .expect("acquired after expiry");
@@ -314,8 +307,7 @@ pub(super) async fn lost_fires_when_store_revokes<H: Harness>(h: H) {
 /// Cut off from the store, the holder gives up at its local deadline (sent + ttl − drift),
 /// before the store lets a second holder in.
 pub(super) async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harness>(h: H) {
-    let faulty = FaultyBackend::from_arc(h.backend());
-    let holder_svc = service(Arc::new(faulty.clone()));
+    let (faulty, holder_svc) = faulty_service(&h);
     let other = service(h.backend());
     let key = unique("partition");
     let ttl = Duration::from_secs(1);
@@ -336,10 +328,7 @@ pub(super) async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harne
         let key = key.clone();
         tokio::spawn(async move {
             let g = other
-                .acquire_opts(
-                    &key,
-                    AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
-                )
+                .acquire_opts(&key, waiting_at_most(Duration::from_secs(10)))
                 .await;
             (Instant::now(), g)
         })

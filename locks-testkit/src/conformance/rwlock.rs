@@ -8,7 +8,7 @@ use locks_core::{AcquireOptions, LockError, RwLock};
 
 use super::common::{
     Occupancy, acquire_and_release, assert_lost_after_expiry, assert_renewed_past_ttl, join_all,
-    service, unique_primitive, within,
+    service, unique_primitive, waiting_at_most, with_ttl, within,
 };
 use crate::Harness;
 
@@ -34,7 +34,7 @@ pub(super) async fn rwlock_readers_share_writers_exclude<H: Harness>(h: H) {
         let rw = services[i % 3].rwlock(&name).expect("rwlock");
         let (readers, writers, bad) = (readers.clone(), writers.clone(), bad.clone());
         tasks.push(tokio::spawn(async move {
-            let opts = AcquireOptions::new().wait_timeout(Duration::from_secs(60));
+            let opts = waiting_at_most(Duration::from_secs(60));
             if i % 4 == 0 {
                 let w = rw.write_opts(opts).await.expect("write");
                 if writers.enter() != 1 || readers.now() != 0 {
@@ -76,7 +76,7 @@ pub(super) async fn rwlock_writer_is_not_starved_by_readers<H: Harness>(h: H) {
     let writer = {
         let rw = w_svc.rwlock(&name).expect("rwlock");
         tokio::spawn(async move {
-            rw.write_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(20)))
+            rw.write_opts(waiting_at_most(Duration::from_secs(20)))
                 .await
         })
     };
@@ -141,16 +141,10 @@ pub(super) async fn rwlock_leases_renew_and_report_loss<H: Harness>(h: H) {
     let svc = service(h.backend());
     let rw = svc.rwlock(&name).expect("rwlock");
     let ttl = Duration::from_millis(300);
-    let r = rw
-        .read_opts(AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("read");
+    let r = rw.read_opts(with_ttl(ttl)).await.expect("read");
     assert_renewed_past_ttl(&r, ttl).await;
     assert_lost_after_expiry(&h, rw.key(), &r, ttl).await;
-    let w = rw
-        .write_opts(AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("write");
+    let w = rw.write_opts(with_ttl(ttl)).await.expect("write");
     assert_renewed_past_ttl(&w, ttl).await;
     assert!(w.fence() > r.fence());
     w.release().await.expect("release");

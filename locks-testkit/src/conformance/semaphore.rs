@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::common::{
     Occupancy, assert_lost_after_expiry, assert_renewed_past_ttl, assert_waiter_takes_over,
-    join_all, service, unique_primitive, within,
+    join_all, service, unique_primitive, waiting_at_most, with_ttl, within,
 };
 use crate::Harness;
 
@@ -24,7 +24,7 @@ pub(super) async fn semaphore_never_exceeds_its_permits<H: Harness>(h: H) {
         let occupancy = occupancy.clone();
         tasks.push(tokio::spawn(async move {
             let permit = sem
-                .acquire_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(60)))
+                .acquire_opts(waiting_at_most(Duration::from_secs(60)))
                 .await
                 .expect("permit");
             occupancy.enter();
@@ -49,10 +49,7 @@ pub(super) async fn semaphore_crashed_holder_permit_returns_after_ttl<H: Harness
     let (a, b) = (service(h.backend()), service(h.backend()));
     let sem_a = a.semaphore(&name, 2).expect("semaphore");
     let ttl = Duration::from_millis(500);
-    let crashed = sem_a
-        .acquire_opts(AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("permit");
+    let crashed = sem_a.acquire_opts(with_ttl(ttl)).await.expect("permit");
     let alive = sem_a.acquire().await.expect("permit");
     let crashed_token = crashed.token();
     let start = Instant::now();
@@ -64,7 +61,7 @@ pub(super) async fn semaphore_crashed_holder_permit_returns_after_ttl<H: Harness
     ));
     let next = within(
         "permit after the crashed holder's ttl",
-        sem_b.acquire_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(10))),
+        sem_b.acquire_opts(waiting_at_most(Duration::from_secs(10))),
     )
     .await
     .expect("permit returned");
@@ -82,10 +79,7 @@ pub(super) async fn semaphore_permits_renew_and_report_loss<H: Harness>(h: H) {
     let svc = service(h.backend());
     let sem = svc.semaphore(&name, 1).expect("semaphore");
     let ttl = Duration::from_millis(300);
-    let permit = sem
-        .acquire_opts(AcquireOptions::new().ttl(ttl))
-        .await
-        .expect("permit");
+    let permit = sem.acquire_opts(with_ttl(ttl)).await.expect("permit");
     assert_renewed_past_ttl(&permit, ttl).await;
     assert_eq!(permit.state(), LeaseState::Held);
     assert_lost_after_expiry(&h, sem.key(), &permit, ttl).await;
@@ -142,7 +136,7 @@ pub(super) async fn semaphore_waiter_is_woken_by_release<H: Harness>(h: H) {
     let sem_b = b.semaphore(&name, 1).expect("semaphore");
     let waiter = tokio::spawn(async move {
         sem_b
-            .acquire_opts(AcquireOptions::new().wait_timeout(Duration::from_secs(10)))
+            .acquire_opts(waiting_at_most(Duration::from_secs(10)))
             .await
     });
     tokio::task::yield_now().await;
@@ -185,8 +179,7 @@ pub(super) async fn primitive_inputs_are_validated<H: Harness>(h: H) {
         .semaphore(&unique_primitive("semttl"), 1)
         .expect("semaphore");
     assert!(matches!(
-        sem.acquire_opts(AcquireOptions::new().ttl(Duration::ZERO))
-            .await,
+        sem.acquire_opts(with_ttl(Duration::ZERO)).await,
         Err(LockError::InvalidTtl { .. })
     ));
     assert!(sem.holders().await.expect("holders").is_empty());

@@ -9,10 +9,10 @@ use locks_core::{
 use tokio::time::{Instant, timeout};
 
 use super::common::{
-    acquire_with_ttl, assert_waiter_takes_over, eventually, service, unique, until_unlocked, within,
+    acquire_with_ttl, assert_waiter_takes_over, attempts_at_most, eventually, faulty_service,
+    service, unique, until_unlocked, waiting_at_most, with_ttl, within,
 };
 use crate::Harness;
-use crate::faulty::FaultyBackend;
 
 /// A fresh key held through one service, and a second service (another process, as far as
 /// the services know) to ask for it.
@@ -27,8 +27,7 @@ async fn held_through_another_service<H: Harness>(
 
 /// A renewal that fails transiently makes the state `Unknown`; the retry makes it `Held`.
 pub(super) async fn transient_renewal_failure_is_unknown_then_held<H: Harness>(h: H) {
-    let faulty = FaultyBackend::from_arc(h.backend());
-    let svc = service(Arc::new(faulty.clone()));
+    let (faulty, svc) = faulty_service(&h);
     let key = unique("unknown");
     let ttl = Duration::from_millis(600);
     let guard = acquire_with_ttl(&svc, &key, ttl).await;
@@ -77,7 +76,7 @@ pub(super) async fn wait_budget_is_honoured<H: Harness>(h: H) {
     let budget = Duration::from_millis(700);
     let start = Instant::now();
     let err = b
-        .acquire_opts(&key, AcquireOptions::new().wait_timeout(budget))
+        .acquire_opts(&key, waiting_at_most(budget))
         .await
         .expect_err("held for longer than the budget");
     let waited_outside = start.elapsed();
@@ -108,9 +107,7 @@ pub(super) async fn max_attempts_limits_waiting<H: Harness>(h: H) {
     let err = b
         .acquire_opts(
             &key,
-            AcquireOptions::new()
-                .wait_timeout(Duration::from_secs(30))
-                .retry(RetryPolicy::default().max_attempts(Some(3))),
+            attempts_at_most(3).wait_timeout(Duration::from_secs(30)),
         )
         .await
         .expect_err("held");
@@ -128,11 +125,8 @@ pub(super) async fn waiter_gets_lock_after_release<H: Harness>(h: H) {
         let key = key.clone();
         let b = b.clone();
         tokio::spawn(async move {
-            b.acquire_opts(
-                &key,
-                AcquireOptions::new().wait_timeout(Duration::from_secs(10)),
-            )
-            .await
+            b.acquire_opts(&key, waiting_at_most(Duration::from_secs(10)))
+                .await
         })
     };
     eventually("waiter queued", || b.waiters(&key) == 1).await;
@@ -168,8 +162,7 @@ pub(super) async fn releaser_does_not_keep_winning<H: Harness>(h: H) {
 
 /// Transient store errors while acquiring are retried within the wait budget.
 pub(super) async fn transient_acquire_errors_are_retried<H: Harness>(h: H) {
-    let faulty = FaultyBackend::from_arc(h.backend());
-    let svc = service(Arc::new(faulty.clone()));
+    let (faulty, svc) = faulty_service(&h);
     let key = unique("transient");
     faulty.fail_next(3);
     let guard = svc.acquire(&key).await.expect("acquired through failures");
@@ -186,8 +179,7 @@ pub(super) async fn transient_acquire_errors_are_retried<H: Harness>(h: H) {
 /// An acquire whose reply was lost is retried with the same token: one lease, not two, and
 /// a timed-out caller's possibly-created lease is released.
 pub(super) async fn lost_acquire_reply_does_not_leak_a_lease<H: Harness>(h: H) {
-    let faulty = FaultyBackend::from_arc(h.backend());
-    let svc = service(Arc::new(faulty.clone()));
+    let (faulty, svc) = faulty_service(&h);
     let key = unique("lostreply");
     faulty.lose_replies_next(1);
     let guard = svc.acquire(&key).await.expect("acquire");
@@ -201,12 +193,7 @@ pub(super) async fn lost_acquire_reply_does_not_leak_a_lease<H: Harness>(h: H) {
     // created is released in the background instead of blocking everyone for a ttl.
     faulty.lose_replies_next(1);
     let err = svc
-        .acquire_opts(
-            &key,
-            AcquireOptions::new()
-                .ttl(Duration::from_secs(60))
-                .retry(RetryPolicy::default().max_attempts(Some(1))),
-        )
+        .acquire_opts(&key, attempts_at_most(1).ttl(Duration::from_secs(60)))
         .await
         .expect_err("the only reply was lost");
     assert!(matches!(err, LockError::AcquireTimeout { .. }), "{err:?}");
@@ -366,8 +353,8 @@ pub(super) async fn validation_errors_are_typed_and_write_nothing<H: Harness>(h:
         ));
     }
     let bad_opts = [
-        AcquireOptions::new().ttl(Duration::ZERO),
-        AcquireOptions::new().ttl(Duration::from_secs(301)),
+        with_ttl(Duration::ZERO),
+        with_ttl(Duration::from_secs(301)),
         AcquireOptions::new().retry(RetryPolicy::default().multiplier(0.5)),
         AcquireOptions::new().retry(RetryPolicy::default().jitter(2.0)),
         AcquireOptions::new().retry(RetryPolicy::default().initial_delay(Duration::ZERO)),

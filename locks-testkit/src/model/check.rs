@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use locks_core::backend::{Action, Operation, Outcome};
 use locks_core::{AcquireResult, BackendError, Holders, LockBackend, LockKey, OwnerToken};
 
 use super::clock::ModelClock;
@@ -116,6 +117,18 @@ impl Names {
     }
 }
 
+/// The key and kind of a step that calls the backend; `None` for the others.
+fn target(op: &Op) -> Option<(u8, Kind)> {
+    match *op {
+        Op::TryAcquire { key, kind, .. }
+        | Op::Release { key, kind, .. }
+        | Op::Extend { key, kind, .. }
+        | Op::ForceRelease { key, kind }
+        | Op::Holders { key, kind } => Some((key, kind)),
+        Op::Advance { .. } | Op::Fault { .. } => None,
+    }
+}
+
 async fn call(
     backend: &FaultyBackend,
     clock: &dyn ModelClock,
@@ -123,61 +136,42 @@ async fn call(
     op: &Op,
 ) -> Result<Observed, String> {
     let ttl = Duration::from_millis;
-    let lease = Kind::lease_kind;
-    let result = match *op {
-        Op::TryAcquire {
-            owner,
-            key,
-            kind,
-            ttl_ms,
-        } => backend
-            .try_acquire(
-                &names.key(key)?,
-                lease(kind),
-                owner_token(owner)?,
-                ttl(ttl_ms),
-            )
-            .await
-            .map(|r| match r {
-                AcquireResult::Acquired(lease) => Observed::Acquired(lease.fence),
-                AcquireResult::Held { remaining } => Observed::Held(remaining),
-            }),
-        Op::Release { owner, key, kind } => backend
-            .release(&names.key(key)?, lease(kind), owner_token(owner)?)
-            .await
-            .map(Observed::Answer),
-        Op::Extend {
-            owner,
-            key,
-            kind,
-            ttl_ms,
-        } => backend
-            .extend(
-                &names.key(key)?,
-                lease(kind),
-                owner_token(owner)?,
-                ttl(ttl_ms),
-            )
-            .await
-            .map(Observed::Answer),
-        Op::ForceRelease { key, kind } => backend
-            .force_release(&names.key(key)?, lease(kind))
-            .await
-            .map(Observed::Answer),
-        Op::Holders { key, kind } => backend
-            .holders(&names.key(key)?, lease(kind))
-            .await
-            .map(Observed::Holders),
+    let action = match *op {
+        Op::TryAcquire { owner, ttl_ms, .. } => Action::TryAcquire {
+            token: owner_token(owner)?,
+            ttl: ttl(ttl_ms),
+        },
+        Op::Extend { owner, ttl_ms, .. } => Action::Extend {
+            token: owner_token(owner)?,
+            ttl: ttl(ttl_ms),
+        },
+        Op::Release { owner, .. } => Action::Release {
+            token: owner_token(owner)?,
+        },
+        Op::ForceRelease { .. } => Action::ForceRelease,
+        Op::Holders { .. } => Action::Holders,
         Op::Advance { ms } => {
             clock.advance(ttl(ms))?;
-            Ok(Observed::Nothing)
+            return Ok(Observed::Nothing);
         }
         Op::Fault { ops } => {
             backend.fail_next(ops);
-            Ok(Observed::Nothing)
+            return Ok(Observed::Nothing);
         }
     };
-    Ok(result.unwrap_or_else(Observed::Error))
+    let (key, kind) = target(op).ok_or_else(|| format!("{op:?} calls no backend method"))?;
+    let key = names.key(key)?;
+    let outcome = Operation::new(&key, kind.lease_kind(), action)
+        .send(backend)
+        .await;
+    Ok(match outcome {
+        Ok(Outcome::Acquire(AcquireResult::Acquired(lease))) => Observed::Acquired(lease.fence),
+        Ok(Outcome::Acquire(AcquireResult::Held { remaining })) => Observed::Held(remaining),
+        Ok(Outcome::Done(answer)) => Observed::Answer(answer),
+        Ok(Outcome::Holders(holders)) => Observed::Holders(holders),
+        Ok(other) => return Err(format!("{op:?}: unexpected answer {other:?}")),
+        Err(e) => Observed::Error(e),
+    })
 }
 
 /// Run `ops` on `backend` (wrapped in a [`FaultyBackend`] for [`Op::Fault`]), moving time with

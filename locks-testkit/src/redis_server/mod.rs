@@ -51,9 +51,11 @@
 // `discovery.rs` the order of choice (environment URL, local binary, Docker) and the external
 // server; `process.rs` a private `redis-server` process (temporary directory, free port,
 // stop and restart on the same port); `docker.rs` the container of the `docker` feature;
-// `probe.rs` the PING through the `redis` client; `config.rs` and `error.rs` the config and
-// the errors with their fixes.
+// `probe.rs` the PING through the `redis` client; `client.rs` what tests do with a running
+// server (a connection of their own, pub/sub subscriber counts, options that only a release
+// notification serves); `config.rs` and `error.rs` the config and the errors with their fixes.
 
+mod client;
 mod config;
 mod discovery;
 mod docker;
@@ -64,6 +66,7 @@ mod process;
 use std::fmt;
 use std::time::Duration;
 
+pub use client::{notification_only, subscribers, subscribers_reach};
 pub use config::RedisServerConfig;
 pub use error::FixtureError;
 

@@ -5,13 +5,28 @@ use std::sync::Arc;
 
 use locks_core::LockService;
 
-use super::same_items::do_every_item;
-use crate::sim::checker::{AtMostOnce, OnceTally};
+use super::same_items::{Words, do_every_item};
+use crate::sim::checker::AtMostOnce;
 use crate::sim::ctx::{Ctx, How, Outcome};
-use crate::sim::util::{examples, to_u64};
 
 /// The shared ledger (paid orders) and the payment provider's record of charges.
 type Ledger = AtMostOnce;
+
+/// The report's words and counters.
+const WORDS: Words = Words {
+    item: "order",
+    deed: "charge",
+    done_twice: "charged more than once",
+    never_done: "were never charged",
+    counters: [
+        "orders",
+        "charges",
+        "duplicate_charges",
+        "orders_charged_twice",
+        "already_paid_skips",
+        "unpaid_orders",
+    ],
+};
 
 /// Runs the scenario's workers to the end and sums up what its checker saw.
 pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Outcome {
@@ -27,43 +42,5 @@ pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Out
     })
     .await;
 
-    let OnceTally {
-        total: charges,
-        twice,
-        never: unpaid,
-        duplicates,
-        skipped_done: already_paid,
-    } = ledger.tally();
-    let mut details = Vec::new();
-    if duplicates > 0 {
-        details.push(format!(
-            "{duplicates} duplicate charge(s): {} order(s) charged more than once \
-             (orders {})",
-            twice.len(),
-            examples(&twice)
-        ));
-    }
-    let mut problems = Vec::new();
-    if !unpaid.is_empty() {
-        problems.push(format!(
-            "{} of {orders} order(s) were never charged (orders {}): the run hit its time \
-             limit or every attempt failed",
-            unpaid.len(),
-            examples(&unpaid)
-        ));
-    }
-    Outcome {
-        ops: None,
-        violations: duplicates,
-        counters: vec![
-            ("orders", to_u64(orders)),
-            ("charges", charges),
-            ("duplicate_charges", duplicates),
-            ("orders_charged_twice", to_u64(twice.len())),
-            ("already_paid_skips", already_paid),
-            ("unpaid_orders", to_u64(unpaid.len())),
-        ],
-        details,
-        problems,
-    }
+    WORDS.outcome(orders, ledger.tally(), [])
 }

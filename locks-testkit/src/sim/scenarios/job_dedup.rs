@@ -6,15 +6,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use locks_core::LockService;
 
-use super::same_items::do_every_item;
-use crate::sim::checker::{AtMostOnce, OnceTally};
+use super::same_items::{Words, do_every_item};
+use crate::sim::checker::AtMostOnce;
 use crate::sim::ctx::{Ctx, How, Outcome};
-use crate::sim::util::{examples, to_u64};
 
 struct Jobs {
     work: AtMostOnce,
     skipped_in_progress: AtomicU64,
 }
+
+/// The report's words and counters (besides `skipped_in_progress`: the entries that found
+/// their job's lock held).
+const WORDS: Words = Words {
+    item: "job",
+    deed: "run",
+    done_twice: "ran more than once",
+    never_done: "never ran",
+    counters: [
+        "jobs",
+        "runs",
+        "duplicate_runs",
+        "jobs_run_twice",
+        "skipped_done",
+        "jobs_never_run",
+    ],
+};
 
 /// Runs the scenario's workers to the end and sums up what its checker saw.
 pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Outcome {
@@ -35,46 +51,10 @@ pub(in crate::sim) async fn run(ctx: &Arc<Ctx>, services: &[LockService]) -> Out
     })
     .await;
 
-    let OnceTally {
-        total: total_runs,
-        twice,
-        never,
-        duplicates,
-        skipped_done,
-    } = jobs.work.tally();
-    let mut details = Vec::new();
-    if duplicates > 0 {
-        details.push(format!(
-            "{duplicates} duplicate run(s): {} job(s) ran more than once (jobs {})",
-            twice.len(),
-            examples(&twice)
-        ));
-    }
-    let mut problems = Vec::new();
-    if !never.is_empty() {
-        problems.push(format!(
-            "{} of {count} job(s) never ran (jobs {}): the run hit its time limit or every \
-             attempt failed",
-            never.len(),
-            examples(&never)
-        ));
-    }
-    Outcome {
-        ops: None,
-        violations: duplicates,
-        counters: vec![
-            ("jobs", to_u64(count)),
-            ("runs", total_runs),
-            ("duplicate_runs", duplicates),
-            ("jobs_run_twice", to_u64(twice.len())),
-            (
-                "skipped_in_progress",
-                jobs.skipped_in_progress.load(Ordering::SeqCst),
-            ),
-            ("skipped_done", skipped_done),
-            ("jobs_never_run", to_u64(never.len())),
-        ],
-        details,
-        problems,
-    }
+    let skipped_in_progress = jobs.skipped_in_progress.load(Ordering::SeqCst);
+    WORDS.outcome(
+        count,
+        jobs.work.tally(),
+        [("skipped_in_progress", skipped_in_progress)],
+    )
 }
