@@ -57,7 +57,7 @@ impl Clock for TokioClock {
 /// A clock that only moves when told to. Clones share the same time.
 ///
 /// ```
-/// use locks_core::{Clock, ManualClock};
+/// use locks_memory::{Clock, ManualClock};
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();

@@ -23,24 +23,17 @@ use locks_core::{
 ///   `force_release` returns `false` (it remembers nothing).
 ///
 /// ```
-/// use std::sync::Arc;
-/// use std::time::Duration;
+/// use locks_core::LockService;
 /// use locks_testkit::broken::GrantAllBackend;
-/// use locks_testkit::sim::{self, SimConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), locks_core::LockError> {
-/// let cfg = SimConfig {
-///     workers: 4,
-///     keys: 1,
-///     duration: None,
-///     ops_per_worker: Some(5),
-///     hold_min: Duration::from_millis(1),
-///     hold_max: Duration::from_millis(1),
-///     ..SimConfig::default()
-/// };
-/// let report = sim::run(Arc::new(GrantAllBackend::new()), &cfg).await?;
-/// assert!(!report.passed(), "the checker must catch two holders at once");
+/// let locks = LockService::new(GrantAllBackend::new())?;
+/// let first = locks.acquire("payment:42").await?;
+/// let second = locks.acquire("payment:42").await?; // two holders at once: broken on purpose
+/// assert!(second.fence() > first.fence());
+/// // The simulator's checker catches it (see `locks_testkit::sim`, feature `sim`).
+/// # drop((first, second));
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Default)]
