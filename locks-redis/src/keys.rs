@@ -43,6 +43,7 @@ use redis::{RedisWrite, ToRedisArgs};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(not(feature = "layout"), allow(dead_code))]
 pub struct RedisKeys {
     /// The lease hash: `{prefix}{{{name}}}`.
     pub lease: String,
@@ -119,6 +120,7 @@ impl ToRedisArgs for KeyName<'_> {
     }
 }
 
+#[cfg_attr(not(feature = "layout"), allow(dead_code))]
 impl RedisKeys {
     /// The Redis names of `key`.
     pub fn new(key: &LockKey) -> Self {

@@ -57,7 +57,7 @@
 //!
 //! ## Key layout
 //!
-//! One function, [`RedisKeys::new`], maps a [`LockKey`](locks_core::LockKey) to Redis names. All of them share
+//! One function (`RedisKeys::new`, public with the feature `layout`) maps a [`LockKey`](locks_core::LockKey) to Redis names. All of them share
 //! the hash tag `{name}`, so a script touches one Redis Cluster slot:
 //!
 //! | what | name (prefix `_lock:`, name `payment:42`) | content |
@@ -177,6 +177,7 @@ pub use crate::backend::RedisBackend;
 pub use crate::builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisBackendBuilder};
 pub use crate::dispatch::MIN_FENCE_COUNTER_TTL;
 pub use crate::error::RedisBackendError;
+#[cfg(feature = "layout")]
 pub use crate::keys::RedisKeys;
 /// The redis crate this backend is built on, for [`RedisBackend::builder_from_client`] and raw
 /// commands.
