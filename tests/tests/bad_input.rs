@@ -464,7 +464,7 @@ fn service_builder_settings_are_rejected_or_work() {
                 let r = locks.acquire("k").await;
                 if let Some(g) = judged("acquire", &mut conn, 0, r).await? {
                     let stored = format!("{prefix}{{k}}");
-                    let exists: bool = conn.exists(&stored).await.unwrap_or(false);
+                    let exists: bool = conn.exists(&stored).await.expect("EXISTS");
                     // A 1 ms lease may already have expired.
                     prop_assert!(exists || ttl < Duration::from_millis(50), "{stored:?}");
                     release("acquire", g).await?;

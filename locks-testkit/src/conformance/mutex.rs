@@ -336,13 +336,17 @@ pub(super) async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harne
     let reason = within("lost()", guard.lost()).await;
     let lost_at = Instant::now();
     assert_eq!(reason, LostReason::DeadlineExpired);
+    // The holder trusts its lease until its deadline and not a moment longer (its state is
+    // `Lost` from that instant on); the second holder must get in only after that.
+    let gave_up_at = guard.deadline();
+    assert!(lost_at >= gave_up_at, "lost() fired before the deadline");
     let (got_at, second) = within("second holder", contender).await.expect("task");
     let second = second.expect("second holder after the store expired the lease");
     assert!(
-        got_at >= lost_at || guard.state() == LeaseState::Lost(LostReason::DeadlineExpired),
-        "second holder got in before the first gave up"
+        got_at > gave_up_at,
+        "second holder got in at {got_at:?}, before the first gave up at {gave_up_at:?}"
     );
-    assert!(lost_at >= before + ttl - locks_core::drift_margin(ttl) - Duration::from_millis(1));
+    assert!(gave_up_at >= before + ttl - locks_core::drift_margin(ttl) - Duration::from_millis(1));
     second.release().await.expect("release");
     faulty.set_unavailable(false);
 }
