@@ -14,6 +14,7 @@ use redis::Client;
 use crate::connection::Connection;
 use crate::dispatch::dispatch;
 use crate::keys::{self, CHANNEL};
+use crate::policy::PolicyGate;
 use crate::pubsub::Notifier;
 
 /// A [`LockBackend`](locks_core::LockBackend) on Redis. Cheap to clone: clones share the connection, the subscription
@@ -28,6 +29,7 @@ pub struct RedisBackend {
 struct Inner {
     client: Client,
     conn: Arc<Connection>,
+    gate: PolicyGate,
     notifier: Arc<Notifier>,
     addr: String,
     connect_timeout: Duration,
@@ -50,6 +52,7 @@ impl RedisBackend {
         client: Client,
         addr: String,
         conn: Arc<Connection>,
+        gate: PolicyGate,
         notifier: Arc<Notifier>,
         connect_timeout: Duration,
         response_timeout: Duration,
@@ -58,6 +61,7 @@ impl RedisBackend {
             inner: Arc::new(Inner {
                 client,
                 conn,
+                gate,
                 notifier,
                 addr,
                 connect_timeout,
@@ -99,7 +103,7 @@ impl Dispatch for RedisBackend {
 
     /// One script call (planned by the crate's dispatcher) and the decoder for its answer.
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
-        let reply = dispatch(&self.inner.conn, op).await?;
+        let reply = dispatch(&self.inner.conn, &self.inner.gate, op).await?;
         match op.action {
             Action::TryAcquire { .. } => reply.acquired().map(Outcome::Acquire),
             Action::Holders => reply.holders(op.kind).map(Outcome::Holders),

@@ -1,6 +1,6 @@
 //! Building a [`RedisBackend`]: the target (URL or client), the timeouts and their validation,
-//! and [`connect`](RedisBackendBuilder::connect), which fails with a typed
-//! [`RedisBackendError`] within the connect timeout.
+//! the eviction-policy opt-out, and [`connect`](RedisBackendBuilder::connect), which fails with
+//! a typed [`RedisBackendError`] within the connect timeout.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use redis::{Client, Value};
 use crate::backend::RedisBackend;
 use crate::connection::Connection;
 use crate::error::{RedisBackendError, connect_error};
+use crate::policy::{PolicyGate, check_at_connect};
 use crate::pubsub::Notifier;
 
 /// The default [`RedisBackendBuilder::connect_timeout`].
@@ -34,6 +35,7 @@ pub struct RedisBackendBuilder {
     target: Target,
     connect_timeout: Duration,
     response_timeout: Duration,
+    allow_eviction_policy: bool,
 }
 
 impl fmt::Debug for RedisBackendBuilder {
@@ -47,6 +49,7 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("target", &target)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("allow_eviction_policy", &self.allow_eviction_policy)
             .finish()
     }
 }
@@ -76,6 +79,7 @@ impl RedisBackendBuilder {
             target,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            allow_eviction_policy: false,
         }
     }
 
@@ -93,10 +97,32 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// Connect: the command connection (checked with `PING`) and the pub/sub connection.
+    /// Accept a server whose `maxmemory-policy` is not `noeviction` (or cannot be read).
+    /// Default `false`: [`connect`](Self::connect) refuses such a server with
+    /// [`RedisBackendError::EvictionPolicy`] or [`RedisBackendError::EvictionPolicyUnknown`], and
+    /// after a reconnection operations fail while the policy is unsafe.
+    ///
+    /// **The risk you accept with `true`:** a server at its `maxmemory` limit under any other
+    /// policy deletes keys to make room, and every lease has a ttl, so the `volatile-*`
+    /// policies (the default of many managed services is `volatile-lru`) evict leases first,
+    /// the `allkeys-*` ones among all keys. An evicted lease is free for the next caller while
+    /// its holder still sees it `Held` until its next renewal: two holders at once, and fences
+    /// are the only protection left. Only turn the check off for a server that can never reach
+    /// `maxmemory` (no limit, and nothing else writes to it), or where losing exclusion is
+    /// acceptable. With `true` the policy is not read at all (no `CONFIG`/`INFO` permission
+    /// needed).
+    pub fn allow_eviction_policy(mut self, allow: bool) -> Self {
+        self.allow_eviction_policy = allow;
+        self
+    }
+
+    /// Connect: the command connection (checked with `PING`), the eviction policy (unless
+    /// [`allow_eviction_policy`](Self::allow_eviction_policy)), and the pub/sub connection.
     ///
     /// Fails within the connect timeout with [`RedisBackendError`]: `InvalidUrl`,
-    /// `InvalidOption`, `Authentication` (not retried), `Connect` or `ConnectTimeout`.
+    /// `InvalidOption`, `Authentication` (not retried), `Connect`, `ConnectTimeout`,
+    /// `EvictionPolicy` (the server's `maxmemory-policy` is not `noeviction`) or
+    /// `EvictionPolicyUnknown` (neither `CONFIG GET` nor `INFO memory` is permitted).
     ///
     /// # Cancel safety
     ///
@@ -112,6 +138,7 @@ impl RedisBackendBuilder {
         install_crypto_provider(&client);
         let addr = client.get_connection_info().addr().to_string();
         let (ct, rt) = (self.connect_timeout, self.response_timeout);
+        let check_policy = !self.allow_eviction_policy;
         let connected = tokio::time::timeout(ct, async {
             let conn = Connection::open(client.clone(), addr.clone(), ct, rt)
                 .await
@@ -120,20 +147,30 @@ impl RedisBackendBuilder {
             conn.run(|mut c| async move { redis::cmd("PING").query_async::<Value>(&mut c).await })
                 .await
                 .map_err(|e| connect_error(&addr, e))?;
+            let checked = if check_policy {
+                let before = conn.reconnects();
+                check_at_connect(&conn, &addr)
+                    .await
+                    .map_err(|e| connect_error(&addr, e))??;
+                Some(before)
+            } else {
+                None
+            };
             let pubsub = client
                 .get_async_pubsub()
                 .await
                 .map_err(|e| connect_error(&addr, e))?;
-            Ok::<_, RedisBackendError>((conn, pubsub))
+            Ok::<_, RedisBackendError>((conn, checked, pubsub))
         })
         .await;
-        let (conn, pubsub) = match connected {
+        let (conn, checked, pubsub) = match connected {
             Ok(r) => r?,
             Err(_) => return Err(RedisBackendError::ConnectTimeout { addr, timeout: ct }),
         };
+        let gate = PolicyGate::new(addr.clone(), checked);
         let notifier = Notifier::start(client.clone(), pubsub, ct, rt);
         Ok(RedisBackend::from_parts(
-            client, addr, conn, notifier, ct, rt,
+            client, addr, conn, gate, notifier, ct, rt,
         ))
     }
 

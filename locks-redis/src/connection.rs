@@ -9,13 +9,21 @@
 //! connection manager (same client, same configuration) replaces it, made in the background
 //! and awaited by the next command (at most the connect timeout; if it cannot be made, that
 //! command fails transiently and the one after it tries again).
+//!
+//! The connection also counts the moments it may have been replaced by another one (possibly
+//! to another server, or to one whose configuration changed), so that server facts checked at
+//! connect — the eviction policy ([`policy`](crate::policy)) — are checked again: a command
+//! that failed on the connection (I/O error, dropped, refused, timed out: the manager
+//! reconnects after each), a replacement after a response timeout, and, on RESP3 connections,
+//! the manager's own silent reconnection after a disconnection push.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, RedisResult};
+use redis::{Client, PushInfo, PushKind, RedisError, RedisResult};
 
 /// The shared command connection of a backend and its clones.
 pub(crate) struct Connection {
@@ -28,6 +36,8 @@ pub(crate) struct Connection {
     slot: RwLock<Slot>,
     /// Held while a replacement connection is being made: one attempt at a time.
     reconnecting: tokio::sync::Mutex<()>,
+    /// How many times the connection may have been replaced (see the module docs).
+    reconnects: Arc<AtomicU64>,
 }
 
 /// The current connection. The `generation` tells whether a timed-out command used the current
@@ -42,14 +52,44 @@ struct Slot {
 
 /// The connection manager's configuration. No retries inside it: a dropped connection fails the
 /// command (transient) and reconnects on the next one; the service decides about retrying.
+///
+/// On RESP3 the manager also reconnects by itself when the server closes the connection (a
+/// disconnection push), without failing a command: a push handler counts those reconnections.
+/// (RESP2 connections get no pushes; there a reconnection always follows a failed command.)
 fn manager_config(
+    client: &Client,
     connect_timeout: Duration,
     response_timeout: Duration,
+    reconnects: &Arc<AtomicU64>,
 ) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
+    let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(connect_timeout))
         .set_response_timeout(Some(response_timeout))
-        .set_number_of_retries(0)
+        .set_number_of_retries(0);
+    let resp3 = client
+        .get_connection_info()
+        .redis_settings()
+        .protocol()
+        .supports_resp3();
+    if !resp3 {
+        return config;
+    }
+    let reconnects = Arc::clone(reconnects);
+    config.set_push_sender(move |push: PushInfo| {
+        if push.kind == PushKind::Disconnection {
+            reconnects.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok::<(), std::convert::Infallible>(())
+    })
+}
+
+/// Whether the connection manager replaces its connection after this error.
+fn drops_connection(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
 }
 
 impl Connection {
@@ -60,7 +100,8 @@ impl Connection {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> RedisResult<Arc<Connection>> {
-        let config = manager_config(connect_timeout, response_timeout);
+        let reconnects = Arc::new(AtomicU64::new(0));
+        let config = manager_config(&client, connect_timeout, response_timeout, &reconnects);
         let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
         Ok(Arc::new(Connection {
             client,
@@ -74,7 +115,14 @@ impl Connection {
                 attempts: 0,
             }),
             reconnecting: tokio::sync::Mutex::new(()),
+            reconnects,
         }))
+    }
+
+    /// A number that changes whenever the connection may have been replaced since it was last
+    /// read (compare two readings; the value itself means nothing).
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Acquire)
     }
 
     /// Run one command on the current connection. A response timeout retires the connection it
@@ -90,6 +138,9 @@ impl Connection {
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
+        if drops_connection(&e) {
+            self.reconnects.fetch_add(1, Ordering::AcqRel);
+        }
         if e.is_timeout()
             && let Some(seen_attempts) = self.mark_broken(generation)
         {
@@ -167,6 +218,7 @@ impl Connection {
                 slot.conn = conn.clone();
                 slot.generation = slot.generation.wrapping_add(1);
                 slot.broken = false;
+                self.reconnects.fetch_add(1, Ordering::AcqRel);
                 tracing::info!(addr = %self.addr, "redis command connection replaced");
                 Ok((conn, slot.generation))
             }

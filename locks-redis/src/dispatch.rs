@@ -2,25 +2,35 @@
 //!
 //! An [`Operation`] of the backend contract (on a lease of some [`LeaseKind`]) is planned into
 //! one script call — which script, which of the lock's names as `KEYS`, which `ARGV` — in
-//! [`plan`], the one `match` that knows the scripts. [`dispatch`] runs the call on the command connection with
-//! `EVALSHA` (the redis crate loads the script and retries once after `NOSCRIPT`), lets a
-//! response timeout retire the connection (see [`connection`](crate::connection)), maps the
-//! Redis error to a transient or permanent [`BackendError`], and hands back the raw
-//! [`Reply`] for [`replies`](crate::replies) to decode.
+//! [`plan`], the one `match` that knows the scripts. [`dispatch`] first lets the
+//! [eviction-policy gate](crate::policy) re-check the server after a reconnection, then runs the
+//! call on the command connection with `EVALSHA` (the redis crate loads the script and retries
+//! once after `NOSCRIPT`), lets a response timeout retire the connection (see
+//! [`connection`](crate::connection)), maps the Redis error to a transient or permanent
+//! [`BackendError`], and hands back the raw [`Reply`] for [`replies`](crate::replies) to decode.
+//!
+//! A call refused with `OOM` (the server is at `maxmemory`) is sent once more with the plan's
+//! `allow-oom` fallback, if it has one (see [`scripts`](crate::scripts)): renewals of permits
+//! and readers, and acquires of a permit or read lease the caller already holds, succeed on a
+//! full server. The normal path stays one round trip; only an `OOM` costs a second one. When
+//! the fallback finds nothing to renew (a new lease), or cannot run (Redis < 7.0), the answer
+//! is the original `OOM` error: permanent, with a
+//! [`RedisBackendError::OutOfMemory`](crate::RedisBackendError::OutOfMemory) source.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use locks_core::backend::{Action, Operation};
-use locks_core::{BackendError, LeaseKind, OwnerToken};
-use redis::{RedisWrite, Script, ScriptInvocation, ToRedisArgs, Value};
+use locks_core::{BackendError, LeaseKind, LockKey, OwnerToken};
+use redis::{RedisError, RedisWrite, Script, ScriptInvocation, ToRedisArgs, Value};
 
 use crate::connection::Connection;
-use crate::error::backend_error;
+use crate::error::{backend_error, is_oom, is_transient};
 use crate::keys::{
     CHANNEL, FENCE, KeyName, LEASE, RW_FENCES, RW_READERS, RW_WAITING, RW_WRITER, SEMAPHORE,
     SEMAPHORE_FENCES,
 };
+use crate::policy::PolicyGate;
 use crate::replies::Reply;
 use crate::scripts;
 
@@ -31,10 +41,17 @@ pub const MIN_FENCE_COUNTER_TTL: Duration = Duration::from_secs(86_400);
 const MAX_PX_MS: u64 = 100 * 365 * 86_400 * 1000;
 
 /// One planned script call.
-struct Call {
+struct Call<'a> {
     /// The operation's name in errors and logs (the trait method's name).
     name: &'static str,
-    invocation: ScriptInvocation<'static>,
+    script: &'static Script,
+    /// The `allow-oom` script sent with the same keys and arguments after an `OOM` refusal.
+    oom_fallback: Option<&'static Script>,
+    key: &'a LockKey,
+    /// The suffixes of the lock's names passed as `KEYS`.
+    names: &'static [&'static str],
+    action: Action,
+    kind: LeaseKind,
 }
 
 // Keys of the read-write scripts that take or give back a lease.
@@ -44,13 +61,13 @@ const RW_ALL: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING];
 
 /// The script call for `op`. The only place that knows which script serves which operation
 /// and kind, with which keys and arguments (documented on each script in [`scripts`]).
-fn plan(op: Operation<'_>) -> Result<Call, BackendError> {
+fn plan(op: Operation<'_>) -> Result<Call<'_>, BackendError> {
     use Action as Op;
     use LeaseKind::{Mutex, Permit, Read, Write};
     let Operation {
         key, kind, action, ..
     } = op;
-    let (script, names): (&'static Script, &[&'static str]) = match (action, kind) {
+    let (script, names): (&'static Script, &'static [&'static str]) = match (action, kind) {
         (Op::TryAcquire { .. }, Mutex) => (&scripts::ACQUIRE, &[LEASE, FENCE]),
         (Op::TryAcquire { .. }, Permit { .. }) => (
             &scripts::ACQUIRE_PERMIT,
@@ -83,45 +100,102 @@ fn plan(op: Operation<'_>) -> Result<Call, BackendError> {
         (Op::ForceRelease, Read | Write) => (&scripts::FORCE_RELEASE, RW_RELEASE),
         _ => return Err(BackendError::unsupported("redis", kind)),
     };
-    let mut invocation = script.prepare_invoke();
-    for &suffix in names {
-        invocation.key(KeyName { key, suffix });
-    }
-    match action {
-        Op::TryAcquire { token, ttl } => {
-            let ttl_ms = px(ttl);
-            invocation.arg(TokenArg(token)).arg(ttl_ms);
-            if let Permit { limit } = kind {
-                invocation.arg(limit);
-            }
-            invocation.arg(counter_px(ttl_ms));
-        }
-        Op::Extend { token, ttl } => {
-            invocation.arg(TokenArg(token)).arg(px(ttl));
-        }
-        Op::Release { token } => {
-            invocation.arg(TokenArg(token));
-        }
-        _ => {}
-    }
+    // Only the scripts a full server refuses for an existing lease (they move a member's score
+    // with `ZADD XX`) have one; the mutex and writer paths use `PEXPIRE`, which is never
+    // refused, and releases only delete.
+    let oom_fallback: Option<&'static Script> = match (action, kind) {
+        (Op::TryAcquire { .. }, Permit { .. } | Read) => Some(&scripts::REACQUIRE_MEMBER_OOM),
+        (Op::Extend { .. }, Permit { .. }) => Some(&scripts::EXTEND_PERMIT_OOM),
+        (Op::Extend { .. }, Read | Write) => Some(&scripts::EXTEND_RW_OOM),
+        _ => None,
+    };
     Ok(Call {
         name: op.name(),
-        invocation,
+        script,
+        oom_fallback,
+        key,
+        names,
+        action,
+        kind,
     })
 }
 
-/// Run `op`: plan the script call, run it on `conn`, and return its raw reply, or the Redis
-/// error as a [`BackendError`] (transient or permanent, with the Redis error as its source).
+impl Call<'_> {
+    /// `script` with this call's keys and arguments.
+    fn invocation(&self, script: &'static Script) -> ScriptInvocation<'static> {
+        use Action as Op;
+        let mut invocation = script.prepare_invoke();
+        for &suffix in self.names {
+            invocation.key(KeyName {
+                key: self.key,
+                suffix,
+            });
+        }
+        match self.action {
+            Op::TryAcquire { token, ttl } => {
+                let ttl_ms = px(ttl);
+                invocation.arg(TokenArg(token)).arg(ttl_ms);
+                if let LeaseKind::Permit { limit } = self.kind {
+                    invocation.arg(limit);
+                }
+                invocation.arg(counter_px(ttl_ms));
+            }
+            Op::Extend { token, ttl } => {
+                invocation.arg(TokenArg(token)).arg(px(ttl));
+            }
+            Op::Release { token } => {
+                invocation.arg(TokenArg(token));
+            }
+            _ => {}
+        }
+        invocation
+    }
+}
+
+/// Run one script invocation on `conn`.
+async fn run(
+    conn: &Arc<Connection>,
+    invocation: ScriptInvocation<'static>,
+) -> Result<Value, RedisError> {
+    conn.run(|mut c| async move { invocation.invoke_async(&mut c).await })
+        .await
+}
+
+/// Run `op`: let `gate` re-check the eviction policy if the connection may have been replaced,
+/// plan the script call, run it on `conn` (and its `allow-oom` fallback after an `OOM`), and
+/// return its raw reply, or the Redis error as a [`BackendError`] (transient or permanent, with
+/// the Redis error as its source).
 pub(crate) async fn dispatch(
     conn: &Arc<Connection>,
+    gate: &PolicyGate,
     op: Operation<'_>,
 ) -> Result<Reply, BackendError> {
-    let Call { name, invocation } = plan(op)?;
-    let value: Value = conn
-        .run(|mut c| async move { invocation.invoke_async(&mut c).await })
-        .await
-        .map_err(|e| backend_error(name, e))?;
-    Ok(Reply::new(name, value))
+    let call = plan(op)?;
+    let name = call.name;
+    gate.ensure(conn, name).await?;
+    let refused = match run(conn, call.invocation(call.script)).await {
+        Ok(value) => return Ok(Reply::new(name, value)),
+        Err(e) if is_oom(&e) => e,
+        Err(e) => return Err(backend_error(name, e)),
+    };
+    let Some(fallback) = call.oom_fallback else {
+        return Err(backend_error(name, refused));
+    };
+    match run(conn, call.invocation(fallback)).await {
+        // Nothing of the caller's to renew: a new lease, refused.
+        Ok(Value::Nil) => Err(backend_error(name, refused)),
+        Ok(value) => Ok(Reply::new(name, value)),
+        // It may or may not have run: say so, like any dropped connection.
+        Err(e) if is_transient(&e) => Err(backend_error(name, e)),
+        Err(e) => {
+            tracing::warn!(
+                operation = name,
+                error = %e,
+                "the allow-oom fallback script failed (it needs Redis >= 7.0)"
+            );
+            Err(backend_error(name, refused))
+        }
+    }
 }
 
 /// An owner token as its hyphenated text (as [`OwnerToken::to_hyphenated`] writes it), written
@@ -209,7 +283,14 @@ mod tests {
             ] {
                 let op = Operation::new(key, kind, action);
                 let call = plan(op).unwrap();
-                planned.push((kind, call.name, format!("{:?}", call.invocation)));
+                let invocation = call.invocation(call.script);
+                planned.push((kind, call.name, format!("{invocation:?}")));
+                if let Some(fallback) = call.oom_fallback {
+                    // Same keys and arguments.
+                    let fallback = format!("{:?}", call.invocation(fallback));
+                    let shape = |s: &str| s[s.find("args").unwrap_or(0)..].to_owned();
+                    assert_eq!(shape(&fallback), shape(&format!("{invocation:?}")));
+                }
             }
         }
         // (keys, args) per operation, for mutex, permit, read, write.

@@ -1,15 +1,24 @@
 //! Errors: what [`RedisBackend::connect`](crate::RedisBackend::connect) returns, and how
-//! Redis errors map to [`BackendError`].
+//! Redis errors map to [`BackendError`] (an `OOM` refusal becomes a typed
+//! [`RedisBackendError::OutOfMemory`] source).
 
 use std::time::Duration;
 
 use locks_core::{BackendError, LockError};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-/// Why a [`RedisBackend`](crate::RedisBackend) could not be built.
+/// Why a [`RedisBackend`](crate::RedisBackend) could not be built, or a server condition an
+/// operation was refused for.
 ///
 /// Match on the variant; the Redis error, where there is one, is the
 /// [`source`](std::error::Error::source). Messages never contain the password of the URL.
+///
+/// [`connect`](crate::RedisBackendBuilder::connect) returns it directly. Operations report a
+/// [`BackendError`] whose source is this type for the server conditions the backend recognises:
+/// [`EvictionPolicy`](Self::EvictionPolicy) and
+/// [`EvictionPolicyUnknown`](Self::EvictionPolicyUnknown) (the policy became unsafe, or
+/// unreadable, after a reconnection) and [`OutOfMemory`](Self::OutOfMemory) (a new lease on a
+/// full server). Find it with `std::error::Error::source` and `downcast_ref`.
 ///
 /// It converts into [`BackendError`] (transient for [`Connect`](Self::Connect) and
 /// [`ConnectTimeout`](Self::ConnectTimeout), permanent otherwise) and into [`LockError`]
@@ -61,6 +70,57 @@ pub enum RedisBackendError {
         /// The server address.
         addr: String,
         /// The redis crate's error.
+        #[source]
+        source: RedisError,
+    },
+    /// The server's `maxmemory-policy` is not `noeviction`: when it reaches `maxmemory` it may
+    /// delete live leases (every lock key has a ttl, so the `volatile-*` policies pick them
+    /// first), and a second holder would get in while the first one still holds. Set
+    /// `maxmemory-policy noeviction` (on a managed service, in its parameter group), or give
+    /// the locks a dedicated instance that uses it. Accepting the risk instead:
+    /// [`allow_eviction_policy(true)`](crate::RedisBackendBuilder::allow_eviction_policy).
+    ///
+    /// Returned by `connect`, and by every operation after a reconnection found the policy
+    /// changed, until it is `noeviction` again.
+    #[error(
+        "Redis at {addr} has maxmemory-policy `{policy}`, which may evict live leases and let a \
+         second holder in: set `maxmemory-policy noeviction` or use a dedicated instance with \
+         it (or accept the risk with `allow_eviction_policy(true)`)"
+    )]
+    EvictionPolicy {
+        /// The server address.
+        addr: String,
+        /// The policy the server reported, e.g. `volatile-lru`.
+        policy: String,
+    },
+    /// The server's `maxmemory-policy` could not be read: `CONFIG GET maxmemory-policy` and
+    /// `INFO memory` were both refused (an ACL user without either command, a managed service
+    /// that hides them). Grant the user `+config|get` or `+info|memory`, or accept the risk with
+    /// [`allow_eviction_policy(true)`](crate::RedisBackendBuilder::allow_eviction_policy).
+    #[error(
+        "could not read the maxmemory-policy of Redis at {addr} ({reason}): grant the user \
+         `+info|memory` or `+config|get`, or accept the risk of evicted leases with \
+         `allow_eviction_policy(true)`"
+    )]
+    EvictionPolicyUnknown {
+        /// The server address.
+        addr: String,
+        /// What the server answered to both commands.
+        reason: String,
+    },
+    /// The server is out of memory (`maxmemory` reached under `noeviction`) and refused to write
+    /// a new lease, permit, reader or writer (Redis's `OOM` error, its source). Nothing was
+    /// written. Existing leases are still renewed, re-acquired and released. Permanent: the
+    /// service does not retry it within the wait budget (a full server stays full until someone
+    /// frees memory or raises `maxmemory`).
+    #[error(
+        "Redis is out of memory (OOM: used memory > maxmemory): {operation} cannot write a new \
+         lease until memory is freed or maxmemory raised; held leases are still renewed"
+    )]
+    OutOfMemory {
+        /// The operation that was refused (`try_acquire`).
+        operation: &'static str,
+        /// The redis crate's error (code `OOM`).
         #[source]
         source: RedisError,
     },
@@ -140,8 +200,21 @@ pub(crate) fn is_auth(e: &RedisError) -> bool {
         || e.code().is_some_and(|code| AUTH_CODES.contains(&code))
 }
 
-/// A Redis error as a [`BackendError`], keeping it as the source.
+/// Whether the server refused a write because it is out of memory (`OOM`).
+pub(crate) fn is_oom(e: &RedisError) -> bool {
+    e.code() == Some("OOM")
+}
+
+/// A Redis error as a [`BackendError`], keeping it as the source. An `OOM` refusal is permanent,
+/// with a [`RedisBackendError::OutOfMemory`] source (which keeps the Redis error as its own).
 pub(crate) fn backend_error(operation: &'static str, e: RedisError) -> BackendError {
+    if is_oom(&e) {
+        let e = RedisBackendError::OutOfMemory {
+            operation,
+            source: e,
+        };
+        return BackendError::permanent(format!("redis {operation} refused: {e}")).with_source(e);
+    }
     let message = format!("redis {operation} failed: {e}");
     let base = if is_transient(&e) {
         BackendError::transient(message)
@@ -204,6 +277,21 @@ mod tests {
         let parse = RedisError::from((ErrorKind::UnexpectedReturnType, "bad"));
         assert!(!backend_error("acquire", parse).is_transient());
         assert!(backend_error("acquire", io).is_transient());
+        let oom = backend_error("try_acquire", server("OOM"));
+        assert!(!oom.is_transient());
+        assert!(oom.message().contains("OOM"), "{}", oom.message());
+        let source =
+            std::error::Error::source(&oom).and_then(|s| s.downcast_ref::<RedisBackendError>());
+        assert!(
+            matches!(
+                source,
+                Some(RedisBackendError::OutOfMemory {
+                    operation: "try_acquire",
+                    ..
+                })
+            ),
+            "{source:?}"
+        );
     }
 
     #[test]

@@ -45,15 +45,33 @@
 //!   `ring` crypto provider is installed as the process default unless the application
 //!   installed one first.
 //! - `connect` returns a typed [`RedisBackendError`] within the connect timeout: a bad URL, an
-//!   unreachable server, a wrong password (never retried) are told apart.
+//!   unreachable server, a wrong password (never retried), a server that may evict leases are
+//!   told apart.
+//! - **The server must use `maxmemory-policy noeviction`.** Any other policy deletes keys when
+//!   the server reaches `maxmemory`, and every lease has a ttl, so the `volatile-*` policies
+//!   (the default of managed services is usually `volatile-lru`) evict live leases first and
+//!   let a second holder in. `connect` reads the policy (`CONFIG GET maxmemory-policy`, or the
+//!   `maxmemory_policy` field of `INFO memory` when `CONFIG` is not permitted) and refuses
+//!   anything else with [`RedisBackendError::EvictionPolicy`], and a policy it cannot read
+//!   with [`RedisBackendError::EvictionPolicyUnknown`]. The fix is `noeviction`, or a dedicated
+//!   instance for the locks that uses it;
+//!   [`allow_eviction_policy(true)`](RedisBackendBuilder::allow_eviction_policy) accepts the
+//!   risk instead (and skips the check). After the command connection is replaced (a dropped
+//!   connection, a response timeout) the policy is read again before the next operation; while
+//!   it is unsafe, operations fail with a permanent error whose source is
+//!   [`RedisBackendError::EvictionPolicy`], until it is `noeviction` again. A `CONFIG SET` on a
+//!   connection that stays up is noticed at the next reconnection only.
 //! - An ACL user needs the commands `EVAL`, `EVALSHA`, `SCRIPT`, `PING`, `SUBSCRIBE`,
-//!   `UNSUBSCRIBE` and, inside the scripts, `HGET`, `HMGET`, `HSET`, `HDEL`, `GET`, `SET`,
+//!   `UNSUBSCRIBE`, `INFO` (the `memory` section is enough: `+info|memory`; or `CONFIG GET`) and,
+//!   inside the scripts, `HGET`, `HMGET`, `HSET`, `HDEL`, `GET`, `SET`,
 //!   `DEL`, `EXISTS`, `PEXPIRE`, `PTTL`, `TIME`, `PUBLISH`, and for semaphores and read-write
 //!   locks `ZADD`, `ZREM`, `ZSCORE`, `ZCARD`, `ZRANGE`, `ZRANGEBYSCORE`, `ZREMRANGEBYSCORE`;
 //!   the keys `~_lock:*` and the channels `&_lock:*` (with the default prefix), e.g.
-//!   `ACL SETUSER app on >s3cret ~_lock:* &_lock:* +@scripting +@pubsub +ping +@hash +@string +@sortedset +@keyspace +time`.
+//!   `ACL SETUSER app on >s3cret ~_lock:* &_lock:* +@scripting +@pubsub +ping +info|memory +@hash +@string +@sortedset +@keyspace +time`.
 //!   Without channel permissions, locking still works (`PUBLISH` runs under `pcall`) and
 //!   waiters poll.
+//! - Redis 7.0 or newer is needed for leases to survive a full server (below); everything else
+//!   works on older servers with `EVALSHA`.
 //!
 //! ## Key layout
 //!
@@ -116,6 +134,16 @@
 //!   publishes if anything was removed (a writer giving up lets the blocked readers in).
 //! - **extend rw / inspect rw**: compare-and-extend; readers, writer and mark in one read.
 //!
+//! On a full server (`maxmemory` reached under `noeviction`), Redis refuses a script at its
+//! first command that may need memory unless it has already written (then it lets it finish),
+//! so a refused script has written nothing. Mutex and writer renewals (`PEXPIRE`) and every
+//! release (deletes) are never refused; moving a permit's or reader's expiry (`ZADD XX`) is.
+//! So after an `OOM` refusal the dispatcher sends, once, a variant flagged
+//! `#!lua flags=allow-oom` (Redis >= 7.0): **extend permit** and **extend rw** as they are, and
+//! for **acquire permit** / **acquire read** a "re-acquire" script that renews the caller's
+//! existing member (same fence) and otherwise writes nothing. The normal path stays one round
+//! trip; an `OOM` costs a second one.
+//!
 //! ## Guarantees and limits
 //!
 //! - Expiry is Redis's own clock (`PX`, and `TIME` for permits and readers). Ttls are rounded
@@ -133,6 +161,13 @@
 //! - Release notifications are at most once (pub/sub): waiters also poll at
 //!   `min(backoff, holder's remaining ttl)`, and every waiter re-checks when the subscription
 //!   connection drops. An expired lease publishes nothing.
+//! - No eviction: `connect` refuses a server whose `maxmemory-policy` is not `noeviction`
+//!   (see [Connecting](#connecting)), unless the builder opts out, and re-checks it after a
+//!   reconnection.
+//! - A full server keeps what is held: on a server at `maxmemory` (with `noeviction`), held
+//!   mutex leases, permits, readers and writers are renewed, acquired again by their holder,
+//!   and released; only new leases are refused (Redis >= 7.0; on older servers permit and
+//!   reader renewals are refused, and those holders lose their leases at their deadline).
 //! - A lease key that holds something this backend did not write (wrong type) is a permanent
 //!   error, never overwritten.
 //! - The backend talks to one server (standalone, or the address of a primary). The key layout
@@ -146,7 +181,15 @@
 //! Operations report [`BackendError`](locks_core::BackendError) with the [`redis::RedisError`] as source. Transient (the
 //! service retries): I/O errors, timeouts, dropped or refused connections, `BUSY`, `LOADING`,
 //! `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`. Permanent: authentication and
-//! permissions, `NOSCRIPT` after a reload, script errors, `WRONGTYPE`, malformed replies.
+//! permissions, `NOSCRIPT` after a reload, script errors, `WRONGTYPE`, malformed replies, an
+//! eviction policy found unsafe after a reconnection (source
+//! [`RedisBackendError::EvictionPolicy`]), and `OOM`.
+//!
+//! `OOM` (a new lease on a full server) is permanent, with the source
+//! [`RedisBackendError::OutOfMemory`]: nothing was written, and a full server stays full until
+//! someone frees memory or raises `maxmemory`, so the service answers at once instead of
+//! retrying until the wait budget is spent (a waiter is never stuck on it). Renewals of held
+//! leases do not get it (see [Scripts](#scripts)).
 //!
 //! A command that hits the response timeout retires the connection it was sent on: replies are
 //! matched to requests in order, so after a lost request a later command could get another
@@ -169,6 +212,7 @@ mod connection;
 mod dispatch;
 mod error;
 mod keys;
+mod policy;
 mod pubsub;
 mod replies;
 mod scripts;

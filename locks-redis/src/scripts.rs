@@ -3,6 +3,22 @@
 //!
 //! They run through [`redis::Script`]: `EVALSHA`, and on `NOSCRIPT` (after `SCRIPT FLUSH` or a
 //! restart) `SCRIPT LOAD` and `EVALSHA` again.
+//!
+//! # A full server (`OOM`)
+//!
+//! The scripts carry no flags, so they run on any Redis with `EVALSHA`. A server at `maxmemory`
+//! (under `noeviction`) stops such a script with `OOM` at its first command that may need
+//! memory (`ZADD`, `SET`, `HSET`, ...) unless the script has already written something (then it
+//! lets it finish, as it cannot undo): a refused script has written nothing. `PEXPIRE`, `DEL`,
+//! `ZREM`, `HDEL` are never refused, so mutex and writer renewals pass anyway; moving a permit's
+//! or reader's score (`ZADD XX`) does not.
+//!
+//! For those, the dispatcher retries an `OOM` refusal once with a variant that starts with the
+//! shebang `#!lua flags=allow-oom` (Redis >= 7.0; an older server cannot compile it, and the
+//! original `OOM` error stands): [`EXTEND_PERMIT_OOM`], [`EXTEND_RW_OOM`], and, for an acquire
+//! of a permit or a read lease, [`REACQUIRE_MEMBER_OOM`], which only renews a member that
+//! already exists. None of them adds a member: they only move scores and expiries, so the
+//! memory they need on a full server is a few bytes.
 
 use std::sync::LazyLock;
 
@@ -134,6 +150,9 @@ return 0
 /// - `soonest(set, now)`: ms until the first member expires, or `nil` for an empty set.
 /// - `next_fence(counter, counter_ttl, t)`: `max(TIME in µs, counter + 1)`, stored in the
 ///   counter (shared with the mutex lease) with a long expiry; returned as a decimal string.
+/// - `renew(set, fences, token, expires, counter, counter_ttl, t, now)`: if `token` is a
+///   member, move its expiry to `expires` and return its fence (a new one if it had none);
+///   else `nil`.
 /// - `members(set, fences, now)`: `{token, remaining ms, fence or ''}` for every member, flat.
 const HELPERS: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
@@ -173,6 +192,17 @@ local function next_fence(counter, counter_ttl, t)
   redis.call('SET', counter, f, 'PX', counter_ttl)
   return f
 end
+local function renew(set, fences, token, expires, counter, counter_ttl, t, now)
+  if not redis.call('ZSCORE', set, token) then return nil end
+  redis.call('ZADD', set, 'XX', expires, token)
+  local fence = redis.call('HGET', fences, token)
+  if not fence then
+    fence = next_fence(counter, counter_ttl, t)
+    redis.call('HSET', fences, token, fence)
+  end
+  keep_alive(set, fences, now)
+  return fence
+end
 local function members(set, fences, now)
   local out = {}
   local all = redis.call('ZRANGE', set, 0, -1, 'WITHSCORES')
@@ -187,6 +217,11 @@ end
 
 fn with_helpers(body: &str) -> Script {
     Script::new(&format!("{HELPERS}{body}"))
+}
+
+/// The script with the flag `allow-oom`: a server at `maxmemory` runs all of it (Redis >= 7.0).
+fn allow_oom(body: &str) -> Script {
+    Script::new(&format!("#!lua flags=allow-oom{HELPERS}{body}"))
 }
 
 /// `KEYS[1]` permits, `KEYS[2]` permit fences, `KEYS[3]` fence counter; `ARGV[1]` token,
@@ -204,16 +239,8 @@ local t = redis.call('TIME')
 local now = now_ms(t)
 purge(set, fences, now)
 local expires = num(now + ttl)
-if redis.call('ZSCORE', set, token) then
-  redis.call('ZADD', set, 'XX', expires, token)
-  local fence = redis.call('HGET', fences, token)
-  if not fence then
-    fence = next_fence(counter, counter_ttl, t)
-    redis.call('HSET', fences, token, fence)
-  end
-  keep_alive(set, fences, now)
-  return {1, fence}
-end
+local own = renew(set, fences, token, expires, counter, counter_ttl, t, now)
+if own then return {1, own} end
 if redis.call('ZCARD', set) >= permits then
   return {0, soonest(set, now) or -1}
 end
@@ -250,9 +277,14 @@ return 0
 /// `KEYS[1]` permits, `KEYS[2]` permit fences; `ARGV[1]` token, `ARGV[2]` ttl in ms.
 ///
 /// Resets the expiry of the caller's live permit. Returns 1, or 0 if it holds none.
-pub(crate) static EXTEND_PERMIT: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
+pub(crate) static EXTEND_PERMIT: LazyLock<Script> =
+    LazyLock::new(|| with_helpers(EXTEND_PERMIT_BODY));
+
+/// [`EXTEND_PERMIT`] with the flag `allow-oom`, for a server at `maxmemory`.
+pub(crate) static EXTEND_PERMIT_OOM: LazyLock<Script> =
+    LazyLock::new(|| allow_oom(EXTEND_PERMIT_BODY));
+
+const EXTEND_PERMIT_BODY: &str = r#"
 local set, fences, token, ttl = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
 local now = now_ms(redis.call('TIME'))
 purge(set, fences, now)
@@ -262,9 +294,7 @@ if redis.call('ZSCORE', set, token) then
   return 1
 end
 return 0
-"#,
-    )
-});
+"#;
 
 /// `KEYS[1]` permits, `KEYS[2]` permit fences.
 ///
@@ -293,16 +323,8 @@ local t = redis.call('TIME')
 local now = now_ms(t)
 purge(readers, fences, now)
 local expires = num(now + ttl)
-if redis.call('ZSCORE', readers, token) then
-  redis.call('ZADD', readers, 'XX', expires, token)
-  local fence = redis.call('HGET', fences, token)
-  if not fence then
-    fence = next_fence(counter, counter_ttl, t)
-    redis.call('HSET', fences, token, fence)
-  end
-  keep_alive(readers, fences, now)
-  return {1, fence}
-end
+local own = renew(readers, fences, token, expires, counter, counter_ttl, t, now)
+if own then return {1, own} end
 if redis.call('EXISTS', writer) == 1 then
   return {0, redis.call('PTTL', writer)}
 end
@@ -403,9 +425,12 @@ return had
 /// ttl in ms.
 ///
 /// Resets the expiry of the caller's read or write lease. Returns 1, or 0 if it holds neither.
-pub(crate) static EXTEND_RW: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
+pub(crate) static EXTEND_RW: LazyLock<Script> = LazyLock::new(|| with_helpers(EXTEND_RW_BODY));
+
+/// [`EXTEND_RW`] with the flag `allow-oom`, for a server at `maxmemory`.
+pub(crate) static EXTEND_RW_OOM: LazyLock<Script> = LazyLock::new(|| allow_oom(EXTEND_RW_BODY));
+
+const EXTEND_RW_BODY: &str = r#"
 local readers, fences, writer, token, ttl = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 local now = now_ms(redis.call('TIME'))
 purge(readers, fences, now)
@@ -419,6 +444,26 @@ if redis.call('HGET', writer, 'owner') == token then
   return 1
 end
 return 0
+"#;
+
+/// The fallback of [`ACQUIRE_PERMIT`] and [`ACQUIRE_READ`] on a server at `maxmemory` (flag
+/// `allow-oom`), with their keys and arguments: `KEYS[1]` the set (permits or readers),
+/// `KEYS[2]` its fences, `KEYS[#KEYS]` the fence counter; `ARGV[1]` token, `ARGV[2]` ttl in
+/// ms, `ARGV[#ARGV]` fence counter ttl in ms.
+///
+/// Renews the caller's own live member exactly as the acquire script would (`{1, fence}`), and
+/// otherwise writes nothing and returns nil: a new member is never added on a full server.
+pub(crate) static REACQUIRE_MEMBER_OOM: LazyLock<Script> = LazyLock::new(|| {
+    allow_oom(
+        r#"
+local set, fences, counter = KEYS[1], KEYS[2], KEYS[#KEYS]
+local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[#ARGV]
+local t = redis.call('TIME')
+local now = now_ms(t)
+purge(set, fences, now)
+local own = renew(set, fences, token, num(now + ttl), counter, counter_ttl, t, now)
+if own then return {1, own} end
+return false
 "#,
     )
 });

@@ -1,0 +1,256 @@
+//! The eviction-policy check (safety rule 1 of the design: nothing may silently delete a live
+//! lease).
+//!
+//! Under any `maxmemory-policy` but `noeviction`, a server at `maxmemory` deletes keys to make
+//! room, and every lock key has a ttl, so the `volatile-*` policies (the default of managed
+//! services is `volatile-lru`) pick leases first: a second holder then gets in while the first
+//! is still `Held`. So the policy is read at connect (`CONFIG GET maxmemory-policy`; if that
+//! command is refused or unknown, the `maxmemory_policy` field of `INFO memory`) and anything
+//! but `noeviction` is refused, as is a policy that cannot be read, unless the builder's
+//! [`allow_eviction_policy(true)`](crate::RedisBackendBuilder::allow_eviction_policy) turns the
+//! check off.
+//!
+//! **After a reconnection** (the command connection counts the moments it may have been
+//! replaced, see [`connection`](crate::connection)) the next operation reads the policy again
+//! before it runs its script. If the policy became unsafe (or unreadable), that operation and
+//! every later one fail with a *permanent* [`BackendError`] whose source is
+//! [`RedisBackendError::EvictionPolicy`] (or [`EvictionPolicyUnknown`]), each reading the
+//! policy again first, until the server says `noeviction` again: then operations go through as
+//! before. A renewal that fails this way leaves the lease `Unknown`, and it is lost at its
+//! deadline unless the policy is fixed before then. A failure to *reach* the server during the
+//! re-check is transient, like any dropped connection, and the re-check is tried again by the
+//! next operation.
+//!
+//! A policy changed with `CONFIG SET` on a connection that stays up is not noticed until the
+//! next reconnection.
+//!
+//! [`EvictionPolicyUnknown`]: RedisBackendError::EvictionPolicyUnknown
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use locks_core::BackendError;
+use redis::{RedisError, Value};
+
+use crate::connection::Connection;
+use crate::error::{RedisBackendError, backend_error, is_transient};
+
+/// The only policy that never deletes a key with a ttl before it expires.
+const SAFE_POLICY: &str = "noeviction";
+
+/// What reading the policy found.
+enum Reading {
+    /// The policy the server reported.
+    Policy(String),
+    /// Neither command answered with a policy: why, for the error message.
+    Unreadable(String),
+}
+
+/// Read the server's `maxmemory-policy`: `CONFIG GET`, and if the server refuses it (ACL,
+/// renamed or disabled on managed services), `INFO memory`. A transport error (the server could
+/// not be reached) is returned as such, for the caller to report as transient.
+async fn read_policy(conn: &Arc<Connection>) -> Result<Reading, RedisError> {
+    let config = conn
+        .run(|mut c| async move {
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query_async::<Value>(&mut c)
+                .await
+        })
+        .await;
+    let config_failure = match config {
+        Ok(value) => match from_config_reply(&value) {
+            Some(policy) => return Ok(Reading::Policy(policy)),
+            None => format!("CONFIG GET maxmemory-policy: no value in {value:?}"),
+        },
+        Err(e) if is_transient(&e) => return Err(e),
+        Err(e) => format!("CONFIG GET maxmemory-policy: {e}"),
+    };
+    let info = conn
+        .run(|mut c| async move {
+            redis::cmd("INFO")
+                .arg("memory")
+                .query_async::<String>(&mut c)
+                .await
+        })
+        .await;
+    let info_failure = match info {
+        Ok(text) => match from_info(&text) {
+            Some(policy) => return Ok(Reading::Policy(policy)),
+            None => "INFO memory: no maxmemory_policy field".to_owned(),
+        },
+        Err(e) if is_transient(&e) => return Err(e),
+        Err(e) => format!("INFO memory: {e}"),
+    };
+    Ok(Reading::Unreadable(format!(
+        "{config_failure}; {info_failure}"
+    )))
+}
+
+/// The policy in a `CONFIG GET` reply: `[name, value]` (RESP2) or `{name: value}` (RESP3).
+fn from_config_reply(value: &Value) -> Option<String> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let is_name = |v: &Value| text(v).is_some_and(|n| n.eq_ignore_ascii_case("maxmemory-policy"));
+    match value {
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .find(|pair| is_name(&pair[0]))
+            .and_then(|pair| text(&pair[1])),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(name, _)| is_name(name))
+            .and_then(|(_, v)| text(v)),
+        _ => None,
+    }
+}
+
+/// The `maxmemory_policy` field of an `INFO memory` reply.
+fn from_info(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("maxmemory_policy:")
+            .map(|policy| policy.trim().to_owned())
+    })
+}
+
+fn is_safe(policy: &str) -> bool {
+    policy.eq_ignore_ascii_case(SAFE_POLICY)
+}
+
+/// The connect-time check: `Ok` for `noeviction`, else the typed refusal. A transport error is
+/// returned as the Redis error, for the builder to classify like any connect failure.
+pub(crate) async fn check_at_connect(
+    conn: &Arc<Connection>,
+    addr: &str,
+) -> Result<Result<(), RedisBackendError>, RedisError> {
+    Ok(match read_policy(conn).await? {
+        Reading::Policy(policy) if is_safe(&policy) => Ok(()),
+        Reading::Policy(policy) => Err(RedisBackendError::EvictionPolicy {
+            addr: addr.to_owned(),
+            policy,
+        }),
+        Reading::Unreadable(reason) => Err(RedisBackendError::EvictionPolicyUnknown {
+            addr: addr.to_owned(),
+            reason,
+        }),
+    })
+}
+
+/// Re-checks the policy after the command connection may have been replaced.
+pub(crate) struct PolicyGate {
+    /// Off with `allow_eviction_policy(true)`.
+    enabled: bool,
+    addr: String,
+    /// The connection's [`reconnects`](Connection::reconnects) reading before the last check
+    /// that found `noeviction`.
+    checked: AtomicU64,
+    /// One re-check at a time; operations arriving meanwhile wait for its outcome.
+    checking: tokio::sync::Mutex<()>,
+}
+
+impl PolicyGate {
+    /// A gate whose last good check started at connection reading `checked` (`None`: the check
+    /// is turned off).
+    pub(crate) fn new(addr: String, checked: Option<u64>) -> Self {
+        PolicyGate {
+            enabled: checked.is_some(),
+            addr,
+            checked: AtomicU64::new(checked.unwrap_or(0)),
+            checking: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// `Ok` unless the connection may have been replaced since the last good check and the
+    /// policy, read again now, is not `noeviction` (permanent error) or could not be read
+    /// (permanent if refused, transient if the server could not be reached). `operation` names
+    /// the operation in errors.
+    pub(crate) async fn ensure(
+        &self,
+        conn: &Arc<Connection>,
+        operation: &'static str,
+    ) -> Result<(), BackendError> {
+        if !self.enabled || self.checked.load(Ordering::Acquire) == conn.reconnects() {
+            return Ok(());
+        }
+        let _one_at_a_time = self.checking.lock().await;
+        let before = conn.reconnects();
+        if self.checked.load(Ordering::Acquire) == before {
+            return Ok(());
+        }
+        let refusal = match read_policy(conn).await {
+            Ok(Reading::Policy(policy)) if is_safe(&policy) => {
+                // Readings taken after `before` stay unequal: a reconnection during the check is
+                // checked by the next operation.
+                self.checked.store(before, Ordering::Release);
+                return Ok(());
+            }
+            Ok(Reading::Policy(policy)) => RedisBackendError::EvictionPolicy {
+                addr: self.addr.clone(),
+                policy,
+            },
+            Ok(Reading::Unreadable(reason)) => RedisBackendError::EvictionPolicyUnknown {
+                addr: self.addr.clone(),
+                reason,
+            },
+            Err(e) => return Err(backend_error(operation, e)),
+        };
+        tracing::error!(
+            addr = %self.addr,
+            error = %refusal,
+            "redis eviction policy re-checked after a reconnection: refusing lock operations"
+        );
+        Err(
+            BackendError::permanent(format!("redis {operation} refused: {refusal}"))
+                .with_source(refusal),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn reads_config_replies_of_both_protocols() {
+        let resp2 = Value::Array(vec![bulk("maxmemory-policy"), bulk("volatile-lru")]);
+        assert_eq!(from_config_reply(&resp2).as_deref(), Some("volatile-lru"));
+        let resp3 = Value::Map(vec![(bulk("maxmemory-policy"), bulk("noeviction"))]);
+        assert_eq!(from_config_reply(&resp3).as_deref(), Some("noeviction"));
+        assert_eq!(from_config_reply(&Value::Array(vec![])), None);
+        assert_eq!(from_config_reply(&Value::Nil), None);
+    }
+
+    #[test]
+    fn reads_the_info_field() {
+        let info = "# Memory\r\nused_memory:1\r\nmaxmemory_policy:allkeys-lru\r\nx:y\r\n";
+        assert_eq!(from_info(info).as_deref(), Some("allkeys-lru"));
+        assert_eq!(from_info("# Memory\r\nused_memory:1\r\n"), None);
+    }
+
+    #[test]
+    fn only_noeviction_is_safe() {
+        assert!(is_safe("noeviction"));
+        assert!(is_safe("NoEviction"));
+        for policy in [
+            "volatile-lru",
+            "allkeys-lru",
+            "volatile-lfu",
+            "allkeys-lfu",
+            "volatile-random",
+            "allkeys-random",
+            "volatile-ttl",
+            "",
+        ] {
+            assert!(!is_safe(policy), "{policy}");
+        }
+    }
+}
