@@ -4,8 +4,7 @@ use async_trait::async_trait;
 use locks_core::backend::{Action, Dispatch, Operation, Outcome};
 use locks_core::{BackendError, LeaseKind, LockKey, ReleaseListener};
 
-use crate::slot::Slot;
-use crate::store::{MemoryBackend, MemoryListener};
+use crate::store::MemoryBackend;
 
 use Outcome::{Acquire, Done};
 
@@ -59,14 +58,7 @@ impl Dispatch for MemoryBackend {
     }
 
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
-        let rx = self
-            .inner
-            .slots
-            .entry(key.full())
-            .or_insert_with(Slot::new)
-            .releases
-            .subscribe();
-        Ok(Box::new(MemoryListener { rx }))
+        Ok(Box::new(self.listener(key)))
     }
 }
 

@@ -8,8 +8,13 @@
 //!   `#[tokio::test(start_paused = true)]` the store and the service share tokio's paused time;
 //!   with a [`ManualClock`] leases expire only when the test advances it (a "GC pause": the
 //!   store expires a lease under a holder that does not know it).
+//! - Keys are kept apart by prefix and name (two services whose `prefix + name` strings are
+//!   equal never share a lock).
 //! - Fencing tokens increase strictly per key for the life of the backend (every clone shares
-//!   the state; one counter per key ever used is kept in memory).
+//!   the state). They come from one counter for the whole store, so no per-key state has to
+//!   outlive the key's leases: a key that nothing holds, waits for or listens to is freed, and
+//!   memory stays flat however many distinct names are locked over time
+//!   ([`MemoryBackend::slot_count`]).
 //! - Releases wake waiters at once; expiry is lazy and wakes nobody (like Redis), so waiters
 //!   fall back to polling at the holder's remaining ttl.
 //! - Failures and latency come from the generic fault decorator

@@ -32,19 +32,19 @@ pub(crate) fn renew(
     })
 }
 
-/// Add a new lease for `token` to the set with the slot's next fence.
-pub(crate) fn grant(slot: &mut Slot, members: Members, ask: Ask) -> AcquireResult {
-    let fence = slot.next_fence();
-    let held = Held {
-        owner: ask.token,
-        expires_at: ask.expires_at,
-        fence,
-    };
-    members(slot).insert(ask.token, held);
-    AcquireResult::Acquired(Lease::new(fence))
-}
-
 impl MemoryBackend {
+    /// Add a new lease for `token` to the set with the store's next fence.
+    pub(crate) fn grant(&self, slot: &mut Slot, members: Members, ask: Ask) -> AcquireResult {
+        let fence = self.next_fence();
+        let held = Held {
+            owner: ask.token,
+            expires_at: ask.expires_at,
+            fence,
+        };
+        members(slot).insert(ask.token, held);
+        AcquireResult::Acquired(Lease::new(fence))
+    }
+
     /// Reset the ttl of `token`'s lease in the set. `false`: not a member.
     pub(crate) fn extend_member(
         &self,
@@ -54,10 +54,10 @@ impl MemoryBackend {
         ttl: Duration,
     ) -> bool {
         let expires_at = self.expiry(ttl);
-        let Some((mut slot, _)) = self.existing_slot(key) else {
-            return false;
-        };
-        renew(members(&mut slot), token, expires_at).is_some()
+        self.with_existing(key, |slot, _| {
+            renew(members(slot), token, expires_at).is_some()
+        })
+        .unwrap_or(false)
     }
 
     /// Remove `token`'s lease from the set and wake waiters. `false`: not a member.
@@ -67,14 +67,14 @@ impl MemoryBackend {
         members: Members,
         token: OwnerToken,
     ) -> bool {
-        let Some((mut slot, _)) = self.existing_slot(key) else {
-            return false;
-        };
-        let had = members(&mut slot).remove(&token).is_some();
-        if had {
-            slot.wake();
-        }
-        had
+        self.with_existing(key, |slot, _| {
+            let had = members(slot).remove(&token).is_some();
+            if had {
+                slot.wake();
+            }
+            had
+        })
+        .unwrap_or(false)
     }
 
     /// The live members, oldest first, as leases of `kind`.
@@ -84,10 +84,8 @@ impl MemoryBackend {
         members: Members,
         kind: LeaseKind,
     ) -> Vec<LeaseInfo> {
-        let Some((mut slot, now)) = self.existing_slot(key) else {
-            return Vec::new();
-        };
-        sorted_leases(members(&mut slot), kind, now)
+        self.with_existing(key, |slot, now| sorted_leases(members(slot), kind, now))
+            .unwrap_or_default()
     }
 }
 

@@ -4,22 +4,23 @@ use std::time::Duration;
 
 use locks_core::{AcquireResult, Holders, Lease, LeaseKind, LockKey, OwnerToken};
 
-use crate::members::{grant, permits, renew};
+use crate::members::{permits, renew};
 use crate::slot::soonest;
 use crate::store::{Ask, MemoryBackend};
 
 impl MemoryBackend {
     pub(crate) fn acquire_permit(&self, key: &LockKey, ask: Ask, limit: u32) -> AcquireResult {
-        let (mut slot, now) = self.slot(key);
-        if let Some(fence) = renew(&mut slot.permits, ask.token, ask.expires_at) {
-            return AcquireResult::Acquired(Lease::new(fence));
-        }
-        if slot.permits.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
-            return AcquireResult::Held {
-                remaining: soonest(&slot.permits, now),
-            };
-        }
-        grant(&mut slot, permits, ask)
+        self.with_slot(key, ask.now, |slot, now| {
+            if let Some(fence) = renew(&mut slot.permits, ask.token, ask.expires_at) {
+                return AcquireResult::Acquired(Lease::new(fence));
+            }
+            if slot.permits.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                return AcquireResult::Held {
+                    remaining: soonest(&slot.permits, now),
+                };
+            }
+            self.grant(slot, permits, ask)
+        })
     }
 
     pub(crate) fn release_permit(&self, key: &LockKey, token: OwnerToken) -> bool {
@@ -35,12 +36,12 @@ impl MemoryBackend {
     }
 
     pub(crate) fn force_release_permits(&self, key: &LockKey) -> bool {
-        let Some((mut slot, _)) = self.existing_slot(key) else {
-            return false;
-        };
-        let had = !slot.permits.is_empty();
-        slot.permits.clear();
-        slot.wake();
-        had
+        self.with_existing(key, |slot, _| {
+            let had = !slot.permits.is_empty();
+            slot.permits.clear();
+            slot.wake();
+            had
+        })
+        .unwrap_or(false)
     }
 }

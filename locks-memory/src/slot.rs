@@ -14,17 +14,30 @@ pub(crate) struct Held {
     pub(crate) fence: u64,
 }
 
-/// Everything stored under one key: the mutex lease, semaphore permits, read-write leases,
-/// one fence counter for all of them, and the release notifications.
-#[derive(Debug)]
+/// A writer's "waiting" mark: while it stands, new readers (and other writers) are refused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    pub(crate) owner: OwnerToken,
+    pub(crate) until: Duration,
+    /// Someone was refused because of this mark: clearing it must wake waiters. A mark that
+    /// refused nobody (a writer that gave up, or a single attempt that raced with a reader)
+    /// is cleared without a notification.
+    pub(crate) refused: bool,
+}
+
+/// Everything stored under one key: the mutex lease, semaphore permits, read-write leases and
+/// the release notifications (a channel created by the first listener). Fences come from the store's one counter (see
+/// [`MemoryBackend`](crate::MemoryBackend)), so a slot holds no state that must outlive its
+/// leases: an idle slot (see [`is_idle`](Slot::is_idle)) is removed.
+#[derive(Debug, Default)]
 pub(crate) struct Slot {
     pub(crate) lease: Option<Held>,
     pub(crate) permits: HashMap<OwnerToken, Held>,
     pub(crate) readers: HashMap<OwnerToken, Held>,
     pub(crate) writer: Option<Held>,
-    pub(crate) writer_waiting: Option<(OwnerToken, Duration)>,
-    pub(crate) last_fence: u64,
-    pub(crate) releases: watch::Sender<u64>,
+    pub(crate) writer_waiting: Option<Waiting>,
+    /// Release notifications; `None` until someone listens.
+    releases: Option<watch::Sender<u64>>,
 }
 
 pub(crate) fn info(kind: LeaseKind, h: &Held, now: Duration) -> LeaseInfo {
@@ -39,31 +52,18 @@ pub(crate) fn soonest(holders: &HashMap<OwnerToken, Held>, now: Duration) -> Opt
 }
 
 impl Slot {
-    pub(crate) fn new() -> Self {
-        Slot {
-            lease: None,
-            permits: HashMap::new(),
-            readers: HashMap::new(),
-            writer: None,
-            writer_waiting: None,
-            last_fence: 0,
-            releases: watch::Sender::new(0),
-        }
-    }
-
-    pub(crate) fn next_fence(&mut self) -> u64 {
-        self.last_fence += 1;
-        self.last_fence
-    }
-
-    /// Drop expired permits, readers, writer and waiting-writer marks.
+    /// Drop the expired mutex lease, permits, readers, writer and waiting-writer mark. Expiry
+    /// is lazy and wakes nobody (like Redis).
     pub(crate) fn purge(&mut self, now: Duration) {
+        if self.lease.is_some_and(|h| h.expires_at <= now) {
+            self.lease = None;
+        }
         self.permits.retain(|_, h| h.expires_at > now);
         self.readers.retain(|_, h| h.expires_at > now);
         if self.writer.is_some_and(|h| h.expires_at <= now) {
             self.writer = None;
         }
-        if self.writer_waiting.is_some_and(|(_, until)| until <= now) {
+        if self.writer_waiting.is_some_and(|w| w.until <= now) {
             self.writer_waiting = None;
         }
     }
@@ -76,23 +76,37 @@ impl Slot {
         self.writer_waiting = None;
     }
 
-    /// The lease if it has not expired by `now`; drops an expired one.
-    pub(crate) fn live(&mut self, now: Duration) -> Option<Held> {
-        if self.lease.is_some_and(|h| h.expires_at <= now) {
-            self.lease = None;
-        }
-        self.lease
-    }
-
+    /// Notify the listeners of this key. Nobody listening: nothing to do (a listener created
+    /// later starts from the current value, so it could not see this notification anyway).
     pub(crate) fn wake(&self) {
-        self.releases.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(tx) = self.releases.as_ref().filter(|tx| tx.receiver_count() > 0) {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
-    /// Whether anything is held under this key.
+    /// A receiver of this key's release notifications from now on.
+    pub(crate) fn subscribe(&mut self) -> watch::Receiver<u64> {
+        self.releases
+            .get_or_insert_with(|| watch::Sender::new(0))
+            .subscribe()
+    }
+
+    /// Whether anything is held under this key (as of the last [`purge`](Slot::purge)).
     pub(crate) fn is_held(&self) -> bool {
         self.lease.is_some()
             || !self.permits.is_empty()
             || !self.readers.is_empty()
             || self.writer.is_some()
+    }
+
+    /// Nothing held, no writer waiting, and nobody listening: the slot can be removed without
+    /// losing anything (fences live in the store's counter, and a listener keeps its slot).
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.is_held()
+            && self.writer_waiting.is_none()
+            && self
+                .releases
+                .as_ref()
+                .is_none_or(|tx| tx.receiver_count() == 0)
     }
 }

@@ -2,10 +2,12 @@
 
 use std::future::Future;
 
+use tokio::time::Instant;
+
 use crate::backend::LeaseInfo;
 use crate::error::LockError;
 use crate::lease::{LeaseHandle, LockGuard};
-use crate::options::AcquireOptions;
+use crate::options::{AcquireOptions, RetryPolicy};
 use crate::service::LockService;
 use crate::state::LostReason;
 
@@ -125,6 +127,17 @@ impl Election {
     /// permanent store error is returned as `Err`. Dropping the `run` future cancels the task
     /// and resigns in the background.
     ///
+    /// A campaign that fails (its wait budget ran out, or a transient store error) is followed
+    /// by the next one no sooner than `opts`' retry delay (the default [`RetryPolicy`] if
+    /// `opts` sets none) after it began, growing with every failure in a row: exponential,
+    /// capped at the policy's `max_delay`, jittered. So a store that fails at once is asked
+    /// a few times a second at most, not in a tight loop, while a campaign that waited its
+    /// whole budget is followed at once. Being elected resets the backoff.
+    ///
+    /// Candidates of one service wait for the role in a local first-come, first-served line
+    /// (the role is a mutex); across services there is no queue (see
+    /// [`LockService::acquire_opts`]).
+    ///
     /// To hand leadership over cleanly (a deploy), use [`run_until`](Election::run_until):
     /// [`LockService::shutdown`] releases the role at once, so the next leader may start while
     /// this task is still being cancelled — the term (fence) protects the resource then.
@@ -160,18 +173,28 @@ impl Election {
         S: Future<Output = ()>,
     {
         let mut stop = std::pin::pin!(stop);
+        let retry = opts.retry.clone().unwrap_or_default();
+        let mut failed: u32 = 0;
         loop {
+            let started = Instant::now();
             let campaign = tokio::select! {
                 r = self.campaign_opts(opts.clone()) => r,
                 _ = &mut stop => return Ok(()),
             };
             let leadership = match campaign {
                 Ok(l) => l,
-                Err(LockError::AcquireTimeout { .. }) => continue,
                 Err(LockError::ShuttingDown) => return Ok(()),
-                Err(LockError::Backend { source, .. }) if source.is_transient() => continue,
+                Err(e) if may_win_later(&e) => {
+                    failed = failed.saturating_add(1);
+                    tracing::debug!(role = %self.role, error = %e, failed, "campaign failed");
+                    if pause(&retry, failed, started, &mut stop).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
+            failed = 0;
             let lost = leadership.lost();
             let ended = {
                 let work = task(leadership.guard.handle());
@@ -201,6 +224,37 @@ impl Election {
                 }
             }
         }
+    }
+}
+
+/// Whether a failed campaign may succeed if tried again: its wait budget ran out, or the
+/// store failed for a transient reason.
+fn may_win_later(e: &LockError) -> bool {
+    match e {
+        LockError::AcquireTimeout { .. } => true,
+        LockError::Backend { source, .. } => source.is_transient(),
+        _ => false,
+    }
+}
+
+/// Wait before the next campaign after `failed` campaigns in a row failed: until the retry
+/// policy's delay for `failed` attempts (exponential, capped, jittered) has passed since the
+/// failed campaign `started`. A campaign that used up a long wait budget is followed at once;
+/// one that failed fast (a store that refuses at once, a zero wait budget) is spaced out, so
+/// the loop never spins. `true` when `stop` completed meanwhile.
+async fn pause<S>(
+    retry: &RetryPolicy,
+    failed: u32,
+    started: Instant,
+    stop: &mut std::pin::Pin<&mut S>,
+) -> bool
+where
+    S: Future<Output = ()>,
+{
+    let wait = retry.delay(failed).saturating_sub(started.elapsed());
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => false,
+        _ = stop => true,
     }
 }
 

@@ -71,6 +71,8 @@ impl LockService {
     /// two callers asking for the same keys in different orders never deadlock. The wait
     /// budget is shared by all keys. On failure or timeout the locks already taken are
     /// released before the error is returned. Every key is validated before anything is sent.
+    /// Each key is taken as a mutex, so callers of one service waiting for the same key are
+    /// served first come, first served per key (not for the set as a whole).
     ///
     /// ```
     /// use locks_core::{AcquireOptions, LockService};

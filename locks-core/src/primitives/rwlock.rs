@@ -39,7 +39,13 @@ impl From<Holders> for RwInfo {
 /// **Policy: writer-preferring.** A writer that finds readers marks itself as waiting; from
 /// then on new readers wait too, so a stream of readers cannot starve a writer. The mark lasts
 /// for the writer's ttl after its latest attempt and is removed when the writer gets the lock
-/// or gives up. Readers that already hold the lock keep it until they release.
+/// or gives up. Readers that already hold the lock keep it until they release. A single
+/// attempt ([`try_write`](RwLock::try_write)) never marks itself as waiting.
+///
+/// **Waiting order.** Writers of one service wait in a local first-come, first-served line per
+/// key, and only the first of them asks the store. Readers do not queue: each waiting reader
+/// asks the store on its own. Across services there is no queue for either (see
+/// [`LockService::acquire_opts`]).
 ///
 /// ```
 /// use locks_core::LockService;
@@ -134,13 +140,37 @@ impl RwLock {
             .await
     }
 
-    /// One attempt at the write lease (it leaves no waiting mark behind).
+    /// One attempt at the write lease: `Err(Contended)` at once when readers or a writer hold
+    /// the lock, or a writer waits for it.
+    ///
+    /// A single attempt never marks itself as waiting: it looks at the lock first (one read of
+    /// the store) and, if the lock is taken, fails without writing anything, so new readers
+    /// still get in and nobody is woken. Only a free-looking lock is attempted. If a reader
+    /// slips in between the look and the attempt, the attempt's mark is removed again in the
+    /// background (a reader arriving in that instant may wait for it; on the memory backend a
+    /// mark that refused nobody is removed without a notification).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future before it completes holds nothing (a lease an attempt
     /// in flight may have created is released in the background).
     pub async fn try_write(&self) -> Result<LockGuard, LockError> {
+        if self.service.is_shut_down() {
+            return Err(LockError::ShuttingDown);
+        }
+        let backend = self.service.backend();
+        let holders = backend
+            .holders(&self.key, LeaseKind::Write)
+            .await
+            .map_err(|e| LockError::backend("holders", e))?;
+        if !holders.leases.is_empty() || holders.writer_waiting {
+            metrics::counter!("locks_acquire_total", "backend" => backend.name(), "result" => "contended")
+                .increment(1);
+            return Err(LockError::Contended {
+                key: self.key.name().to_owned(),
+                remaining: holders.leases.iter().map(|l| l.remaining).min(),
+            });
+        }
         self.service
             .acquire_kind(
                 &self.key,

@@ -17,6 +17,12 @@ use crate::service::LockService;
 /// never revokes live permits; new permits are refused until enough holders have left.
 /// Raising it lets waiters in at once.
 ///
+/// **Waiting is not first come, first served.** Permits have no waiting line, neither in the
+/// store nor inside a service (only exclusive kinds — mutex and writer — queue locally): every
+/// waiter asks the store on its own, and after a release whoever asks first gets the permit.
+/// Woken waiters that have lost more rounds ask a little earlier, so waiting is roughly fair,
+/// but nothing guarantees the order.
+///
 /// ```
 /// use locks_core::LockService;
 /// use locks_memory::MemoryBackend;
