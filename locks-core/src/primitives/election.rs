@@ -128,7 +128,7 @@ impl Election {
     /// and resigns in the background.
     ///
     /// A campaign that fails (its wait budget ran out, or a transient store error) is followed
-    /// by the next one no sooner than `opts`' retry delay (the default [`RetryPolicy`] if
+    /// by the next one no sooner than `opts`' retry delay (the service's retry policy if
     /// `opts` sets none) after it began, growing with every failure in a row: exponential,
     /// capped at the policy's `max_delay`, jittered. So a store that fails at once is asked
     /// a few times a second at most, not in a tight loop, while a campaign that waited its
@@ -173,7 +173,10 @@ impl Election {
         S: Future<Output = ()>,
     {
         let mut stop = std::pin::pin!(stop);
-        let retry = opts.retry.clone().unwrap_or_default();
+        let retry = opts
+            .retry
+            .clone()
+            .unwrap_or_else(|| self.service.default_retry().clone());
         let mut failed: u32 = 0;
         loop {
             let started = Instant::now();

@@ -29,7 +29,7 @@ use crate::lease::held;
 use crate::lease::keeper::Keeper;
 use crate::lease::resource::Resource;
 use crate::lease::{LeaseHandle, LockGuard};
-use crate::options::{AcquireOptions, Resolved, validate_ttl};
+use crate::options::{AcquireOptions, Resolved, RetryPolicy, validate_ttl};
 use crate::state::LostReason;
 
 pub(crate) struct Inner {
@@ -360,6 +360,11 @@ impl LockService {
     /// The wait timeout `acquire` uses when a call does not set one.
     pub fn default_wait_timeout(&self) -> Duration {
         self.inner.defaults.wait_timeout
+    }
+
+    /// The retry policy used when a call does not set one.
+    pub(crate) fn default_retry(&self) -> &RetryPolicy {
+        &self.inner.defaults.retry
     }
 
     /// How many leases this service holds now.
