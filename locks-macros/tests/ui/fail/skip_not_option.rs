@@ -1,0 +1,9 @@
+use locks_core::{LockError, LockService};
+use locks_macros::with_lock;
+
+#[with_lock(locks = locks, key = "job:{name}", on_contended = "skip")]
+async fn run(locks: &LockService, name: &str) -> Result<usize, LockError> {
+    Ok(name.len())
+}
+
+fn main() {}
