@@ -293,17 +293,88 @@ impl LockService {
         Fut: Future<Output = T>,
     {
         let guard = self.acquire_opts(key, opts).await?;
+        Ok(self.run_under(guard, work).await)
+    }
+
+    /// Run `work` while holding `key` if the lock is free now (one attempt with the service
+    /// defaults); `Ok(None)` at once, without running `work`, if someone else holds it.
+    ///
+    /// See [`try_with_lock_opts`](LockService::try_with_lock_opts).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`with_lock_opts`](LockService::with_lock_opts).
+    pub async fn try_with_lock<F, Fut, T>(&self, key: &str, work: F) -> Result<Option<T>, LockError>
+    where
+        F: FnOnce(LeaseHandle) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.try_with_lock_opts(key, AcquireOptions::default(), work)
+            .await
+    }
+
+    /// Run `work` while holding `key` if the lock is free now: one attempt, then `Ok(None)`
+    /// without running `work` when the lock is held elsewhere (`Contended` becomes `None`; every
+    /// other error is returned). When it runs, the lock is released exactly as by
+    /// [`with_lock_opts`](LockService::with_lock_opts): on success, error, panic and
+    /// cancellation. The at-most-once job: whichever instance gets the lock runs it, the
+    /// others skip.
+    ///
+    /// ```
+    /// use locks_core::LockService;
+    /// use locks_memory::MemoryBackend;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), locks_core::LockError> {
+    /// let locks = LockService::new(MemoryBackend::new())?;
+    /// let held = locks.acquire("job:nightly").await?;
+    /// let skipped = locks.try_with_lock("job:nightly", |_| async { "ran" }).await?;
+    /// assert_eq!(skipped, None);
+    /// held.release().await?;
+    /// let ran = locks.try_with_lock("job:nightly", |_| async { "ran" }).await?;
+    /// assert_eq!(ran, Some("ran"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`with_lock_opts`](LockService::with_lock_opts).
+    pub async fn try_with_lock_opts<F, Fut, T>(
+        &self,
+        key: &str,
+        opts: AcquireOptions,
+        work: F,
+    ) -> Result<Option<T>, LockError>
+    where
+        F: FnOnce(LeaseHandle) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        match self.try_acquire_opts(key, opts).await {
+            Ok(guard) => Ok(Some(self.run_under(guard, work).await)),
+            Err(LockError::Contended { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Run `work` with the lease of `guard`, then release it (also after a panic, which then
+    /// resumes; a dropped future releases through the guard's `Drop`).
+    async fn run_under<F, Fut, T>(&self, guard: LockGuard, work: F) -> T
+    where
+        F: FnOnce(LeaseHandle) -> Fut,
+        Fut: Future<Output = T>,
+    {
         let handle = guard.handle();
         let outcome = AssertUnwindSafe(async move { work(handle).await })
             .catch_unwind()
             .await;
+        let lease = guard.handle();
         if let Err(e) = guard.release().await {
             metrics::counter!("locks_release_failed_total", "backend" => self.inner.backend.name())
                 .increment(1);
-            tracing::warn!(key, error = %e, "with_lock: release after the work failed");
+            tracing::warn!(key = lease.key(), error = %e, "with_lock: release after the work failed");
         }
         match outcome {
-            Ok(value) => Ok(value),
+            Ok(value) => value,
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
