@@ -97,6 +97,32 @@ pub enum LockError {
 }
 
 impl LockError {
+    /// A short, stable code for logs, metrics and HTTP mapping: `acquire_timeout`,
+    /// `contended`, `not_owner`, `lost`, `invalid_key`, `invalid_ttl`, `invalid_options`,
+    /// `unsupported`, `shutting_down`, `backend`. Codes are never renamed; new variants get new
+    /// codes.
+    ///
+    /// ```
+    /// use locks_core::LockError;
+    ///
+    /// let e = LockError::Contended { key: "job".into(), remaining: None };
+    /// assert_eq!(e.code(), "contended");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            LockError::AcquireTimeout { .. } => "acquire_timeout",
+            LockError::Contended { .. } => "contended",
+            LockError::NotOwner { .. } => "not_owner",
+            LockError::Lost { .. } => "lost",
+            LockError::InvalidKey { .. } => "invalid_key",
+            LockError::InvalidTtl { .. } => "invalid_ttl",
+            LockError::InvalidOptions { .. } => "invalid_options",
+            LockError::Unsupported { .. } => "unsupported",
+            LockError::ShuttingDown => "shutting_down",
+            LockError::Backend { .. } => "backend",
+        }
+    }
+
     pub(crate) fn invalid_option(option: &'static str, reason: impl Into<String>) -> Self {
         LockError::InvalidOptions {
             option,

@@ -67,6 +67,19 @@ impl LeaseHandle {
         self.held.shared.timing().ttl
     }
 
+    /// When the acquire request that got this lease was sent (the start of the hold).
+    pub fn acquired_at(&self) -> Instant {
+        self.held.shared.acquired_at
+    }
+
+    /// Whether the service renews this lease in the background (auto-renew on, `max_hold` not
+    /// reached, not stopped with [`LockGuard::stop_auto_renew`], and not lost or released).
+    pub fn is_auto_renewing(&self) -> bool {
+        self.held.shared.auto_renewing.load(Ordering::SeqCst)
+            && !self.held.shared.finished.load(Ordering::SeqCst)
+            && !matches!(self.state(), LeaseState::Lost(_))
+    }
+
     /// The local deadline: past it, the lease is treated as lost unless a renewal was confirmed.
     pub fn deadline(&self) -> Instant {
         self.held.shared.timing().deadline
@@ -214,6 +227,14 @@ impl LockGuard {
             }),
             Err(e) => Err(LockError::backend("release", e)),
         }
+    }
+
+    /// Stop renewing this lease in the background: it stays held until its deadline (the
+    /// store's ttl minus the drift margin from the last confirmed renewal), unless
+    /// [`extend`](LockGuard::extend)ed; then `lost()` fires with `DeadlineExpired`. For work
+    /// that must not outlive a fixed budget.
+    pub fn stop_auto_renew(&self) {
+        self.handle.held.stop_auto_renew();
     }
 
     /// Stop renewing and forget the lease *without* releasing it: the store keeps it until its

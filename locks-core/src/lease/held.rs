@@ -57,6 +57,14 @@ impl Held {
         result
     }
 
+    /// Stop renewing; the lease ends at its deadline unless extended.
+    pub fn stop_auto_renew(&self) {
+        self.shared.auto_renewing.store(false, Ordering::SeqCst);
+        if let Some(keeper) = self.keeper.upgrade() {
+            keeper.replan(self.shared.id);
+        }
+    }
+
     /// Forget the lease without releasing it (it ends by its ttl in the store).
     pub fn abandon(&self) {
         if !self.shared.claim_finish() {

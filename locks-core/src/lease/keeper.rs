@@ -132,9 +132,14 @@ impl Drop for TaskGuard {
 }
 
 impl Entry {
+    /// Whether renewal is on: auto-renew, `max_hold` not exhausted, not stopped by the holder.
+    fn renews(&self) -> bool {
+        self.renewing && self.lease.auto_renewing.load(Ordering::SeqCst)
+    }
+
     /// The next event: the renewal time (if renewing) or the deadline, whichever is first.
     fn due(&self, timing: &Timing) -> Instant {
-        if self.renewing {
+        if self.renews() {
             let renew_at = self
                 .retry_at
                 .unwrap_or_else(|| timing.sent + timing.ttl.mul_f64(self.lease.renew_fraction));
@@ -183,7 +188,7 @@ impl KeeperState {
             let reason = lease.deadline_reason(&timing, entry.hold_exhausted);
             return Some(Due::Lose(Arc::clone(lease), reason));
         }
-        if entry.renewing && now >= entry.due(&timing) {
+        if entry.renews() && now >= entry.due(&timing) {
             let mut ttl = timing.ttl;
             if let Some(end) = lease.hold_end {
                 let left = end.saturating_duration_since(now);

@@ -103,6 +103,8 @@ pub(crate) struct LeaseShared {
     /// Signalled when an in-flight renewal has ended.
     pub(crate) renewal_done: Notify,
     pub(crate) finished: AtomicBool,
+    /// Renewal may run (cleared by [`LockGuard::stop_auto_renew`](crate::LockGuard::stop_auto_renew)).
+    pub(crate) auto_renewing: AtomicBool,
     /// Held across every store call that may change the lease's expiry (the keeper's renewal,
     /// the holder's `extend`), so that they never overlap and each one's effect on the local
     /// deadline is known.
@@ -144,6 +146,7 @@ impl LeaseShared {
             renewing: AtomicBool::new(false),
             renewal_done: Notify::new(),
             finished: AtomicBool::new(false),
+            auto_renewing: AtomicBool::new(cfg.auto_renew),
             expiry_change: tokio::sync::Mutex::new(()),
         });
         metrics::gauge!("locks_held", "backend" => shared.resource.backend_name()).increment(1.0);
