@@ -1,18 +1,16 @@
 //! The lease accessors and stable error codes.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
-use locks_core::{LockError, LockService, LostReason};
-use locks_memory::MemoryBackend;
+use locks_core::{LockError, LostReason};
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]
 async fn stop_auto_renew_lets_the_lease_run_out_at_its_deadline() {
-    let locks = LockService::builder(MemoryBackend::new())
-        .default_ttl(Duration::from_secs(2))
-        .build()
-        .expect("service");
+    let locks = common::memory_service(Duration::from_secs(2));
     let before = Instant::now();
     let renewed = locks.acquire("renewed").await.expect("acquire");
     let stopped = locks.acquire("stopped").await.expect("acquire");

@@ -2,6 +2,8 @@
 //! change the expiry first lowers the deadline to what it may set; only a confirmation raises
 //! it; the holder's `extend` and the keeper's renewal never overlap.
 
+mod common;
+
 use std::time::Duration;
 
 use locks_core::{LeaseKind, LeaseState, LockBackend, LockError, LockService, LostReason};
@@ -11,10 +13,7 @@ use tokio::time::Instant;
 
 fn setup(ttl: Duration) -> (FaultyBackend, LockService) {
     let faulty = FaultyBackend::new(MemoryBackend::new());
-    let locks = LockService::builder(faulty.clone())
-        .default_ttl(ttl)
-        .build()
-        .expect("service");
+    let locks = common::service_on(faulty.clone(), ttl);
     (faulty, locks)
 }
 

@@ -1,18 +1,16 @@
 //! Local waiting lines are kept per `(key, kind)`.
 
+mod common;
+
 use std::time::Duration;
 
-use locks_core::{LeaseKind, LockService};
-use locks_memory::MemoryBackend;
+use locks_core::LeaseKind;
 
 /// A mutex and the write side of a read-write lock of the same name are different locks: a
 /// free write lock is granted at once while a mutex waiter of that name waits in its line.
 #[tokio::test(start_paused = true)]
 async fn mutex_and_write_lock_of_one_name_do_not_share_a_waiting_line() {
-    let svc = LockService::builder(MemoryBackend::new())
-        .default_ttl(Duration::from_secs(10))
-        .build()
-        .expect("service");
+    let svc = common::memory_service(Duration::from_secs(10));
     let held = svc.acquire("config").await.expect("mutex");
     let waiter = tokio::spawn({
         let svc = svc.clone();

@@ -1,17 +1,15 @@
 //! `try_with_lock`: runs only if the lock is free, and releases like `with_lock`.
 
+mod common;
+
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::FutureExt;
 use locks_core::{LockError, LockService};
-use locks_memory::MemoryBackend;
 
 fn locks() -> LockService {
-    LockService::builder(MemoryBackend::new())
-        .default_ttl(Duration::from_secs(10))
-        .build()
-        .expect("service")
+    common::memory_service(Duration::from_secs(10))
 }
 
 #[tokio::test(start_paused = true)]

@@ -173,19 +173,13 @@ async fn a_recently_contended_key_is_listened_to_before_the_first_attempt() {
     assert_eq!(hand_over(&store, &a, &b, "k").await, 2);
 
     // Free at once: the mark is dropped; and after the hint's lifetime, the line is gone.
-    b.acquire("k")
-        .await
-        .expect("free")
-        .release()
-        .await
-        .expect("release");
+    let take_free = || async {
+        let guard = b.acquire("k").await.expect("free");
+        guard.release().await.expect("release");
+    };
+    take_free().await;
     tokio::time::sleep(CONTENDED_HINT).await;
-    b.acquire("k")
-        .await
-        .expect("free")
-        .release()
-        .await
-        .expect("release");
+    take_free().await;
     assert!(lock(&b.inner.lines).lines.is_empty());
 }
 
