@@ -10,11 +10,38 @@
 //!   lock so that a concurrent `listen` of the same channel is never left unsubscribed. The
 //!   linger keeps a hot key's channel subscribed between one wait and the next, so that
 //!   `listen` on a contended key costs no round trip.
-//! - When the connection drops (or a periodic `PING` fails), the task bumps *every*
-//!   generation (every waiter re-checks at once: a release may have been missed), reconnects
-//!   with exponential backoff and jitter, resubscribes every live channel (one `SUBSCRIBE`,
-//!   every confirmation awaited), and bumps every generation again (releases published while
-//!   it was away).
+//! - When the connection drops, a periodic `PING` fails, or a request on it goes unanswered
+//!   (see below), the task bumps *every* generation (every waiter re-checks at once: a release
+//!   may have been missed), reconnects with exponential backoff and jitter, resubscribes every
+//!   live channel (one `SUBSCRIBE`, every confirmation awaited), and bumps every generation
+//!   again (releases published while it was away).
+//! - While it is reconnecting, `listen` fails fast with a transient error; the service then
+//!   polls at `min(backoff, remaining ttl of the holder)` and listens again on its next round.
+//!
+//! # Half-open connections
+//!
+//! A connection can stay up while the server's replies never arrive (a stalled middlebox, a
+//! half-open TCP connection). Without care, every `listen` of a channel not yet subscribed
+//! would wait for its `SUBSCRIBE` confirmation up to the response timeout, on every round of
+//! every waiter. Instead:
+//!
+//! - A `SUBSCRIBE` (or health-check `PING`, or lazy `UNSUBSCRIBE`) that is not answered within
+//!   the response timeout, or fails with an I/O error, marks the connection *broken*: it is
+//!   taken out of service under the subscription lock, so a `listen` queued behind that request
+//!   does not send on it but fails at once, and the task replaces it like a dropped one. One
+//!   waiter pays the response timeout once per broken connection (those listening at that
+//!   moment share it), not each waiter on each round.
+//! - A connection counts as working again only once the server has *answered* on it: the
+//!   resubscription of the live channels, or a `PING` when there are none, confirmed within the
+//!   response timeout. Until then `listen` fails fast and waiters poll at
+//!   `min(backoff, remaining ttl of the holder)` right away; reconnection attempts through the
+//!   same silent path keep failing within the connect or response timeout, in the background.
+//! - Once a new connection is confirmed, `listen` subscribes again and notifications resume
+//!   (and every waiter re-checks, as after any reconnection).
+//! - A channel still subscribed on a connection that has gone silent is not re-checked by
+//!   `listen` (the hot-key path costs no round trip): its waiters hear nothing and poll at the
+//!   same pace until the health check or another unanswered request finds the connection
+//!   broken.
 //!
 //! Why not redis's own `ConnectionManager` with a push sender and automatic resubscription:
 //! it needs RESP3, replays the subscriptions without checking the result, and does not
@@ -22,8 +49,6 @@
 //! partition, a half-open TCP connection) is never replaced: measured with
 //! `examples/pubsub_reconnect.rs --partition`, its waiters were never woken and later
 //! `SUBSCRIBE`s timed out, where this loop woke them and resubscribed within seconds.
-//! - While it is reconnecting, `listen` fails fast with a transient error; the service then
-//!   polls.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -31,11 +56,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use locks_core::{BackendError, ReleaseListener, Wake};
 use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::backend_error;
@@ -88,9 +113,13 @@ struct Shared {
     connect_timeout: Duration,
     response_timeout: Duration,
     channels: Mutex<HashMap<String, Channel>>,
-    /// The command side of the subscription connection; `None` while reconnecting. Held
-    /// across every (un)subscribe so that they reach the server in decision order.
+    /// The command side of the subscription connection; `None` while it is broken or being
+    /// replaced (until a new one is confirmed). Held across every (un)subscribe so that they
+    /// reach the server in decision order.
     sink: tokio::sync::Mutex<Option<PubSubSink>>,
+    /// Signalled when a request on the current connection went unanswered (or failed with an
+    /// I/O error): the task drops the connection and reconnects.
+    broken: Notify,
 }
 
 enum Flow {
@@ -125,22 +154,63 @@ impl Shared {
         }
     }
 
-    /// Subscribe `channel` on the current connection unless it already is.
+    /// Take the current connection out of service (`slot` is the locked sink): no request is
+    /// sent on it any more, `listen` fails fast until a new connection is confirmed, and the
+    /// task is told to replace it.
+    fn break_connection(&self, slot: &mut Option<PubSubSink>, why: &'static str) {
+        if slot.take().is_none() {
+            return;
+        }
+        for c in self.channels().values_mut() {
+            c.subscribed = false;
+        }
+        tracing::debug!(
+            reason = why,
+            "redis release subscription connection broken; replacing it, waiters poll meanwhile"
+        );
+        self.broken.notify_one();
+    }
+
+    /// Subscribe `channel` on the current connection unless it already is. Fails fast while
+    /// the connection is broken or being replaced; a `SUBSCRIBE` unanswered within the
+    /// response timeout breaks the connection.
     async fn subscribe(&self, channel: &str) -> Result<(), BackendError> {
-        let mut sink = self.sink.lock().await;
+        // Every holder of the lock is bounded by the response timeout; if one ran into it, it
+        // broke the connection and this fails fast below.
+        let Ok(mut slot) = tokio::time::timeout(self.response_timeout, self.sink.lock()).await
+        else {
+            return Err(BackendError::transient(
+                "timed out waiting for the redis release subscription connection",
+            ));
+        };
         if self.is_subscribed(channel) {
             return Ok(());
         }
-        let Some(sink) = sink.as_mut() else {
+        let Some(sink) = slot.as_mut() else {
             return Err(BackendError::transient(
                 "the redis release subscription is reconnecting",
             ));
         };
-        sink.subscribe(channel)
-            .await
-            .map_err(|e| backend_error("subscribe", e))?;
-        self.set_subscribed(channel);
-        Ok(())
+        match tokio::time::timeout(self.response_timeout, sink.subscribe(channel)).await {
+            Ok(Ok(())) => {
+                self.set_subscribed(channel);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                // A refusal (say, an ACL without this channel) leaves the connection in service.
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    self.break_connection(&mut slot, "SUBSCRIBE failed");
+                }
+                Err(backend_error("subscribe", e))
+            }
+            Err(_) => {
+                self.break_connection(&mut slot, "SUBSCRIBE unanswered");
+                Err(BackendError::transient(
+                    "timed out subscribing to the redis release channel; \
+                     the subscription connection is being replaced",
+                ))
+            }
+        }
     }
 
     /// Read messages and housekeeping requests until the connection ends or every handle is
@@ -191,6 +261,7 @@ impl Shared {
                         return Flow::Disconnected;
                     }
                 }
+                () = self.broken.notified() => return Flow::Disconnected,
             }
         }
     }
@@ -214,28 +285,37 @@ impl Shared {
                 })
                 .collect()
         };
-        let Some(sink) = sink.as_mut() else {
+        let Some(conn) = sink.as_mut() else {
             return true;
         };
         // Never an empty UNSUBSCRIBE: it would drop every channel.
         if gone.is_empty() {
             return true;
         }
-        matches!(
-            tokio::time::timeout(self.response_timeout, sink.unsubscribe(&gone)).await,
+        let ok = matches!(
+            tokio::time::timeout(self.response_timeout, conn.unsubscribe(&gone)).await,
             Ok(Ok(()))
-        )
+        );
+        if !ok {
+            self.break_connection(&mut sink, "UNSUBSCRIBE failed or unanswered");
+        }
+        ok
     }
 
+    /// The health check. `false`: the connection failed (and is out of service).
     async fn ping(&self) -> bool {
         let mut sink = self.sink.lock().await;
-        let Some(sink) = sink.as_mut() else {
+        let Some(conn) = sink.as_mut() else {
             return true;
         };
-        matches!(
-            tokio::time::timeout(self.response_timeout, sink.ping::<redis::Value>()).await,
+        let ok = matches!(
+            tokio::time::timeout(self.response_timeout, conn.ping::<redis::Value>()).await,
             Ok(Ok(_))
-        )
+        );
+        if !ok {
+            self.break_connection(&mut sink, "PING failed or unanswered");
+        }
+        ok
     }
 
     /// Reconnect with backoff until it works (`Some`) or every handle is gone (`None`).
@@ -246,6 +326,9 @@ impl Shared {
             for c in self.channels().values_mut() {
                 c.subscribed = false;
             }
+            // A break signalled for the connection that is gone now is dealt with: forget it
+            // (no new one can be signalled before a new connection is in service).
+            let _ = self.broken.notified().now_or_never();
         }
         // A release may have been published while the connection was going down.
         self.wake_all();
@@ -295,22 +378,25 @@ impl Shared {
             }
         };
         let (new_sink, stream) = pubsub.split();
-        let mut sink = self.sink.lock().await;
+        // Not under the subscription lock: `listen` fails fast (the sink is `None`) instead of
+        // waiting for a confirmation that may never come. A channel that gets its first
+        // listener meanwhile is subscribed by that listener's next `listen`.
         let names: Vec<String> = {
             let mut channels = self.channels();
             channels.retain(|_, c| c.refs > 0);
             channels.keys().cloned().collect()
         };
-        // One SUBSCRIBE for every channel; it returns once each one is confirmed.
-        let mut resubscribe = new_sink.clone();
-        let subscribed = async {
+        // The connection is in service only once the server has answered on it: one SUBSCRIBE
+        // for every channel (it returns once each one is confirmed), or a PING if there is none.
+        let mut confirm = new_sink.clone();
+        let confirmed = async {
             if names.is_empty() {
-                Ok(())
+                confirm.ping::<redis::Value>().await.map(drop)
             } else {
-                resubscribe.subscribe(&names).await
+                confirm.subscribe(&names).await
             }
         };
-        match tokio::time::timeout(self.response_timeout, subscribed).await {
+        match tokio::time::timeout(self.response_timeout, confirmed).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(backend_error("subscribe", e)),
             Err(_) => {
@@ -319,6 +405,7 @@ impl Shared {
                 ));
             }
         }
+        let mut sink = self.sink.lock().await;
         {
             let mut channels = self.channels();
             for name in &names {
@@ -382,6 +469,7 @@ impl Notifier {
             response_timeout,
             channels: Mutex::new(HashMap::new()),
             sink: tokio::sync::Mutex::new(Some(sink)),
+            broken: Notify::new(),
         });
         let (idle_tx, idle_rx) = mpsc::unbounded_channel();
         tokio::spawn(run(Arc::clone(&shared), stream, idle_rx));
@@ -392,6 +480,11 @@ impl Notifier {
     }
 
     /// Listen on `channel`; returns once the subscription is confirmed.
+    ///
+    /// Fails with a transient error at once while the connection is broken or being replaced
+    /// (see [Half-open connections](self#half-open-connections)), and within the response
+    /// timeout if the `SUBSCRIBE` goes unanswered (which breaks the connection), plus at most
+    /// one more response timeout waiting for a request already on the connection.
     pub(crate) async fn listen(
         self: &Arc<Self>,
         channel: String,
@@ -410,19 +503,7 @@ impl Notifier {
             rx,
         };
         if !subscribed {
-            match tokio::time::timeout(
-                self.shared.response_timeout,
-                self.shared.subscribe(&listener.channel),
-            )
-            .await
-            {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(BackendError::transient(
-                        "timed out subscribing to the redis release channel",
-                    ));
-                }
-            }
+            self.shared.subscribe(&listener.channel).await?;
         }
         Ok(listener)
     }
