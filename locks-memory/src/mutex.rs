@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use locks_core::{AcquireResult, Holders, Lease, LeaseKind, LockKey, OwnerToken};
 
-use crate::slot::{Held, info};
+use crate::slot::{Held, Slot, info};
 use crate::store::{Ask, MemoryBackend};
 
 impl MemoryBackend {
@@ -45,8 +45,20 @@ impl MemoryBackend {
     }
 
     pub(crate) fn extend_mutex(&self, key: &LockKey, token: OwnerToken, ttl: Duration) -> bool {
+        self.extend_single(key, |slot| &mut slot.lease, token, ttl)
+    }
+
+    /// Reset the ttl of `token`'s lease in a one-holder place of the slot (the mutex lease, the
+    /// writer). `false`: `token` does not hold it.
+    pub(crate) fn extend_single(
+        &self,
+        key: &LockKey,
+        place: fn(&mut Slot) -> &mut Option<Held>,
+        token: OwnerToken,
+        ttl: Duration,
+    ) -> bool {
         let expires_at = self.expiry(ttl);
-        self.with_existing(key, |slot, _| match slot.lease.as_mut() {
+        self.with_existing(key, |slot, _| match place(slot).as_mut() {
             Some(held) if held.owner == token => {
                 held.expires_at = expires_at;
                 true

@@ -112,15 +112,7 @@ impl MemoryBackend {
 
     /// Reset the ttl of `token`'s write lease.
     pub(crate) fn extend_write(&self, key: &LockKey, token: OwnerToken, ttl: Duration) -> bool {
-        let expires_at = self.expiry(ttl);
-        self.with_existing(key, |slot, _| match slot.writer.as_mut() {
-            Some(w) if w.owner == token => {
-                w.expires_at = expires_at;
-                true
-            }
-            _ => false,
-        })
-        .unwrap_or(false)
+        self.extend_single(key, |slot| &mut slot.writer, token, ttl)
     }
 
     /// Readers (oldest first), then the writer, and the waiting mark.

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use locks_core::{AcquireResult, LeaseKind, LockBackend, LockKey, LockService, OwnerToken, Wake};
+use locks_core::{
+    AcquireResult, LeaseKind, LockBackend, LockKey, LockService, OwnerToken, ReleaseListener, Wake,
+};
 use locks_memory::{ManualClock, MemoryBackend};
 
 const TTL: Duration = Duration::from_secs(30);
@@ -179,10 +181,7 @@ async fn a_waiting_mark_wakes_waiters_only_if_it_refused_someone() {
             .writer_waiting
     );
     assert_eq!(
-        listener
-            .wait_for_release(Duration::from_millis(10))
-            .await
-            .unwrap(),
+        heard(&mut listener).await,
         Wake::TimedOut,
         "the mark refused nobody"
     );
@@ -196,11 +195,16 @@ async fn a_waiting_mark_wakes_waiters_only_if_it_refused_someone() {
     assert!(matches!(late_reader, Ok(AcquireResult::Held { .. })));
     assert!(!store.release(&k, LeaseKind::Write, writer).await.unwrap());
     assert_eq!(
-        listener
-            .wait_for_release(Duration::from_millis(10))
-            .await
-            .unwrap(),
+        heard(&mut listener).await,
         Wake::Notified,
         "the mark refused a reader: it must hear that the writer gave up"
     );
+}
+
+/// What `listener` hears within 10 ms.
+async fn heard(listener: &mut Box<dyn ReleaseListener>) -> Wake {
+    listener
+        .wait_for_release(Duration::from_millis(10))
+        .await
+        .unwrap()
 }
