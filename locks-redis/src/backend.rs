@@ -12,6 +12,7 @@ use locks_core::{BackendError, LeaseKind, LockKey, ReleaseListener};
 use redis::Client;
 
 use crate::connection::Connection;
+use crate::counter::FenceCounterTtl;
 use crate::dispatch::dispatch;
 use crate::keys::{self, CHANNEL};
 use crate::policy::PolicyGate;
@@ -32,6 +33,7 @@ struct Inner {
     gate: PolicyGate,
     notifier: Arc<Notifier>,
     addr: String,
+    fence_counter_ttl: FenceCounterTtl,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -42,6 +44,7 @@ impl fmt::Debug for RedisBackend {
             .field("addr", &self.inner.addr)
             .field("connect_timeout", &self.inner.connect_timeout)
             .field("response_timeout", &self.inner.response_timeout)
+            .field("fence_counter_ttl", &self.inner.fence_counter_ttl)
             .field("release_channels", &self.inner.notifier.channel_count())
             .finish()
     }
@@ -54,8 +57,8 @@ impl RedisBackend {
         conn: Arc<Connection>,
         gate: PolicyGate,
         notifier: Arc<Notifier>,
-        connect_timeout: Duration,
-        response_timeout: Duration,
+        fence_counter_ttl: FenceCounterTtl,
+        (connect_timeout, response_timeout): (Duration, Duration),
     ) -> Self {
         RedisBackend {
             inner: Arc::new(Inner {
@@ -64,6 +67,7 @@ impl RedisBackend {
                 gate,
                 notifier,
                 addr,
+                fence_counter_ttl,
                 connect_timeout,
                 response_timeout,
             }),
@@ -78,6 +82,12 @@ impl RedisBackend {
     /// The server address (`host:port` or a socket path), without credentials.
     pub fn addr(&self) -> &str {
         &self.inner.addr
+    }
+
+    /// How long fence counters are kept (see
+    /// [`RedisBackendBuilder::fence_counter_ttl`](crate::RedisBackendBuilder::fence_counter_ttl)).
+    pub fn fence_counter_ttl(&self) -> FenceCounterTtl {
+        self.inner.fence_counter_ttl
     }
 
     /// How many release channels the shared subscription tracks right now (channels with a
@@ -103,7 +113,8 @@ impl Dispatch for RedisBackend {
 
     /// One script call (planned by the crate's dispatcher) and the decoder for its answer.
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
-        let reply = dispatch(&self.inner.conn, &self.inner.gate, op).await?;
+        let inner = &self.inner;
+        let reply = dispatch(&inner.conn, &inner.gate, inner.fence_counter_ttl, op).await?;
         match op.action {
             Action::TryAcquire { .. } => reply.acquired().map(Outcome::Acquire),
             Action::Holders => reply.holders(op.kind).map(Outcome::Holders),

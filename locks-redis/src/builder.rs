@@ -1,6 +1,7 @@
-//! Building a [`RedisBackend`]: the target (URL or client), the timeouts and their validation,
-//! the eviction-policy opt-out, and [`connect`](RedisBackendBuilder::connect), which fails with
-//! a typed [`RedisBackendError`] within the connect timeout.
+//! Building a [`RedisBackend`]: the target (URL or client), the timeouts, the fence counter's
+//! lifetime and their validation, the eviction-policy opt-out, and
+//! [`connect`](RedisBackendBuilder::connect), which fails with a typed [`RedisBackendError`]
+//! within the connect timeout.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use redis::{Client, Value};
 
 use crate::backend::RedisBackend;
 use crate::connection::Connection;
+use crate::counter::FenceCounterTtl;
 use crate::error::{RedisBackendError, connect_error};
 use crate::policy::{PolicyGate, check_at_connect};
 use crate::pubsub::Notifier;
@@ -36,6 +38,7 @@ pub struct RedisBackendBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     allow_eviction_policy: bool,
+    fence_counter_ttl: FenceCounterTtl,
 }
 
 impl fmt::Debug for RedisBackendBuilder {
@@ -50,6 +53,7 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("allow_eviction_policy", &self.allow_eviction_policy)
+            .field("fence_counter_ttl", &self.fence_counter_ttl)
             .finish()
     }
 }
@@ -80,6 +84,7 @@ impl RedisBackendBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             allow_eviction_policy: false,
+            fence_counter_ttl: FenceCounterTtl::DEFAULT,
         }
     }
 
@@ -116,6 +121,26 @@ impl RedisBackendBuilder {
         self
     }
 
+    /// How long the fence counter of a lock name is kept after each acquire or renewal:
+    /// `max(multiplier × ttl, floor)`. Default [`FenceCounterTtl::DEFAULT`], `max(2 × ttl,
+    /// 60 s)`; see [`FenceCounterTtl`] for what the counter protects and what a distinct name
+    /// costs. [`connect`](Self::connect) refuses a multiplier of 0 or above 1,000 and a floor
+    /// below 1 ms or above 365 days with [`RedisBackendError::InvalidOption`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use locks_redis::{FenceCounterTtl, RedisBackend};
+    ///
+    /// // Keep counters for at least 10 minutes, and 3 ttls after the last renewal.
+    /// let builder = RedisBackend::builder("redis://127.0.0.1:6379")
+    ///     .fence_counter_ttl(FenceCounterTtl::new(3, Duration::from_secs(600)));
+    /// # drop(builder);
+    /// ```
+    pub fn fence_counter_ttl(mut self, ttl: FenceCounterTtl) -> Self {
+        self.fence_counter_ttl = ttl;
+        self
+    }
+
     /// Connect: the command connection (checked with `PING`), the eviction policy (unless
     /// [`allow_eviction_policy`](Self::allow_eviction_policy)), and the pub/sub connection.
     ///
@@ -139,6 +164,7 @@ impl RedisBackendBuilder {
         let addr = client.get_connection_info().addr().to_string();
         let (ct, rt) = (self.connect_timeout, self.response_timeout);
         let check_policy = !self.allow_eviction_policy;
+        let fence_counter_ttl = self.fence_counter_ttl;
         let connected = tokio::time::timeout(ct, async {
             let conn = Connection::open(client.clone(), addr.clone(), ct, rt)
                 .await
@@ -170,7 +196,13 @@ impl RedisBackendBuilder {
         let gate = PolicyGate::new(addr.clone(), checked);
         let notifier = Notifier::start(client.clone(), pubsub, ct, rt);
         Ok(RedisBackend::from_parts(
-            client, addr, conn, gate, notifier, ct, rt,
+            client,
+            addr,
+            conn,
+            gate,
+            notifier,
+            fence_counter_ttl,
+            (ct, rt),
         ))
     }
 
@@ -187,7 +219,7 @@ impl RedisBackendBuilder {
                 });
             }
         }
-        Ok(())
+        self.fence_counter_ttl.validate()
     }
 }
 
@@ -252,5 +284,35 @@ mod tests {
                 .validate()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_zero_or_absurd_fence_counter_ttl_is_refused() {
+        let with = |multiplier, floor| {
+            RedisBackend::builder("redis://127.0.0.1:1")
+                .fence_counter_ttl(FenceCounterTtl::new(multiplier, floor))
+                .validate()
+        };
+        let minute = Duration::from_secs(60);
+        for (multiplier, floor) in [
+            (0, minute),
+            (1_001, minute),
+            (2, Duration::ZERO),
+            (2, Duration::from_secs(366 * 86_400)),
+        ] {
+            assert!(
+                matches!(
+                    with(multiplier, floor),
+                    Err(RedisBackendError::InvalidOption {
+                        option: "fence_counter_ttl",
+                        ..
+                    })
+                ),
+                "{multiplier} × ttl, {floor:?}"
+            );
+        }
+        assert!(with(1, Duration::from_millis(1)).is_ok());
+        let b = RedisBackend::builder("redis://127.0.0.1:1");
+        assert!(format!("{b:?}").contains("multiplier: 2"));
     }
 }

@@ -25,6 +25,7 @@ use locks_core::{BackendError, LeaseKind, LockKey, OwnerToken};
 use redis::{RedisError, RedisWrite, Script, ScriptInvocation, ToRedisArgs, Value};
 
 use crate::connection::Connection;
+use crate::counter::{FenceCounterTtl, MAX_PX_MS};
 use crate::error::{backend_error, is_oom, is_transient};
 use crate::keys::{
     CHANNEL, FENCE, KeyName, LEASE, RW_FENCES, RW_READERS, RW_WAITING, RW_WRITER, SEMAPHORE,
@@ -33,12 +34,6 @@ use crate::keys::{
 use crate::policy::PolicyGate;
 use crate::replies::Reply;
 use crate::scripts;
-
-/// The shortest time the fence counter of a key is kept after its last new lease.
-pub const MIN_FENCE_COUNTER_TTL: Duration = Duration::from_secs(86_400);
-
-/// Longest expiry sent to Redis, in milliseconds (about 100 years); longer ttls are capped.
-const MAX_PX_MS: u64 = 100 * 365 * 86_400 * 1000;
 
 /// One planned script call.
 struct Call<'a> {
@@ -52,16 +47,20 @@ struct Call<'a> {
     names: &'static [&'static str],
     action: Action,
     kind: LeaseKind,
+    /// How long the fence counter is kept after an acquire or renewal.
+    counter: FenceCounterTtl,
 }
 
-// Keys of the read-write scripts that take or give back a lease.
+// Keys of the read-write scripts that take, renew or give back a lease.
 const RW_ACQUIRE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, FENCE];
+const RW_EXTEND: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, FENCE];
 const RW_RELEASE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, CHANNEL];
 const RW_ALL: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING];
 
-/// The script call for `op`. The only place that knows which script serves which operation
-/// and kind, with which keys and arguments (documented on each script in [`scripts`]).
-fn plan(op: Operation<'_>) -> Result<Call<'_>, BackendError> {
+/// The script call for `op`, with fence counters kept as `counter` says. The only place that
+/// knows which script serves which operation and kind, with which keys and arguments
+/// (documented on each script in [`scripts`]).
+fn plan(op: Operation<'_>, counter: FenceCounterTtl) -> Result<Call<'_>, BackendError> {
     use Action as Op;
     use LeaseKind::{Mutex, Permit, Read, Write};
     let Operation {
@@ -75,14 +74,14 @@ fn plan(op: Operation<'_>) -> Result<Call<'_>, BackendError> {
         ),
         (Op::TryAcquire { .. }, Read) => (&scripts::ACQUIRE_READ, RW_ACQUIRE),
         (Op::TryAcquire { .. }, Write) => (&scripts::ACQUIRE_WRITE, RW_ACQUIRE),
-        (Op::Extend { .. }, Mutex) => (&scripts::EXTEND, &[LEASE]),
-        (Op::Extend { .. }, Permit { .. }) => {
-            (&scripts::EXTEND_PERMIT, &[SEMAPHORE, SEMAPHORE_FENCES])
-        }
+        // Renewals refresh the fence counter too, so it outlives every live lease.
+        (Op::Extend { .. }, Mutex) => (&scripts::EXTEND, &[LEASE, FENCE]),
+        (Op::Extend { .. }, Permit { .. }) => (
+            &scripts::EXTEND_PERMIT,
+            &[SEMAPHORE, SEMAPHORE_FENCES, FENCE],
+        ),
         // One script serves a reader and a writer: a token holds one or the other.
-        (Op::Extend { .. }, Read | Write) => {
-            (&scripts::EXTEND_RW, &[RW_READERS, RW_FENCES, RW_WRITER])
-        }
+        (Op::Extend { .. }, Read | Write) => (&scripts::EXTEND_RW, RW_EXTEND),
         (Op::Release { .. }, Mutex) => (&scripts::RELEASE, &[LEASE, CHANNEL]),
         (Op::Release { .. }, Permit { .. }) => (
             &scripts::RELEASE_PERMIT,
@@ -117,6 +116,7 @@ fn plan(op: Operation<'_>) -> Result<Call<'_>, BackendError> {
         names,
         action,
         kind,
+        counter,
     })
 }
 
@@ -138,10 +138,14 @@ impl Call<'_> {
                 if let LeaseKind::Permit { limit } = self.kind {
                     invocation.arg(limit);
                 }
-                invocation.arg(counter_px(ttl_ms));
+                invocation.arg(self.counter.px(ttl_ms));
             }
             Op::Extend { token, ttl } => {
-                invocation.arg(TokenArg(token)).arg(px(ttl));
+                let ttl_ms = px(ttl);
+                invocation
+                    .arg(TokenArg(token))
+                    .arg(ttl_ms)
+                    .arg(self.counter.px(ttl_ms));
             }
             Op::Release { token } => {
                 invocation.arg(TokenArg(token));
@@ -162,15 +166,16 @@ async fn run(
 }
 
 /// Run `op`: let `gate` re-check the eviction policy if the connection may have been replaced,
-/// plan the script call, run it on `conn` (and its `allow-oom` fallback after an `OOM`), and
-/// return its raw reply, or the Redis error as a [`BackendError`] (transient or permanent, with
-/// the Redis error as its source).
+/// plan the script call (fence counters kept as `counter` says), run it on `conn` (and its
+/// `allow-oom` fallback after an `OOM`), and return its raw reply, or the Redis error as a
+/// [`BackendError`] (transient or permanent, with the Redis error as its source).
 pub(crate) async fn dispatch(
     conn: &Arc<Connection>,
     gate: &PolicyGate,
+    counter: FenceCounterTtl,
     op: Operation<'_>,
 ) -> Result<Reply, BackendError> {
-    let call = plan(op)?;
+    let call = plan(op, counter)?;
     let name = call.name;
     gate.ensure(conn, name).await?;
     let refused = match run(conn, call.invocation(call.script)).await {
@@ -227,12 +232,6 @@ fn px(ttl: Duration) -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX).clamp(1, MAX_PX_MS)
 }
 
-/// How long the fence counter outlives the last new lease: `max(10 × ttl, 1 day)`.
-fn counter_px(ttl_ms: u64) -> u64 {
-    let floor = u64::try_from(MIN_FENCE_COUNTER_TTL.as_millis()).unwrap_or(MAX_PX_MS);
-    ttl_ms.saturating_mul(10).max(floor).min(MAX_PX_MS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,9 +243,6 @@ mod tests {
         assert_eq!(px(Duration::from_millis(300)), 300);
         assert_eq!(px(Duration::from_micros(300_001)), 301);
         assert_eq!(px(Duration::MAX), MAX_PX_MS);
-        assert_eq!(counter_px(300), 86_400_000);
-        assert_eq!(counter_px(10_000_000), 100_000_000);
-        assert_eq!(counter_px(u64::MAX), MAX_PX_MS);
     }
 
     #[test]
@@ -282,23 +278,23 @@ mod tests {
                 Action::ForceRelease,
             ] {
                 let op = Operation::new(key, kind, action);
-                let call = plan(op).unwrap();
+                let call = plan(op, FenceCounterTtl::DEFAULT).unwrap();
                 let invocation = call.invocation(call.script);
                 planned.push((kind, call.name, format!("{invocation:?}")));
                 if let Some(fallback) = call.oom_fallback {
                     // Same keys and arguments.
                     let fallback = format!("{:?}", call.invocation(fallback));
-                    let shape = |s: &str| s[s.find("args").unwrap_or(0)..].to_owned();
+                    let shape = |s: &str| s[s.rfind("args: ").unwrap_or(0)..].to_owned();
                     assert_eq!(shape(&fallback), shape(&format!("{invocation:?}")));
                 }
             }
         }
         // (keys, args) per operation, for mutex, permit, read, write.
         let expect = [
-            [(2, 3), (1, 2), (2, 1), (1, 0), (2, 0)],
-            [(3, 4), (2, 2), (3, 1), (2, 0), (3, 0)],
-            [(5, 3), (3, 2), (5, 1), (4, 0), (5, 0)],
-            [(5, 3), (3, 2), (5, 1), (4, 0), (5, 0)],
+            [(2, 3), (2, 3), (2, 1), (1, 0), (2, 0)],
+            [(3, 4), (3, 3), (3, 1), (2, 0), (3, 0)],
+            [(5, 3), (4, 3), (5, 1), (4, 0), (5, 0)],
+            [(5, 3), (4, 3), (5, 1), (4, 0), (5, 0)],
         ];
         assert_eq!(planned.len(), 20);
         for ((kind, name, cmd), (keys, args)) in planned.iter().zip(expect.iter().flatten()) {

@@ -37,7 +37,7 @@ pub enum RedisBackendError {
         #[source]
         source: Option<RedisError>,
     },
-    /// A builder value is out of range (a zero timeout).
+    /// A builder value is out of range (a zero timeout, a fence counter ttl of 0 or absurd).
     #[error("invalid option `{option}`: {reason}")]
     InvalidOption {
         /// The option's name.
@@ -205,9 +205,31 @@ pub(crate) fn is_oom(e: &RedisError) -> bool {
     e.code() == Some("OOM")
 }
 
+/// The prefix of the error replies of the scripts' argument checks (`ERR locks: ...`).
+const INVALID_ARGUMENT: &str = "locks:";
+
+/// Whether a script refused its arguments (an `ERR locks: ...` reply of its checks, sent before
+/// it wrote anything).
+pub(crate) fn is_invalid_argument(e: &RedisError) -> bool {
+    e.code() == Some("ERR") && e.detail().is_some_and(|d| d.starts_with(INVALID_ARGUMENT))
+}
+
 /// A Redis error as a [`BackendError`], keeping it as the source. An `OOM` refusal is permanent,
-/// with a [`RedisBackendError::OutOfMemory`] source (which keeps the Redis error as its own).
+/// with a [`RedisBackendError::OutOfMemory`] source (which keeps the Redis error as its own). A
+/// script's refusal of its arguments is permanent (the same call is refused again; nothing was
+/// written).
 pub(crate) fn backend_error(operation: &'static str, e: RedisError) -> BackendError {
+    if is_invalid_argument(&e) {
+        let detail = e.detail().unwrap_or_default();
+        let reason = detail
+            .strip_prefix(INVALID_ARGUMENT)
+            .unwrap_or(detail)
+            .trim();
+        return BackendError::permanent(format!(
+            "redis {operation} refused an invalid argument (nothing was written): {reason}"
+        ))
+        .with_source(e);
+    }
     if is_oom(&e) {
         let e = RedisBackendError::OutOfMemory {
             operation,
@@ -292,6 +314,31 @@ mod tests {
             ),
             "{source:?}"
         );
+    }
+
+    #[test]
+    fn a_refused_argument_is_a_permanent_error() {
+        let refused = redis::make_extension_error(
+            "ERR".to_owned(),
+            Some("locks: ttl must be an integer number of ms, got '0'".to_owned()),
+        );
+        assert!(is_invalid_argument(&refused));
+        let e = backend_error("extend", refused);
+        assert!(!e.is_transient());
+        assert!(
+            e.message()
+                .contains("extend refused an invalid argument (nothing was written): ttl must"),
+            "{}",
+            e.message()
+        );
+        let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<RedisError>());
+        assert!(source.is_some_and(|s| s.code() == Some("ERR")));
+        // Any other script error is not mistaken for one.
+        assert!(!is_invalid_argument(&server("ERR")));
+        assert!(!is_invalid_argument(&redis::make_extension_error(
+            "WRONGTYPE".to_owned(),
+            Some("locks: no".to_owned())
+        )));
     }
 
     #[test]

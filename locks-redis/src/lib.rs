@@ -72,6 +72,10 @@
 //!   waiters poll.
 //! - Redis 7.0 or newer is needed for leases to survive a full server (below); everything else
 //!   works on older servers with `EVALSHA`.
+//! - [`fence_counter_ttl`](RedisBackendBuilder::fence_counter_ttl) sets how long a lock name's
+//!   fence counter is kept after each acquire or renewal: [`FenceCounterTtl`], by default
+//!   `max(2 × ttl, 60 s)` (see [Guarantees](#guarantees-and-limits) for what it protects and
+//!   what it costs).
 //!
 //! ## Key layout
 //!
@@ -81,11 +85,11 @@
 //! | what | name (prefix `_lock:`, name `payment:42`) | content |
 //! |---|---|---|
 //! | lease | `_lock:{payment:42}` | hash: `owner` = owner token, `fence` = decimal fence; `PX` = lease ttl |
-//! | fence counter | `_lock:{payment:42}:fence` | string: last fence of *any* kind (lease, permit, reader, writer); `PX` = `max(10 × ttl, 1 day)` |
+//! | fence counter | `_lock:{payment:42}:fence` | string: last fence of *any* kind (lease, permit, reader, writer); `PX` = `max(2 × ttl, 60 s)` ([`FenceCounterTtl`]) from each acquire or renewal, never shortened, and while ahead of `TIME` until `TIME` passes it |
 //! | release channel | `_lock:{payment:42}:released` | pub/sub channel, message `released`, for every kind of release |
-//! | semaphore permits | `_lock:{payment:42}:sem` | sorted set: member = owner token, score = expiry in ms by the server's `TIME`; `PX` = latest expiry |
+//! | semaphore permits | `_lock:{payment:42}:sem` | sorted set: member = owner token, score = expiry in ms by the server's `TIME` (live while `TIME` in ms `<=` score, as `PX`); `PX` = past the latest expiry |
 //! | permit fences | `_lock:{payment:42}:sem:fences` | hash: owner token → decimal fence; `PX` as the set |
-//! | readers | `_lock:{payment:42}:rw:readers` | sorted set: member = owner token, score = expiry in ms by the server's `TIME`; `PX` = latest expiry |
+//! | readers | `_lock:{payment:42}:rw:readers` | sorted set: member = owner token, score = expiry in ms by the server's `TIME` (live while `TIME` in ms `<=` score, as `PX`); `PX` = past the latest expiry |
 //! | reader fences | `_lock:{payment:42}:rw:fences` | hash: owner token → decimal fence; `PX` as the set |
 //! | writer | `_lock:{payment:42}:rw:writer` | hash: `owner`, `fence`; `PX` = write lease ttl |
 //! | waiting writer | `_lock:{payment:42}:rw:waiting` | string: the waiting writer's token; `PX` = its ttl, refreshed by each attempt |
@@ -100,21 +104,33 @@
 //! atomic and idempotent for the same owner token, because a command that failed on a dropped
 //! connection may or may not have run and the service may send it again.
 //!
-//! - **acquire**: own lease → reset its ttl, same fence; someone else's → "held" with its
-//!   `PTTL`; none → new fence `max(TIME in µs, counter + 1)`, counter stored with a long
-//!   expiry, lease hash written with `PX` ttl.
+//! Every script checks its arguments before its first write: the number of keys, a non-empty
+//! owner token, each ttl (lease and fence counter) a decimal integer of ms from 1 to 100 years,
+//! a permit count a decimal integer from 1 to `u32::MAX`. A bad one (`0`, `-5`, `1.5`, `abc`,
+//! missing, huge) gets the error reply `ERR locks: <what>, got '<value>'` and nothing is
+//! written: never a lease without expiry, never a false success. The backend reports it as a
+//! permanent error ("refused an invalid argument").
+//!
+//! - **acquire**: own lease → reset its ttl, keep the fence counter, same fence; someone
+//!   else's → "held" with its `PTTL`; none → new fence `max(TIME in µs, counter + 1)`, counter
+//!   stored with the fence counter ttl (never shortened), lease hash written with `PX` ttl.
 //! - **release**: compare owner and `DEL`, then `PUBLISH` on the release channel.
-//! - **extend**: compare owner and `PEXPIRE`.
+//! - **extend**: compare owner and `PEXPIRE`, then keep the fence counter: its expiry is
+//!   lengthened to the fence counter ttl, and a counter found missing (or below the lease's
+//!   fence) is written back with the lease's fence.
 //! - **inspect**: `HMGET owner fence` and `PTTL`, atomically.
 //! - **force release**: `DEL` whoever holds it, `PUBLISH` if there was a lease.
 //!
 //! Semaphores and read-write locks keep their permits and readers in a sorted set scored by
-//! expiry, computed inside the script from the server's `TIME` (never the client's clock).
-//! Every script that touches a set first removes the members whose expiry has passed
-//! (`ZREMRANGEBYSCORE -inf now`) together with their fences, and every script that changes
-//! it sets the set's and the fence hash's `PEXPIRE` to the latest member expiry, so an
-//! abandoned semaphore disappears by itself. New permits, readers and writers get their fence
-//! from the shared counter, exactly like a lease.
+//! expiry, computed inside the script from the server's `TIME` (never the client's clock):
+//! score = `TIME` in whole ms + ttl, and the member is live while `TIME` in whole ms is at most
+//! its score, exactly as Redis expires a key set with `PX`, so it never expires before the
+//! ttl has passed. Every script that touches a set first removes the members whose expiry has
+//! passed (`ZREMRANGEBYSCORE -inf (now`) together with their fences, and every script that
+//! changes it sets the set's and the fence hash's `PEXPIRE` past the latest member expiry, so
+//! an abandoned semaphore disappears by itself. New permits, readers and writers get their
+//! fence from the shared counter, exactly like a lease, and their renewals keep the counter
+//! like a lease's.
 //!
 //! - **acquire permit**: reclaim expired permits; own permit → new expiry, same fence; fewer
 //!   live permits than the count → `ZADD` with a new fence; else "held" with the time until
@@ -152,9 +168,18 @@
 //! - Fencing tokens are strictly increasing per key across all holders: each is
 //!   `max(server time in microseconds, last fence + 1)`. They keep increasing after the counter
 //!   expired and after a restart that lost all data, because the server clock has moved on.
-//!   **The one thing that breaks them is the server clock stepping backwards** (NTP step, a
-//!   failover to a replica whose clock is behind). Fences are about 1.8 × 10^15 today, exact in
-//!   Lua's doubles until the year 2255.
+//!   The counter is what keeps them increasing when the clock steps back: every acquire and
+//!   renewal keeps it for the [`FenceCounterTtl`] (default `max(2 × ttl, 60 s)`, so it outlives
+//!   every live lease), and a counter ahead of the clock is kept until the clock has passed it.
+//!   **What breaks them is the server clock stepping backwards by more than the counter's
+//!   lifetime after it expired** (NTP step, a failover to a replica whose clock is behind, on a
+//!   name idle for longer than that). Fences are about 1.8 × 10^15 today, exact in Lua's
+//!   doubles until the year 2255.
+//! - A distinct lock name costs its fence counter after its leases are gone: about 160 bytes of
+//!   server memory (`MEMORY USAGE` 72 bytes; `used_memory` grows 160–165 bytes per name over
+//!   10,000 names, Redis 7.0), for the counter's lifetime only. At 1,000 new names per second
+//!   and the default 30 s ttl: about 60,000 counters, ≈ 10 MB (a day's lifetime would keep
+//!   86 million, ≈ 14 GB).
 //! - A single Redis server (or a failover pair) is a single point of truth: a failover that
 //!   loses a fresh lease lets a second holder in. The core's lost-lock detection makes the
 //!   first holder stop at its local deadline; fences let the protected store reject it.
@@ -181,7 +206,8 @@
 //! Operations report [`BackendError`](locks_core::BackendError) with the [`redis::RedisError`] as source. Transient (the
 //! service retries): I/O errors, timeouts, dropped or refused connections, `BUSY`, `LOADING`,
 //! `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`. Permanent: authentication and
-//! permissions, `NOSCRIPT` after a reload, script errors, `WRONGTYPE`, malformed replies, an
+//! permissions, `NOSCRIPT` after a reload, script errors (among them a script's refusal of an
+//! invalid argument, `ERR locks: ...`), `WRONGTYPE`, malformed replies, an
 //! eviction policy found unsafe after a reconnection (source
 //! [`RedisBackendError::EvictionPolicy`]), and `OOM`.
 //!
@@ -209,6 +235,7 @@
 mod backend;
 mod builder;
 mod connection;
+mod counter;
 mod dispatch;
 mod error;
 mod keys;
@@ -219,7 +246,7 @@ mod scripts;
 
 pub use crate::backend::RedisBackend;
 pub use crate::builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisBackendBuilder};
-pub use crate::dispatch::MIN_FENCE_COUNTER_TTL;
+pub use crate::counter::FenceCounterTtl;
 pub use crate::error::RedisBackendError;
 #[cfg(feature = "layout")]
 pub use crate::keys::RedisKeys;
