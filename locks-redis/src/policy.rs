@@ -46,19 +46,22 @@ enum Reading {
     Unreadable(String),
 }
 
+/// The reply to `cmd`, run on `conn`.
+async fn query<T: redis::FromRedisValue>(
+    conn: &Arc<Connection>,
+    cmd: redis::Cmd,
+) -> Result<T, RedisError> {
+    conn.run(|mut c| async move { cmd.query_async::<T>(&mut c).await })
+        .await
+}
+
 /// Read the server's `maxmemory-policy`: `CONFIG GET`, and if the server refuses it (ACL,
 /// renamed or disabled on managed services), `INFO memory`. A transport error (the server could
 /// not be reached) is returned as such, for the caller to report as transient.
 async fn read_policy(conn: &Arc<Connection>) -> Result<Reading, RedisError> {
-    let config = conn
-        .run(|mut c| async move {
-            redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("maxmemory-policy")
-                .query_async::<Value>(&mut c)
-                .await
-        })
-        .await;
+    let mut config_get = redis::cmd("CONFIG");
+    config_get.arg("GET").arg("maxmemory-policy");
+    let config = query::<Value>(conn, config_get).await;
     let config_failure = match config {
         Ok(value) => match from_config_reply(&value) {
             Some(policy) => return Ok(Reading::Policy(policy)),
@@ -67,14 +70,9 @@ async fn read_policy(conn: &Arc<Connection>) -> Result<Reading, RedisError> {
         Err(e) if is_transient(&e) => return Err(e),
         Err(e) => format!("CONFIG GET maxmemory-policy: {e}"),
     };
-    let info = conn
-        .run(|mut c| async move {
-            redis::cmd("INFO")
-                .arg("memory")
-                .query_async::<String>(&mut c)
-                .await
-        })
-        .await;
+    let mut info_memory = redis::cmd("INFO");
+    info_memory.arg("memory");
+    let info = query::<String>(conn, info_memory).await;
     let info_failure = match info {
         Ok(text) => match from_info(&text) {
             Some(policy) => return Ok(Reading::Policy(policy)),

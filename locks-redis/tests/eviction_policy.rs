@@ -5,7 +5,6 @@
 //! Real-time tests: every wait is a bounded poll, no assertion is about speed.
 
 use std::error::Error as _;
-use std::future::Future;
 use std::time::Duration;
 
 use locks_core::{AcquireResult, BackendError, LeaseKind, LockBackend, LockKey, OwnerToken};
@@ -13,34 +12,13 @@ use locks_redis::redis::{self, aio::MultiplexedConnection};
 use locks_redis::{RedisBackend, RedisBackendBuilder, RedisBackendError};
 use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
 
-/// Bound for anything that should happen "at once" in real time.
-const SOON: Duration = Duration::from_secs(5);
+mod common;
+use common::{builder, raw, server_with, unique, within};
 
 const TTL: Duration = Duration::from_secs(5);
 
 async fn server(policy: &str) -> RedisServer {
-    RedisServer::start_with(RedisServerConfig::new().args(["--maxmemory-policy", policy]))
-        .await
-        .unwrap_or_else(|e| panic!("redis fixture: {e}"))
-}
-
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    server
-        .connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection: {e}"))
-}
-
-fn builder(url: impl Into<String>) -> RedisBackendBuilder {
-    RedisBackend::builder(url)
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2))
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(SOON, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {SOON:?}"))
+    server_with(RedisServerConfig::new().args(["--maxmemory-policy", policy])).await
 }
 
 async fn command(conn: &mut MultiplexedConnection, args: &[&str]) -> redis::Value {
@@ -58,8 +36,7 @@ async fn set_policy(conn: &mut MultiplexedConnection, policy: &str) {
 }
 
 fn key(name: &str) -> LockKey {
-    LockKey::new("_lock:", &format!("{name}:{}", OwnerToken::new()))
-        .unwrap_or_else(|e| panic!("{e}"))
+    common::key(&unique(name))
 }
 
 /// A mutex acquire and release with a fresh token: the backend works.
@@ -74,6 +51,18 @@ async fn works(backend: &RedisBackend) -> Result<(), BackendError> {
     }
     assert!(backend.release(&k, LeaseKind::Mutex, token).await?);
     Ok(())
+}
+
+/// The backend `builder` connects (bounded by [`SOON`](common::SOON)), checked to work;
+/// `case` names the case in a failure.
+async fn connect_working(case: &str, builder: RedisBackendBuilder) -> RedisBackend {
+    let backend = within("connect", builder.connect())
+        .await
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    within("work", works(&backend))
+        .await
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    backend
 }
 
 /// The policy a refused connect or operation named, if it was refused for the policy.
@@ -114,24 +103,15 @@ async fn servers_that_may_evict_leases_are_refused_unless_the_builder_opts_out()
         ] {
             assert!(message.contains(needed), "{policy}: {message}");
         }
-        let allowed = within(
-            "connect with the opt-out",
-            builder(server.url()).allow_eviction_policy(true).connect(),
+        connect_working(
+            &format!("{policy} with the opt-out"),
+            builder(server.url()).allow_eviction_policy(true),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{policy} with the opt-out: {e}"));
-        within("work", works(&allowed))
-            .await
-            .unwrap_or_else(|e| panic!("{policy} with the opt-out: {e}"));
+        .await;
     }
 
     let safe = self::server("noeviction").await;
-    let backend = within("connect", builder(safe.url()).connect())
-        .await
-        .unwrap_or_else(|e| panic!("noeviction: {e}"));
-    within("work", works(&backend))
-        .await
-        .unwrap_or_else(|e| panic!("noeviction: {e}"));
+    connect_working("noeviction", builder(safe.url())).await;
 }
 
 /// Promise: an ACL user without `CONFIG` still gets the policy checked, through
@@ -171,26 +151,15 @@ async fn the_policy_is_read_from_info_when_config_is_not_permitted() {
         }
         other => panic!("expected EvictionPolicyUnknown, got {other:?}"),
     }
-    let allowed = within(
-        "connect with the opt-out",
-        builder(url("neither"))
-            .allow_eviction_policy(true)
-            .connect(),
+    connect_working(
+        "opt-out",
+        builder(url("neither")).allow_eviction_policy(true),
     )
-    .await
-    .unwrap_or_else(|e| panic!("opt-out: {e}"));
-    within("work", works(&allowed))
-        .await
-        .unwrap_or_else(|e| panic!("opt-out: {e}"));
+    .await;
 
     set_policy(&mut admin, "noeviction").await;
     for user in ["noconfig", "infomemory"] {
-        let backend = within("connect", builder(url(user)).connect())
-            .await
-            .unwrap_or_else(|e| panic!("{user} on noeviction: {e}"));
-        within("work", works(&backend))
-            .await
-            .unwrap_or_else(|e| panic!("{user} on noeviction: {e}"));
+        connect_working(&format!("{user} on noeviction"), builder(url(user))).await;
     }
 }
 
@@ -208,8 +177,8 @@ async fn kill_command_connections(admin: &mut MultiplexedConnection) {
     );
 }
 
-/// Poll `backend` (bounded by [`SOON`]) through the transient errors of a reconnection until it
-/// answers; return that answer.
+/// Poll `backend` (bounded by [`SOON`](common::SOON)) through the transient errors of a
+/// reconnection until it answers; return that answer.
 async fn settled(backend: &RedisBackend) -> Result<(), BackendError> {
     within("a settled answer", async {
         loop {
@@ -233,18 +202,13 @@ async fn a_policy_changed_while_connected_is_refused_after_a_reconnection() {
     let mut admin = raw(&server).await;
     for protocol in ["resp2", "resp3"] {
         let url = format!("{}/?protocol={protocol}", server.url());
-        let backend = within("connect", builder(url.as_str()).connect())
-            .await
-            .unwrap_or_else(|e| panic!("{protocol}: {e}"));
+        let backend = connect_working(protocol, builder(url.as_str())).await;
         let allowed = within(
             "connect",
             builder(url.as_str()).allow_eviction_policy(true).connect(),
         )
         .await
         .unwrap_or_else(|e| panic!("{protocol}: {e}"));
-        within("work", works(&backend))
-            .await
-            .unwrap_or_else(|e| panic!("{protocol}: {e}"));
 
         set_policy(&mut admin, "volatile-lru").await;
         kill_command_connections(&mut admin).await;

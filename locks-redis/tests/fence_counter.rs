@@ -4,51 +4,20 @@
 //!
 //! Real time: every wait is a bounded poll; nothing sleeps to let time pass.
 
-use std::future::Future;
 use std::time::Duration;
 
 use locks_core::{AcquireResult, BackendError, LeaseKind, LockBackend, LockKey, OwnerToken};
 use locks_redis::redis::{self, AsyncCommands, aio::MultiplexedConnection};
-use locks_redis::{FenceCounterTtl, RedisBackend, RedisBackendBuilder, RedisKeys};
-use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+use locks_redis::{FenceCounterTtl, RedisKeys};
 
-/// Bound for anything that should happen "at once" in real time.
-const SOON: Duration = Duration::from_secs(5);
+mod common;
+use common::{builder, connect, key, private_rig, private_server, raw, server_us, within};
 
-async fn server() -> RedisServer {
-    RedisServer::start_with(RedisServerConfig::new().local_only())
-        .await
-        .unwrap_or_else(|e| panic!("redis fixture: {e}"))
-}
-
-fn builder(server: &RedisServer) -> RedisBackendBuilder {
-    RedisBackend::builder(server.url())
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2))
-}
-
-async fn connect(builder: RedisBackendBuilder) -> RedisBackend {
-    builder
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-}
-
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    server
-        .connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection: {e}"))
-}
-
-fn key(name: &str) -> LockKey {
-    LockKey::new("_lock:", name).unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(SOON, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {SOON:?}"))
+/// The key of `name` for leases of `kind` (a key per kind), and its fence counter.
+fn kind_key(name: &str, kind: LeaseKind) -> (LockKey, String) {
+    let k = key(&format!("{name}:{}", kind.label()));
+    let counter = RedisKeys::new(&k).fence;
+    (k, counter)
 }
 
 fn acquired(what: &str, r: Result<AcquireResult, BackendError>) -> u64 {
@@ -84,9 +53,7 @@ async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
 /// (`--no-capture`) for the README.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_name_keeps_only_its_fence_counter_of_about_a_hundred_bytes() {
-    let server = server().await;
-    let redis = connect(builder(&server)).await;
-    let mut conn = raw(&server).await;
+    let (_server, redis, mut conn) = private_rig().await;
     let ttl = Duration::from_secs(30);
     const NAMES: usize = 10_000;
 
@@ -141,15 +108,6 @@ const KINDS: [LeaseKind; 4] = [
     LeaseKind::Write,
 ];
 
-/// The server's clock (`TIME`) in microseconds.
-async fn server_us(conn: &mut MultiplexedConnection) -> u64 {
-    let (secs, micros): (u64, u64) = redis::cmd("TIME")
-        .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("TIME: {e}"));
-    secs * 1_000_000 + micros
-}
-
 async fn counter_value(conn: &mut MultiplexedConnection, counter: &str) -> Option<u64> {
     let v: Option<String> = conn
         .get(counter)
@@ -185,13 +143,10 @@ const AHEAD: u64 = 1_000_000_000_000;
 /// so fences go on increasing after it would otherwise have expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_ahead_of_the_clock_is_followed_and_kept_until_the_clock_passes_it() {
-    let server = server().await;
-    let redis = connect(builder(&server)).await;
-    let mut conn = raw(&server).await;
+    let (_server, redis, mut conn) = private_rig().await;
     let ttl = Duration::from_secs(30);
     for kind in KINDS {
-        let k = key(&format!("ahead:{}", kind.label()));
-        let counter = RedisKeys::new(&k).fence;
+        let (k, counter) = kind_key("ahead", kind);
         let value = counter_ahead(&mut conn, &counter, AHEAD).await;
         let a = OwnerToken::new();
         let first = acquired("a", redis.try_acquire(&k, kind, a, ttl).await);
@@ -213,15 +168,12 @@ async fn a_counter_ahead_of_the_clock_is_followed_and_kept_until_the_clock_passe
 /// expiry to the configured margin, never shortens it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_refresh_the_fence_counter_of_every_kind_of_lease() {
-    let server = server().await;
-    let redis = connect(builder(&server)).await;
-    let mut conn = raw(&server).await;
+    let (_server, redis, mut conn) = private_rig().await;
     let ttl = Duration::from_secs(60);
     // The default: max(2 × ttl, 60 s).
     let margin: i64 = 120_000;
     for kind in KINDS {
-        let k = key(&format!("renew:{}", kind.label()));
-        let counter = RedisKeys::new(&k).fence;
+        let (k, counter) = kind_key("renew", kind);
         let t = OwnerToken::new();
         let fence = acquired("acquire", redis.try_acquire(&k, kind, t, ttl).await);
         let left = pttl(&mut conn, &counter).await;
@@ -263,13 +215,10 @@ async fn renewals_refresh_the_fence_counter_of_every_kind_of_lease() {
 /// renewal writes its fence back, so the next holder's fence is still larger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fences_keep_increasing_after_the_counter_expired_under_a_renewed_lease() {
-    let server = server().await;
-    let redis = connect(builder(&server)).await;
-    let mut conn = raw(&server).await;
+    let (_server, redis, mut conn) = private_rig().await;
     let ttl = Duration::from_secs(30);
     for kind in KINDS {
-        let k = key(&format!("expired-under-lease:{}", kind.label()));
-        let counter = RedisKeys::new(&k).fence;
+        let (k, counter) = kind_key("expired-under-lease", kind);
         counter_ahead(&mut conn, &counter, AHEAD).await;
         let a = OwnerToken::new();
         let held = acquired("a", redis.try_acquire(&k, kind, a, ttl).await);
@@ -291,9 +240,7 @@ async fn fences_keep_increasing_after_the_counter_expired_under_a_renewed_lease(
 /// With the default, a released name keeps its counter for `max(2 × ttl, 60 s)`, not a day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_a_released_name_keeps_its_counter_for_a_minute() {
-    let server = server().await;
-    let redis = connect(builder(&server)).await;
-    let mut conn = raw(&server).await;
+    let (_server, redis, mut conn) = private_rig().await;
     for (ttl, expect) in [(1_000, 60_000), (30_000, 60_000), (45_000, 90_000)] {
         let k = key(&format!("default:{ttl}"));
         let counter = RedisKeys::new(&k).fence;
@@ -317,14 +264,13 @@ async fn by_default_a_released_name_keeps_its_counter_for_a_minute() {
 /// The builder's policy sets the counter's lifetime; once it has passed, the name costs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_configured_counter_lifetime_is_used_and_then_nothing_is_left() {
-    let server = server().await;
+    let server = private_server().await;
     let policy = FenceCounterTtl::new(3, Duration::from_secs(2));
-    let redis = connect(builder(&server).fence_counter_ttl(policy)).await;
+    let redis = connect(builder(server.url()).fence_counter_ttl(policy)).await;
     assert_eq!(redis.fence_counter_ttl(), policy);
     let mut conn = raw(&server).await;
     for kind in KINDS {
-        let k = key(&format!("configured:{}", kind.label()));
-        let counter = RedisKeys::new(&k).fence;
+        let (k, counter) = kind_key("configured", kind);
         let t = OwnerToken::new();
         // 3 × 1 s.
         acquired(

@@ -9,17 +9,10 @@ use std::time::{Duration, Instant};
 
 use locks_core::{AcquireResult, LeaseKind, LockBackend, LockKey, OwnerToken};
 use locks_redis::RedisBackend;
-use locks_redis::redis::{self, aio::MultiplexedConnection};
-use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+use locks_redis::redis::aio::MultiplexedConnection;
 
-/// The server's clock (`TIME`) in microseconds.
-async fn server_us(conn: &mut MultiplexedConnection) -> u64 {
-    let (secs, micros): (u64, u64) = redis::cmd("TIME")
-        .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("TIME: {e}"));
-    secs * 1_000_000 + micros
-}
+mod common;
+use common::{key, private_rig, server_us};
 
 /// Whether `token` holds a lease of `kind` on `k`, and its reported remaining time.
 async fn listed(
@@ -39,6 +32,44 @@ async fn listed(
         .map(|l| l.remaining)
 }
 
+/// One lease of `kind` on `k` for `token`, taken or extended by `ttl`.
+struct Lease<'a> {
+    k: &'a LockKey,
+    kind: LeaseKind,
+    token: OwnerToken,
+    ttl: Duration,
+}
+
+impl Lease<'_> {
+    /// Checks the lease right after `what` (an acquire or an extend), sent at server time
+    /// `sent` (µs): while the server's time is still before `sent + ttl`, it must be listed,
+    /// with a remaining time of at most the ttl. Whether the check fell inside that deadline.
+    async fn outlives_deadline(
+        &self,
+        backend: &RedisBackend,
+        conn: &mut MultiplexedConnection,
+        sent: u64,
+        what: &str,
+    ) -> bool {
+        let Lease {
+            k,
+            kind,
+            token,
+            ttl,
+        } = *self;
+        let remaining = listed(backend, k, kind, token).await;
+        let now = server_us(conn).await;
+        if u128::from(now) >= u128::from(sent) + ttl.as_micros() {
+            return false;
+        }
+        let remaining = remaining.unwrap_or_else(|| {
+            panic!("{kind} {what} {ttl:?} at TIME >= {sent} µs is gone at TIME <= {now} µs")
+        });
+        assert!(remaining <= ttl, "{remaining:?} > {ttl:?}");
+        true
+    }
+}
+
 /// Many acquires and extends of permits and readers with ttls of 1 to 3 ms. Each is checked
 /// right after it succeeded, by the server's clock: while the server's time is still before
 /// `TIME read before the request + ttl` (which the holder trusts, and more), the member must be
@@ -48,24 +79,9 @@ async fn listed(
 /// reached, so a 1 ms permit taken late in a millisecond lived a fraction of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permits_and_readers_with_millisecond_ttls_outlive_the_holders_deadline() {
-    let server = RedisServer::start_with(RedisServerConfig::new().local_only())
-        .await
-        .unwrap_or_else(|e| panic!("redis fixture: {e}"));
-    let backend = RedisBackend::builder(server.url())
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    let mut conn = server
-        .connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection: {e}"));
+    let (_server, backend, mut conn) = private_rig().await;
     let permits = LeaseKind::Permit { limit: 1_000 };
-    let (sem, rw) = (
-        LockKey::new("_lock:", "edge:sem").unwrap_or_else(|e| panic!("{e}")),
-        LockKey::new("_lock:", "edge:rw").unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (sem, rw) = (key("edge:sem"), key("edge:rw"));
 
     // Enough checks that fall inside the deadline, within a bounded time.
     const WANTED: usize = 300;
@@ -86,37 +102,33 @@ async fn permits_and_readers_with_millisecond_ttls_outlive_the_holders_deadline(
         let ttl = Duration::from_millis(ttl_ms);
         let token = OwnerToken::new();
 
+        let lease = Lease {
+            k,
+            kind,
+            token,
+            ttl,
+        };
+
         let sent = server_us(&mut conn).await;
         match backend.try_acquire(k, kind, token, ttl).await {
             Ok(AcquireResult::Acquired(_)) => {}
             other => panic!("{kind} of {ttl:?}: {other:?}"),
         }
-        let remaining = listed(&backend, k, kind, token).await;
-        let now = server_us(&mut conn).await;
-        if now < sent + ttl_ms * 1000 {
+        if lease
+            .outlives_deadline(&backend, &mut conn, sent, "acquired for")
+            .await
+        {
             checked += 1;
-            let remaining = remaining.unwrap_or_else(|| {
-                panic!(
-                    "{kind} of {ttl:?} acquired at TIME >= {sent} µs is gone at TIME <= {now} µs"
-                )
-            });
-            assert!(remaining <= ttl, "{remaining:?} > {ttl:?}");
         }
 
         // An extend by the holder, checked the same way.
         let sent = server_us(&mut conn).await;
-        if backend.extend(k, kind, token, ttl).await.ok() == Some(true) {
-            let remaining = listed(&backend, k, kind, token).await;
-            let now = server_us(&mut conn).await;
-            if now < sent + ttl_ms * 1000 {
-                checked += 1;
-                let remaining = remaining.unwrap_or_else(|| {
-                    panic!(
-                        "{kind} extended by {ttl:?} at TIME >= {sent} µs is gone at TIME <= {now} µs"
-                    )
-                });
-                assert!(remaining <= ttl, "{remaining:?} > {ttl:?}");
-            }
+        if backend.extend(k, kind, token, ttl).await.ok() == Some(true)
+            && lease
+                .outlives_deadline(&backend, &mut conn, sent, "extended by")
+                .await
+        {
+            checked += 1;
         }
     }
 }

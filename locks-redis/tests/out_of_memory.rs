@@ -6,7 +6,6 @@
 //! Real time: every wait is a bounded poll; nothing sleeps to let time pass.
 
 use std::error::Error as _;
-use std::future::Future;
 use std::time::Duration;
 
 use locks_core::{
@@ -15,23 +14,17 @@ use locks_core::{
 };
 use locks_redis::redis::{self, AsyncCommands, aio::MultiplexedConnection};
 use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
-use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
+use locks_testkit::redis_server::{RedisServer, RedisServerConfig, fill_to_oom};
 use tokio::task::JoinHandle;
+
+mod common;
+use common::within;
 
 /// Short, so that several renewals happen within a test: one every `TTL / 2`.
 const TTL: Duration = Duration::from_millis(1000);
 
 /// How many renewals each lease must get on the full server.
 const RENEWALS: usize = 3;
-
-/// Bound for anything that should happen "at once" in real time.
-const SOON: Duration = Duration::from_secs(5);
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(SOON, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {SOON:?}"))
-}
 
 fn ok<T, E: std::fmt::Display>(what: &str) -> impl FnOnce(Result<T, E>) -> T + '_ {
     move |r| r.unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -42,17 +35,10 @@ fn ok<T, E: std::fmt::Display>(what: &str) -> impl FnOnce(Result<T, E>) -> T + '
 /// clients uses about 1 MB, and the leases taken before the fill need the headroom.) Returns
 /// how many keys it wrote.
 async fn fill(conn: &mut MultiplexedConnection) -> usize {
-    let value = "x".repeat(8 * 1024);
-    let mut filled = 0;
-    loop {
-        assert!(filled < 10_000, "the server never ran out of memory");
-        let r: redis::RedisResult<()> = conn.set(format!("fill:{filled}"), &value).await;
-        match r {
-            Ok(()) => filled += 1,
-            Err(e) if e.code() == Some("OOM") => break,
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
+    let filled = fill_to_oom(conn, 10_000)
+        .await
+        .unwrap_or_else(|e| panic!("filling: {e}"))
+        .unwrap_or_else(|| panic!("the server never ran out of memory"));
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory")

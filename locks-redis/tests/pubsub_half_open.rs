@@ -30,8 +30,11 @@ use locks_testkit::proxy::{Direction, FaultProxy};
 use locks_testkit::redis_server::{RedisServer, RedisServerConfig, notification_only};
 use tokio::time::Instant;
 
+mod common;
+use common::{builder, connect, key, unique};
+
 /// The response timeout of the backends: what a waiter paid per round before the fix.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = common::TIMEOUT;
 /// The waiter's polling interval (its backoff, fixed: no growth, no jitter).
 const POLL: Duration = Duration::from_millis(100);
 /// Scheduling slack for a loaded two-core test machine.
@@ -99,21 +102,9 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
     .await;
 }
 
+/// A backend connected to `url`, with connect and response timeouts of [`RESPONSE_TIMEOUT`].
 async fn backend(url: &str) -> RedisBackend {
-    RedisBackend::builder(url)
-        .connect_timeout(RESPONSE_TIMEOUT)
-        .response_timeout(RESPONSE_TIMEOUT)
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}:{}", OwnerToken::new())
-}
-
-fn key(name: &str) -> LockKey {
-    LockKey::new("_lock:", name).unwrap_or_else(|e| panic!("{e}"))
+    connect(builder(url)).await
 }
 
 /// The holder takes `name`; the waiter (`locks`, on `split`) starts waiting for it with

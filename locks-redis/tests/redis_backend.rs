@@ -17,8 +17,8 @@ use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
 use locks_testkit::redis_server::{self, RedisServer, RedisServerConfig, notification_only};
 use tokio::task::JoinHandle;
 
-/// Bound for anything that should happen "at once" in real time.
-const SOON: Duration = Duration::from_secs(5);
+mod common;
+use common::{SOON, backend, key, raw, server_with, unique, within};
 
 fn fail<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
     move |e| format!("{context}: {e}")
@@ -30,34 +30,7 @@ async fn start_server(private: bool) -> RedisServer {
     } else {
         RedisServerConfig::new()
     };
-    RedisServer::start_with(cfg)
-        .await
-        .unwrap_or_else(|e| panic!("redis fixture: {e}"))
-}
-
-async fn backend(server: &RedisServer) -> RedisBackend {
-    RedisBackend::builder(server.url())
-        .connect_timeout(Duration::from_secs(2))
-        .response_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect to {}: {e}", server.url()))
-}
-
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
-    server
-        .connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection: {e}"))
-}
-
-/// A key name no other test (or run, on a shared external server) uses.
-fn unique(name: &str) -> String {
-    format!("{name}:{}", OwnerToken::new())
-}
-
-fn key(name: &str) -> LockKey {
-    LockKey::new("_lock:", name).unwrap_or_else(|e| panic!("{e}"))
+    server_with(cfg).await
 }
 
 /// Lock names with spaces, braces (Redis Cluster hash tags), colons and non-ASCII text, each
@@ -75,12 +48,6 @@ fn awkward_names() -> Vec<String> {
     .iter()
     .map(|base| format!("{base} {run}"))
     .collect()
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(SOON, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {SOON:?}"))
 }
 
 /// Poll `check` until it holds (bounded by [`SOON`]).

@@ -21,7 +21,7 @@ use locks_redis::redis::aio::MultiplexedConnection;
 use locks_redis::redis::{self, AsyncCommands, AsyncConnectionConfig, Value};
 use locks_redis::{RedisBackend, RedisBackendError, RedisKeys};
 use locks_testkit::proxy::{Direction, FaultProxy};
-use locks_testkit::redis_server::RedisServer;
+use locks_testkit::redis_server::{RedisServer, fill_to_oom};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -714,17 +714,10 @@ async fn out_of_memory_is_a_typed_error_and_nothing_is_stuck() {
     let held = ok("acquire before the fill")(held);
 
     // Fill the server until it refuses writes, then lower the limit well below its usage.
-    let value = "x".repeat(8 * 1024);
-    let mut filled = 0;
-    loop {
-        assert!(filled < 10_000, "the server never ran out of memory");
-        let r: redis::RedisResult<()> = fill.set(format!("fill:{filled}"), &value).await;
-        match r {
-            Ok(()) => filled += 1,
-            Err(e) if e.code() == Some("OOM") => break,
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
+    let filled = fill_to_oom(&mut fill, 10_000)
+        .await
+        .unwrap_or_else(|e| panic!("filling: {e}"))
+        .unwrap_or_else(|| panic!("the server never ran out of memory"));
     let config = fill.clone();
     let set_maxmemory = |limit: &'static str| {
         let mut conn = config.clone();

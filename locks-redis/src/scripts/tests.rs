@@ -264,19 +264,21 @@ async fn refused(
     unchanged(&what, &before, &snapshot(conn).await);
 }
 
-async fn server() -> RedisServer {
-    RedisServer::start_with(RedisServerConfig::new().local_only())
+/// A private server and a plain connection to it.
+async fn server() -> (RedisServer, MultiplexedConnection) {
+    let server = RedisServer::start_with(RedisServerConfig::new().local_only())
         .await
-        .unwrap_or_else(|e| panic!("redis fixture: {e}"))
+        .unwrap_or_else(|e| panic!("redis fixture: {e}"));
+    let conn = server
+        .connection()
+        .await
+        .unwrap_or_else(|e| panic!("raw connection: {e}"));
+    (server, conn)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_script_refuses_bad_arguments_before_writing_anything() {
-    let server = server().await;
-    let mut conn = server
-        .connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection: {e}"));
+    let (_server, mut conn) = server().await;
     for (i, case) in cases().iter().enumerate() {
         let c = &case.call;
         let states = std::iter::once(None).chain(case.held_by.iter().map(Some));
@@ -336,11 +338,7 @@ async fn every_script_refuses_bad_arguments_before_writing_anything() {
 /// The largest ttl is accepted and sent to Redis as an integer, so a lease gets exactly it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_ttl_is_accepted() {
-    let server = server().await;
-    let mut conn = server
-        .connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection: {e}"));
+    let (_server, mut conn) = server().await;
     let key = LockKey::new("_lock:", "largest").unwrap_or_else(|e| panic!("{e}"));
     let max = MAX_PX_MS.to_string();
     let got = run(&mut conn, &key, &ACQUIRE, MUTEX_KEYS, &[TOKEN, &max, &max]).await;
@@ -358,11 +356,7 @@ async fn the_largest_ttl_is_accepted() {
 /// sends) is a permanent error that says so, and nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_argument_is_a_permanent_backend_error() {
-    let server = server().await;
-    let mut conn = server
-        .connection()
-        .await
-        .unwrap_or_else(|e| panic!("raw connection: {e}"));
+    let (server, mut conn) = server().await;
     let backend = crate::RedisBackend::connect(&server.url())
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));

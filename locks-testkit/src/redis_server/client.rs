@@ -68,3 +68,27 @@ pub fn notification_only() -> AcquireOptions {
                 .jitter(0.0),
         )
 }
+
+/// Writes 8 KiB values (`fill:0`, `fill:1`, …) through `conn` until the server answers `OOM`,
+/// as one under `noeviction` with a small `maxmemory` does once it is full. How many keys it
+/// wrote, or `None` if the server still took writes after `max_keys` of them; any other error
+/// of a write is returned.
+pub async fn fill_to_oom(
+    conn: &mut MultiplexedConnection,
+    max_keys: usize,
+) -> RedisResult<Option<usize>> {
+    let value = "x".repeat(8 * 1024);
+    for filled in 0..max_keys {
+        let r: RedisResult<()> = redis::cmd("SET")
+            .arg(format!("fill:{filled}"))
+            .arg(&value)
+            .query_async(conn)
+            .await;
+        match r {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("OOM") => return Ok(Some(filled)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}

@@ -66,7 +66,7 @@ mod process;
 use std::fmt;
 use std::time::Duration;
 
-pub use client::{notification_only, subscribers, subscribers_reach};
+pub use client::{fill_to_oom, notification_only, subscribers, subscribers_reach};
 pub use config::RedisServerConfig;
 pub use error::FixtureError;
 
