@@ -20,16 +20,25 @@ impl MemoryBackend {
             Some(held) => AcquireResult::Held {
                 remaining: Some(held.expires_at.saturating_sub(now)),
             },
-            None => {
-                let fence = self.next_fence();
-                slot.lease = Some(Held {
-                    owner: token,
-                    expires_at,
-                    fence,
-                });
-                AcquireResult::Acquired(Lease::new(fence))
-            }
+            None => self.grant_single(&mut slot.lease, token, expires_at),
         })
+    }
+
+    /// Put a new lease for `token` with the next fence into a one-holder place of a slot (the
+    /// mutex lease, the writer).
+    pub(crate) fn grant_single(
+        &self,
+        place: &mut Option<Held>,
+        token: OwnerToken,
+        expires_at: Duration,
+    ) -> AcquireResult {
+        let fence = self.next_fence();
+        *place = Some(Held {
+            owner: token,
+            expires_at,
+            fence,
+        });
+        AcquireResult::Acquired(Lease::new(fence))
     }
 
     pub(crate) fn release_mutex(&self, key: &LockKey, token: OwnerToken) -> bool {

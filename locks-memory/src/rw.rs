@@ -5,7 +5,7 @@ use std::time::Duration;
 use locks_core::{AcquireResult, Holders, Lease, LeaseKind, LockKey, OwnerToken};
 
 use crate::members::{readers, renew, sorted_leases};
-use crate::slot::{Held, Waiting, info, soonest};
+use crate::slot::{Waiting, info, soonest};
 use crate::store::{Ask, MemoryBackend};
 
 impl MemoryBackend {
@@ -70,13 +70,7 @@ impl MemoryBackend {
                 };
             }
             slot.writer_waiting = None;
-            let fence = self.next_fence();
-            slot.writer = Some(Held {
-                owner: token,
-                expires_at,
-                fence,
-            });
-            AcquireResult::Acquired(Lease::new(fence))
+            self.grant_single(&mut slot.writer, token, expires_at)
         })
     }
 
