@@ -212,10 +212,7 @@ impl PolicyGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
+    use crate::replies::tests::bulk;
 
     #[test]
     fn reads_config_replies_of_both_protocols() {

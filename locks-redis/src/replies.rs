@@ -178,10 +178,11 @@ fn parse_members(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Value {
+    /// A bulk-string reply (for the crate's reply-decoding tests).
+    pub(crate) fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
     }
 
