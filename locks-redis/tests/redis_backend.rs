@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use locks_core::{
-    AcquireOptions, AcquireResult, BackendError, LeaseInfo, LeaseKind, LockBackend, LockError,
-    LockGuard, LockKey, LockService, LostReason, OwnerToken, RwInfo, Wake,
+    AcquireOptions, AcquireResult, BackendError, LeaseInfo, LeaseKind, LeaseState, LockBackend,
+    LockError, LockGuard, LockKey, LockService, LostReason, OwnerToken, RwInfo, Wake,
 };
 use locks_memory::MemoryBackend;
 use locks_redis::redis::{self, AsyncCommands, aio::MultiplexedConnection};
@@ -542,7 +542,9 @@ async fn holder_notices_loss_when_the_server_is_down_longer_than_the_ttl() {
     server.stop().await.unwrap_or_else(|e| panic!("stop: {e}"));
     let reason = within("lost()", lost).await;
     assert_eq!(reason, LostReason::DeadlineExpired);
-    assert!(!guard.is_held().await.unwrap_or(false));
+    assert_eq!(guard.state(), LeaseState::Lost(LostReason::DeadlineExpired));
+    // The store cannot be asked: the answer is an error, never a guess.
+    assert!(guard.is_held().await.is_err(), "the server is stopped");
     drop(guard);
 }
 
