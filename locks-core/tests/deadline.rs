@@ -113,3 +113,42 @@ async fn an_extend_never_overlaps_a_renewal_in_flight() {
     assert_eq!(guard.state(), LeaseState::Held);
     guard.release().await.expect("release");
 }
+
+/// The store's clock runs 0.5 % fast (it expires leases early by the holder's measure). The
+/// drift margin (1 % + 2 ms) covers it: a holder cut off from the store gives up before the
+/// store lets a rival in. With no margin (deadline = sent + ttl) this test fails: the store
+/// frees the key at 9.95 s of the holder's time, the holder would trust it until 10 s.
+#[tokio::test(start_paused = true)]
+async fn a_store_clock_running_fast_is_covered_by_the_drift_margin() {
+    #[derive(Debug)]
+    struct Fast(Instant);
+    impl locks_memory::Clock for Fast {
+        fn now(&self) -> Duration {
+            self.0.elapsed().mul_f64(1.005)
+        }
+    }
+    let store = MemoryBackend::with_clock(Fast(Instant::now()));
+    let faulty = FaultyBackend::new(store.clone());
+    let holder = common::service_on(faulty.clone(), Duration::from_secs(10));
+    let rival = common::service_on(store, Duration::from_secs(10));
+    let guard = holder.acquire("k").await.expect("acquire");
+    faulty.set_unavailable(true); // the holder is cut off from now on
+    let lost = guard.lost();
+    let rival_got_in = tokio::spawn(async move {
+        loop {
+            if let Ok(g) = rival.try_acquire("k").await {
+                let at = Instant::now();
+                g.release().await.expect("release");
+                return at;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    assert_eq!(lost.await, LostReason::DeadlineExpired);
+    let gave_up = guard.deadline();
+    let got_in = rival_got_in.await.expect("rival");
+    assert!(
+        gave_up < got_in,
+        "the rival got in at {got_in:?}, the holder trusted its lease until {gave_up:?}"
+    );
+}
