@@ -74,7 +74,7 @@ pub use key::{LockKey, MAX_KEY_LEN, MAX_PREFIX_LEN};
 pub use kind::LeaseKind;
 pub use lease::{LeaseHandle, LockGuard, drift_margin};
 pub use options::{AcquireOptions, RetryPolicy, TTL_LIMIT};
-pub use primitives::{Election, Leadership, MultiGuard, RwInfo, RwLock, Semaphore};
+pub use primitives::{Election, Leadership, MultiGuard, Pool, Pooled, RwInfo, RwLock, Semaphore};
 pub use service::{LockService, LockServiceBuilder, RENEW_FRACTION_RANGE, ShutdownReport};
 pub use state::{LeaseState, LostReason};
 pub use token::OwnerToken;

@@ -6,10 +6,12 @@
 
 mod election;
 mod multi;
+mod pool;
 mod rwlock;
 mod semaphore;
 
 pub use election::{Election, Leadership};
 pub use multi::MultiGuard;
+pub use pool::{Pool, Pooled};
 pub use rwlock::{RwInfo, RwLock};
 pub use semaphore::Semaphore;
