@@ -75,6 +75,8 @@ pub use kind::LeaseKind;
 pub use lease::{LeaseHandle, LockGuard, drift_margin};
 pub use options::{AcquireOptions, RetryPolicy, TTL_LIMIT};
 pub use primitives::{Election, Leadership, MultiGuard, Pool, Pooled, RwInfo, RwLock, Semaphore};
+#[cfg(feature = "signal")]
+pub use service::terminate;
 pub use service::{LockService, LockServiceBuilder, RENEW_FRACTION_RANGE, ShutdownReport};
 pub use state::{LeaseState, LostReason};
 pub use token::OwnerToken;

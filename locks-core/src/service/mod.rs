@@ -3,6 +3,7 @@
 mod acquire;
 mod builder;
 mod line;
+mod signal;
 #[cfg(test)]
 mod tests;
 
@@ -17,6 +18,8 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 pub use builder::{LockServiceBuilder, RENEW_FRACTION_RANGE};
+#[cfg(feature = "signal")]
+pub use signal::terminate;
 
 use self::acquire::Mode;
 use self::builder::{Defaults, validate_max_hold};
