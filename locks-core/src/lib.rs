@@ -48,6 +48,8 @@
 
 // Vocabulary → contract → engine → service → primitives: each module imports only from
 // the ones before it.
+#[cfg(feature = "serde")]
+pub mod config;
 pub mod error;
 pub mod key;
 pub mod kind;
@@ -69,6 +71,8 @@ pub use async_trait::async_trait as __async_trait;
 pub use backend::{
     AcquireResult, Holders, Lease, LeaseInfo, LockBackend, ReleaseListener, SleepingListener, Wake,
 };
+#[cfg(feature = "serde")]
+pub use config::{LockConfig, RetryConfig};
 pub use error::{BackendError, BackendErrorKind, LockError};
 pub use key::{LockKey, MAX_KEY_LEN, MAX_PREFIX_LEN};
 pub use kind::LeaseKind;

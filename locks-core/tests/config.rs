@@ -1,0 +1,77 @@
+//! `LockConfig`: settings from data, checked like the builder's.
+
+use std::time::Duration;
+
+use locks_core::{LockConfig, LockError};
+use locks_memory::MemoryBackend;
+
+fn parse(json: &str) -> Result<LockConfig, serde_json::Error> {
+    serde_json::from_str(json)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_config_sets_what_it_names_and_keeps_the_rest() {
+    let config = parse(
+        r#"{
+            "key_prefix": "orders:",
+            "default_ttl": "10s",
+            "max_ttl": "1m",
+            "wait_timeout": "2s",
+            "retry": { "initial_delay": "5ms", "max_delay": "100ms", "max_attempts": 3 },
+            "auto_renew": false,
+            "renew_fraction": 0.25,
+            "max_hold": "30s"
+        }"#,
+    )
+    .expect("valid config");
+    assert_eq!(config.default_ttl, Some(Duration::from_secs(10)));
+    let locks = config
+        .builder(MemoryBackend::new())
+        .build()
+        .expect("builds");
+    assert_eq!(locks.key("k").expect("key").full(), "orders:k");
+    assert_eq!(locks.default_wait_timeout(), Duration::from_secs(2));
+    let guard = locks.acquire("k").await.expect("acquire");
+    assert_eq!(guard.ttl(), Duration::from_secs(10));
+    assert!(!guard.is_auto_renewing());
+    guard.release().await.expect("release");
+
+    let defaults = parse("{}").expect("empty config");
+    let locks = defaults
+        .builder(MemoryBackend::new())
+        .build()
+        .expect("builds");
+    assert_eq!(locks.key("k").expect("key").full(), "_lock:k");
+    assert_eq!(locks.default_wait_timeout(), Duration::from_secs(30));
+}
+
+#[test]
+fn invalid_values_get_the_builders_typed_errors() {
+    let out_of_range = parse(r#"{ "renew_fraction": 0.99 }"#).expect("parses");
+    assert!(matches!(
+        out_of_range.builder(MemoryBackend::new()).build(),
+        Err(LockError::InvalidOptions {
+            option: "renew_fraction",
+            ..
+        })
+    ));
+    let ttl_over_max = parse(r#"{ "default_ttl": "10m", "max_ttl": "1m" }"#).expect("parses");
+    assert!(matches!(
+        ttl_over_max.builder(MemoryBackend::new()).build(),
+        Err(LockError::InvalidTtl { .. })
+    ));
+    let bad_prefix = parse(r#"{ "key_prefix": "a{b" }"#).expect("parses");
+    assert!(bad_prefix.builder(MemoryBackend::new()).build().is_err());
+}
+
+#[test]
+fn malformed_configs_are_refused_when_read() {
+    for bad in [
+        r#"{ "default_ttl": "ten seconds" }"#,
+        r#"{ "default_ttl": 10 }"#,
+        r#"{ "defualt_ttl": "10s" }"#,
+        r#"{ "retry": { "multiplyer": 2.0 } }"#,
+    ] {
+        assert!(parse(bad).is_err(), "{bad} was accepted");
+    }
+}
