@@ -88,23 +88,12 @@ pub struct RetryConfig {
 impl RetryConfig {
     /// These settings over the default policy.
     pub fn policy(&self) -> RetryPolicy {
-        let mut p = RetryPolicy::default();
-        if let Some(d) = self.initial_delay {
-            p = p.initial_delay(d);
-        }
-        if let Some(m) = self.multiplier {
-            p = p.multiplier(m);
-        }
-        if let Some(d) = self.max_delay {
-            p = p.max_delay(d);
-        }
-        if let Some(j) = self.jitter {
-            p = p.jitter(j);
-        }
-        if let Some(n) = self.max_attempts {
-            p = p.max_attempts(Some(n));
-        }
-        p
+        let p = RetryPolicy::default();
+        let p = set(p, self.initial_delay, RetryPolicy::initial_delay);
+        let p = set(p, self.multiplier, RetryPolicy::multiplier);
+        let p = set(p, self.max_delay, RetryPolicy::max_delay);
+        let p = set(p, self.jitter, RetryPolicy::jitter);
+        set(p, self.max_attempts, |p, n| p.max_attempts(Some(n)))
     }
 }
 
@@ -116,32 +105,31 @@ impl LockConfig {
     }
 
     /// Apply these settings to `builder` (fields that are absent leave it unchanged).
-    pub fn apply(&self, mut b: LockServiceBuilder) -> LockServiceBuilder {
-        if let Some(p) = &self.key_prefix {
-            b = b.key_prefix(p.clone());
-        }
-        if let Some(d) = self.default_ttl {
-            b = b.default_ttl(d);
-        }
-        if let Some(d) = self.max_ttl {
-            b = b.max_ttl(d);
-        }
-        if let Some(d) = self.wait_timeout {
-            b = b.default_wait_timeout(d);
-        }
-        if let Some(r) = &self.retry {
-            b = b.retry(r.policy());
-        }
-        if let Some(on) = self.auto_renew {
-            b = b.auto_renew(on);
-        }
-        if let Some(f) = self.renew_fraction {
-            b = b.renew_fraction(f);
-        }
-        if self.max_hold.is_some() {
-            b = b.max_hold(self.max_hold);
-        }
-        b
+    pub fn apply(&self, b: LockServiceBuilder) -> LockServiceBuilder {
+        let b = set(b, self.key_prefix.clone(), |b, p| b.key_prefix(p));
+        let b = set(b, self.default_ttl, LockServiceBuilder::default_ttl);
+        let b = set(b, self.max_ttl, LockServiceBuilder::max_ttl);
+        let b = set(
+            b,
+            self.wait_timeout,
+            LockServiceBuilder::default_wait_timeout,
+        );
+        let b = set(
+            b,
+            self.retry.as_ref().map(RetryConfig::policy),
+            LockServiceBuilder::retry,
+        );
+        let b = set(b, self.auto_renew, LockServiceBuilder::auto_renew);
+        let b = set(b, self.renew_fraction, LockServiceBuilder::renew_fraction);
+        set(b, self.max_hold, |b, d| b.max_hold(Some(d)))
+    }
+}
+
+/// `apply(target, value)` when the value is present, else `target` unchanged.
+fn set<B, T>(target: B, value: Option<T>, apply: impl FnOnce(B, T) -> B) -> B {
+    match value {
+        Some(v) => apply(target, v),
+        None => target,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use locks_core::{LockConfig, LockError};
+use locks_core::{LockConfig, LockError, LockService};
 use locks_memory::MemoryBackend;
 
 fn parse(json: &str) -> Result<LockConfig, serde_json::Error> {
@@ -25,24 +25,25 @@ async fn a_config_sets_what_it_names_and_keeps_the_rest() {
     )
     .expect("valid config");
     assert_eq!(config.default_ttl, Some(Duration::from_secs(10)));
-    let locks = config
-        .builder(MemoryBackend::new())
-        .build()
-        .expect("builds");
-    assert_eq!(locks.key("k").expect("key").full(), "orders:k");
-    assert_eq!(locks.default_wait_timeout(), Duration::from_secs(2));
+    let locks = built(&config, "orders:k", Duration::from_secs(2));
     let guard = locks.acquire("k").await.expect("acquire");
     assert_eq!(guard.ttl(), Duration::from_secs(10));
     assert!(!guard.is_auto_renewing());
     guard.release().await.expect("release");
 
     let defaults = parse("{}").expect("empty config");
-    let locks = defaults
+    built(&defaults, "_lock:k", Duration::from_secs(30));
+}
+
+/// A service from `config`, checked to name key `k` as `full_key` and to wait `wait`.
+fn built(config: &LockConfig, full_key: &str, wait: Duration) -> LockService {
+    let locks = config
         .builder(MemoryBackend::new())
         .build()
         .expect("builds");
-    assert_eq!(locks.key("k").expect("key").full(), "_lock:k");
-    assert_eq!(locks.default_wait_timeout(), Duration::from_secs(30));
+    assert_eq!(locks.key("k").expect("key").full(), full_key);
+    assert_eq!(locks.default_wait_timeout(), wait);
+    locks
 }
 
 #[test]
