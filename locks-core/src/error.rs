@@ -82,6 +82,15 @@ pub enum LockError {
         /// The kind it refused.
         kind: LeaseKind,
     },
+    /// The calling task already holds this lock (same key and kind) through this service:
+    /// leases are not reentrant, so waiting would only run out the wait budget. Returned at
+    /// once instead. Pass the held lease down, or turn detection off with
+    /// `LockServiceBuilder::detect_self_wait(false)`.
+    #[error("lock `{key}` is already held by this task (leases are not reentrant)")]
+    SelfWait {
+        /// The caller's key (without prefix).
+        key: String,
+    },
     /// The service has been shut down (or is shutting down) and takes no new locks.
     #[error("the lock service is shutting down")]
     ShuttingDown,
@@ -99,7 +108,7 @@ pub enum LockError {
 impl LockError {
     /// A short, stable code for logs, metrics and HTTP mapping: `acquire_timeout`,
     /// `contended`, `not_owner`, `lost`, `invalid_key`, `invalid_ttl`, `invalid_options`,
-    /// `unsupported`, `shutting_down`, `backend`. Codes are never renamed; new variants get new
+    /// `unsupported`, `self_wait`, `shutting_down`, `backend`. Codes are never renamed; new variants get new
     /// codes.
     ///
     /// ```
@@ -118,6 +127,7 @@ impl LockError {
             LockError::InvalidTtl { .. } => "invalid_ttl",
             LockError::InvalidOptions { .. } => "invalid_options",
             LockError::Unsupported { .. } => "unsupported",
+            LockError::SelfWait { .. } => "self_wait",
             LockError::ShuttingDown => "shutting_down",
             LockError::Backend { .. } => "backend",
         }

@@ -144,7 +144,8 @@ impl LeaseHandle {
 /// [`release`](LockGuard::release) to learn whether the release happened.
 ///
 /// The guard, not a thread or task, owns the lease: it can be moved between tasks. Leases are
-/// not reentrant: acquiring a key the caller already holds waits like anyone else.
+/// not reentrant: a task waiting for a mutex or write lock it acquired itself gets
+/// [`LockError::SelfWait`] at once; otherwise acquiring a held key waits like anyone else.
 ///
 /// Dereferences to [`LeaseHandle`] for `key`, `fence`, `state`, `lost` and `is_held`.
 #[must_use = "dropping a LockGuard releases the lock at once"]

@@ -13,6 +13,8 @@ use tokio::time::{Instant, sleep_until};
 
 use super::shared::{LeaseShared, Timing, drift_margin, lock};
 use crate::error::BackendError;
+use crate::key::LockKey;
+use crate::kind::LeaseKind;
 use crate::state::{LeaseState, LostReason};
 
 /// How long to wait before retrying a renewal that failed transiently.
@@ -67,6 +69,9 @@ struct KeeperState {
     /// `(due, id)`: the next event (renewal or deadline) of every lease that has one.
     queue: BTreeSet<(Instant, u64)>,
     task: TaskState,
+    /// Exclusive leases (mutex, writer) by `(key, kind)`, with the task that acquired each:
+    /// how an acquire notices that its own task already holds the lock.
+    owners: HashMap<(LockKey, LeaseKind), Vec<(u64, tokio::task::Id)>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +156,17 @@ impl Entry {
 }
 
 impl KeeperState {
+    /// Drop `lease` from the owners index.
+    fn forget_owner(&mut self, lease: &LeaseShared) {
+        let owner = (lease.resource.key.clone(), lease.resource.kind);
+        if let Some(owners) = self.owners.get_mut(&owner) {
+            owners.retain(|&(id, _)| id != lease.id);
+            if owners.is_empty() {
+                self.owners.remove(&owner);
+            }
+        }
+    }
+
     /// (Re)queue lease `id` at its next event. Returns the due time.
     fn schedule(&mut self, id: u64) -> Option<Instant> {
         let entry = self.held.get_mut(&id)?;
@@ -224,6 +240,10 @@ impl Keeper {
         let id = lease.id;
         let renewing = lease.auto_renew;
         let mut st = self.state();
+        if let Some(task) = lease.task.filter(|_| lease.resource.kind.is_exclusive()) {
+            let owner = (lease.resource.key.clone(), lease.resource.kind);
+            st.owners.entry(owner).or_default().push((id, task));
+        }
         st.held.insert(
             id,
             Entry {
@@ -285,7 +305,23 @@ impl Keeper {
     pub(crate) fn remove(&self, id: u64) {
         let mut st = self.state();
         st.unqueue(id);
-        st.held.remove(&id);
+        if let Some(entry) = st.held.remove(&id) {
+            st.forget_owner(&entry.lease);
+        }
+    }
+
+    /// Whether `task` acquired, through this service, an exclusive lease of `kind` on `key`
+    /// that is still held.
+    pub(crate) fn held_by_task(
+        &self,
+        key: &LockKey,
+        kind: LeaseKind,
+        task: tokio::task::Id,
+    ) -> bool {
+        self.state()
+            .owners
+            .get(&(key.clone(), kind))
+            .is_some_and(|owners| owners.iter().any(|&(_, t)| t == task))
     }
 
     /// Stop renewing and watching lease `id`, but keep it registered as held.
@@ -301,6 +337,7 @@ impl Keeper {
     pub(crate) fn drain(&self) -> Vec<Arc<LeaseShared>> {
         let mut st = self.state();
         st.queue.clear();
+        st.owners.clear();
         st.held.drain().map(|(_, e)| e.lease).collect()
     }
 

@@ -88,6 +88,8 @@ pub(crate) struct LeaseConfig {
 
 pub(crate) struct LeaseShared {
     pub(crate) id: u64,
+    /// The tokio task that acquired the lease (for self-wait detection), when inside one.
+    pub(crate) task: Option<tokio::task::Id>,
     pub(crate) resource: Arc<Resource>,
     pub(crate) token: OwnerToken,
     pub(crate) fence: u64,
@@ -128,6 +130,7 @@ impl LeaseShared {
         let deadline = sent + cfg.ttl.saturating_sub(drift_margin(cfg.ttl));
         let shared = Arc::new(LeaseShared {
             id,
+            task: tokio::task::try_id(),
             resource,
             token,
             fence,

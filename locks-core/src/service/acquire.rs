@@ -125,6 +125,19 @@ impl LockService {
             }
         };
 
+        if matches!(mode, Mode::Wait)
+            && resource.kind.is_exclusive()
+            && self.inner.detect_self_wait
+            && let Some(task) = tokio::task::try_id()
+            && self
+                .inner
+                .keeper
+                .held_by_task(&resource.key, resource.kind, task)
+        {
+            return Err(LockError::SelfWait {
+                key: name.to_owned(),
+            });
+        }
         let (ticket, contended) = match mode {
             Mode::Wait if resource.kind.is_exclusive() => {
                 match join_line(&self.inner.lines, &self.inner.closing, &line_key, deadline).await {

@@ -30,6 +30,7 @@ pub struct LockServiceBuilder {
     backend: Arc<dyn LockBackend>,
     prefix: String,
     defaults: Defaults,
+    detect_self_wait: bool,
 }
 
 impl fmt::Debug for LockServiceBuilder {
@@ -92,6 +93,16 @@ impl LockServiceBuilder {
         self
     }
 
+    /// Refuse at once, with `SelfWait`, a waiting acquire of a mutex or write lock that the
+    /// calling tokio task already holds through this service (default on). The check is one
+    /// map lookup per waiting acquire. It follows the task that *acquired* the lease: a guard
+    /// moved to another task still counts for the task that took it; turn it off if your
+    /// tasks hand guards over and then wait for the same lock again.
+    pub fn detect_self_wait(mut self, on: bool) -> Self {
+        self.detect_self_wait = on;
+        self
+    }
+
     /// Validate and build. A backend that cannot store some kinds still builds a service: its
     /// primitives are refused with `Unsupported` when created, and mutex calls before anything
     /// is sent when it cannot store mutexes.
@@ -119,6 +130,7 @@ impl LockServiceBuilder {
                 closed: AtomicBool::new(false),
                 lines: Arc::default(),
                 mutex_supported,
+                detect_self_wait: self.detect_self_wait,
             }),
         })
     }
@@ -164,6 +176,7 @@ impl LockService {
         LockServiceBuilder {
             backend,
             prefix: DEFAULT_PREFIX.to_owned(),
+            detect_self_wait: true,
             defaults: Defaults {
                 ttl: Duration::from_secs(30),
                 max_ttl: Duration::from_secs(300),

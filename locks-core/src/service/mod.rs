@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) lines: Lines,
     /// The backend supports mutex leases (asked once, at build).
     pub(crate) mutex_supported: bool,
+    /// Refuse a waiting acquire of a lock the calling task holds (see the builder).
+    pub(crate) detect_self_wait: bool,
 }
 
 /// Distributed locks over any [`LockBackend`]: waiting with backoff and notifications,

@@ -1,0 +1,83 @@
+//! A task waiting for a lock it already holds gets `SelfWait` at once, not a timeout.
+
+mod common;
+
+use std::time::Duration;
+
+use locks_core::{AcquireOptions, LockError, LockService};
+use locks_memory::MemoryBackend;
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_holds_the_lock_is_refused_at_once() {
+    let locks = common::memory_service(Duration::from_secs(10));
+    let task = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            let guard = locks.acquire("job").await.expect("acquire");
+            let started = tokio::time::Instant::now();
+            let again = locks
+                .acquire_opts(
+                    "job",
+                    AcquireOptions::new().wait_timeout(Duration::from_secs(30)),
+                )
+                .await;
+            assert!(
+                matches!(&again, Err(LockError::SelfWait { key }) if key == "job"),
+                "{again:?}"
+            );
+            assert_eq!(started.elapsed(), Duration::ZERO, "it did not wait");
+            // Other keys, and the write side of a read-write lock of the same name, are fine.
+            let other = locks.acquire("other").await.expect("another key");
+            other.release().await.expect("release");
+            guard.release().await.expect("release");
+            // Once released, the same task takes it again.
+            locks
+                .acquire("job")
+                .await
+                .expect("again")
+                .release()
+                .await
+                .expect("release");
+        }
+    });
+    task.await.expect("task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_task_waits_as_usual_and_detection_can_be_turned_off() {
+    let locks = common::memory_service(Duration::from_secs(10));
+    let held = locks.acquire("job").await.expect("acquire");
+    let other_task = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            locks
+                .acquire_opts(
+                    "job",
+                    AcquireOptions::new().wait_timeout(Duration::from_millis(50)),
+                )
+                .await
+        }
+    });
+    assert!(matches!(
+        other_task.await.expect("task"),
+        Err(LockError::AcquireTimeout { .. })
+    ));
+    held.release().await.expect("release");
+
+    let off = LockService::builder(MemoryBackend::new())
+        .detect_self_wait(false)
+        .build()
+        .expect("service");
+    let task = tokio::spawn(async move {
+        let _guard = off.acquire("job").await.expect("acquire");
+        off.acquire_opts(
+            "job",
+            AcquireOptions::new().wait_timeout(Duration::from_millis(50)),
+        )
+        .await
+    });
+    assert!(matches!(
+        task.await.expect("task"),
+        Err(LockError::AcquireTimeout { .. })
+    ));
+}
