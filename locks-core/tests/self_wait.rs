@@ -47,37 +47,36 @@ async fn a_task_that_holds_the_lock_is_refused_at_once() {
 async fn another_task_waits_as_usual_and_detection_can_be_turned_off() {
     let locks = common::memory_service(Duration::from_secs(10));
     let held = locks.acquire("job").await.expect("acquire");
-    let other_task = tokio::spawn({
-        let locks = locks.clone();
-        async move {
-            locks
-                .acquire_opts(
-                    "job",
-                    AcquireOptions::new().wait_timeout(Duration::from_millis(50)),
-                )
-                .await
-        }
-    });
-    assert!(matches!(
-        other_task.await.expect("task"),
-        Err(LockError::AcquireTimeout { .. })
-    ));
+    let waited = in_a_new_task(locks.clone(), false).await;
+    assert!(
+        matches!(waited, Err(LockError::AcquireTimeout { .. })),
+        "{waited:?}"
+    );
     held.release().await.expect("release");
 
     let off = LockService::builder(MemoryBackend::new())
         .detect_self_wait(false)
         .build()
         .expect("service");
-    let task = tokio::spawn(async move {
-        let _guard = off.acquire("job").await.expect("acquire");
-        off.acquire_opts(
-            "job",
-            AcquireOptions::new().wait_timeout(Duration::from_millis(50)),
-        )
-        .await
-    });
-    assert!(matches!(
-        task.await.expect("task"),
-        Err(LockError::AcquireTimeout { .. })
-    ));
+    let waited = in_a_new_task(off, true).await;
+    assert!(
+        matches!(waited, Err(LockError::AcquireTimeout { .. })),
+        "{waited:?}"
+    );
+}
+
+/// In a new task: take `job` first if asked, then wait up to 50 ms for `job`.
+async fn in_a_new_task(locks: LockService, take_first: bool) -> Result<(), LockError> {
+    tokio::spawn(async move {
+        let mut held = None;
+        if take_first {
+            held = Some(locks.acquire("job").await.expect("acquire"));
+        }
+        let wait = AcquireOptions::new().wait_timeout(Duration::from_millis(50));
+        let result = locks.acquire_opts("job", wait).await.map(drop);
+        drop(held);
+        result
+    })
+    .await
+    .expect("task")
 }
