@@ -80,3 +80,42 @@ async fn in_a_new_task(locks: LockService, take_first: bool) -> Result<(), LockE
     .await
     .expect("task")
 }
+
+/// A lease the task lost (revoked, deadline passed) does not count: taking the lock again is
+/// what its holder should do.
+#[tokio::test(start_paused = true)]
+async fn a_lost_lease_does_not_count_as_held() {
+    let locks = common::memory_service(Duration::from_secs(10));
+    let task = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            let guard = locks.acquire("job").await.expect("acquire");
+            assert!(locks.force_release("job").await.expect("revoke"));
+            // The next renewal hears "not owner".
+            assert_eq!(guard.lost().await, locks_core::LostReason::NotOwner);
+            let again = locks.acquire("job").await.expect("taken again");
+            again.release().await.expect("release");
+            drop(guard);
+        }
+    });
+    task.await.expect("task");
+}
+
+/// A dropped guard no longer counts, though its release runs in the background: the task may
+/// wait for the lock again at once.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_guard_does_not_count_as_held() {
+    let locks = common::memory_service(Duration::from_secs(10));
+    let task = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            drop(locks.acquire("job").await.expect("acquire"));
+            let again = locks
+                .acquire("job")
+                .await
+                .expect("waits for the background release");
+            again.release().await.expect("release");
+        }
+    });
+    task.await.expect("task");
+}

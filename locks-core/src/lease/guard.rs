@@ -252,6 +252,7 @@ impl Drop for LockGuard {
         if held.shared.finished.load(Ordering::SeqCst) {
             return;
         }
+        held.disown();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let held = held.clone();

@@ -78,6 +78,13 @@ impl Held {
         self.shared.mark_lost(LostReason::Abandoned);
     }
 
+    /// The guard is gone (its release follows in the background): its task no longer holds it.
+    pub fn disown(&self) {
+        if let Some(keeper) = self.keeper.upgrade() {
+            keeper.disown(self.shared.id);
+        }
+    }
+
     /// Stop renewing and watching, keeping the lease registered (no runtime to release on).
     pub fn stop(&self) {
         if let Some(keeper) = self.keeper.upgrade() {

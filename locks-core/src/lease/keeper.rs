@@ -311,17 +311,33 @@ impl Keeper {
     }
 
     /// Whether `task` acquired, through this service, an exclusive lease of `kind` on `key`
-    /// that is still held.
+    /// that it still holds and can still trust (a lost lease does not count: waiting for the
+    /// lock again is what its holder should do).
     pub(crate) fn held_by_task(
         &self,
         key: &LockKey,
         kind: LeaseKind,
         task: tokio::task::Id,
     ) -> bool {
-        self.state()
-            .owners
-            .get(&(key.clone(), kind))
-            .is_some_and(|owners| owners.iter().any(|&(_, t)| t == task))
+        let st = self.state();
+        st.owners.get(&(key.clone(), kind)).is_some_and(|owners| {
+            owners.iter().any(|&(id, t)| {
+                t == task
+                    && st
+                        .held
+                        .get(&id)
+                        .is_some_and(|e| !matches!(e.lease.current_state(), LeaseState::Lost(_)))
+            })
+        })
+    }
+
+    /// Take lease `id` out of the owners index now (its guard was dropped; the release follows
+    /// in the background), so that its task may wait for the lock again at once.
+    pub(crate) fn disown(&self, id: u64) {
+        let mut st = self.state();
+        if let Some(lease) = st.held.get(&id).map(|e| Arc::clone(&e.lease)) {
+            st.forget_owner(&lease);
+        }
     }
 
     /// Stop renewing and watching lease `id`, but keep it registered as held.
