@@ -34,11 +34,12 @@ fn renew_retry_delay(ttl: Duration, fraction: f64) -> Duration {
 /// when the new lease is due before everything it already waits for (the first lease, or one
 /// with a shorter ttl). The task is spawned when there is something to watch and ends when
 /// there is nothing left.
-#[derive(Default)]
 pub(crate) struct Keeper {
     state: Mutex<KeeperState>,
     wake: Notify,
     pub(crate) next_id: AtomicU64,
+    /// Keep the owners index (self-wait detection is on).
+    track_owners: bool,
 }
 
 /// Hashes lease ids (sequential `u64`s) with one multiplication; SipHash is needlessly slow
@@ -231,6 +232,16 @@ impl KeeperState {
 }
 
 impl Keeper {
+    /// A keeper with nothing held; `track_owners` keeps the index self-wait detection reads.
+    pub(crate) fn new(track_owners: bool) -> Self {
+        Keeper {
+            state: Mutex::default(),
+            wake: Notify::new(),
+            next_id: AtomicU64::new(0),
+            track_owners,
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, KeeperState> {
         lock(&self.state)
     }
@@ -240,7 +251,10 @@ impl Keeper {
         let id = lease.id;
         let renewing = lease.auto_renew;
         let mut st = self.state();
-        if let Some(task) = lease.task.filter(|_| lease.resource.kind.is_exclusive()) {
+        if let Some(task) = lease
+            .task
+            .filter(|_| self.track_owners && lease.resource.kind.is_exclusive())
+        {
             let owner = (lease.resource.key.clone(), lease.resource.kind);
             st.owners.entry(owner).or_default().push((id, task));
         }

@@ -125,7 +125,7 @@ impl LockServiceBuilder {
                 backend: self.backend,
                 prefix: Arc::from(self.prefix.as_str()),
                 defaults: self.defaults,
-                keeper: Arc::new(Keeper::default()),
+                keeper: Arc::new(Keeper::new(self.detect_self_wait)),
                 closing: CancellationToken::new(),
                 closed: AtomicBool::new(false),
                 lines: Arc::default(),
