@@ -6,15 +6,36 @@
 //! current-thread runtime, then the memory-backend figures, and prints one Markdown table with
 //! every ratio and target.
 //!
+//! Sections (`--only`, comma-separated; default all): `sequential`, `concurrent`, `handoff`,
+//! `renewal`, `memory`, `postgres`, `quorum`, `cluster`, and
+//!
+//! - `rslock`: [rslock](https://crates.io/crates/rslock) 0.10 side by side on the same server,
+//!   same process, interleaved rounds — uncontended `acquire`+`release` against
+//!   `lock`+`unlock`, and 4 and 8 workers on one key (each with its own connections, a
+//!   `GET`/`SET` counter pair as the critical section, default retry settings on both sides):
+//!   critical sections/s, longest wait, smallest worker share, lost updates (an overlap on
+//!   our side is an error, exit code 2);
+//! - `server-cost` (multi-thread runtime only): 50 connections saturate the server with the
+//!   backend's acquire+release scripts against `SET NX PX` + compare-and-delete; plus the
+//!   server's µs per call of each (`CONFIG RESETSTAT` + `INFO commandstats`, private server
+//!   only);
+//! - `profile`: client CPU (every thread, `/proc/self/task/*/schedstat`) and allocation calls
+//!   (a counting global allocator, [`alloc_count`]) per uncontended cycle, for the service,
+//!   its scripts alone, rslock and `SET NX PX` + `DEL`.
+//!
 //! ```text
-//! cargo run --release -p locks-bench                 # the full run (about two minutes)
+//! cargo run --release -p locks-bench                 # the full run (a few minutes)
 //! cargo run --release -p locks-bench -- --quick      # a smoke run (seconds)
 //! cargo run --release -p locks-bench -- --only handoff --measure 5s
+//! cargo run --release -p locks-bench -- --only cluster   # cluster, replica_ack, Sentinel
+//! cargo run --release -p locks-bench -- --only rslock,server-cost,profile
 //! ```
 //!
 //! Exit codes: 0 every target met, 1 a target missed, 2 an error.
 
+mod alloc_count;
 mod memory_bench;
+mod postgres_bench;
 mod redis_bench;
 mod sys;
 mod table;
@@ -27,6 +48,10 @@ use locks_testkit::redis_server::RedisServer;
 use tokio::runtime::Runtime;
 
 use crate::table::Table;
+
+/// Every allocation of the process is counted (the profile rows' allocations per cycle).
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
 
 /// The error type of the binary.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,6 +71,21 @@ pub enum Section {
     Renewal,
     /// The in-memory backend vs DashMap and tokio::sync::Mutex.
     Memory,
+    /// The PostgreSQL backend (a private server) beside the Redis backend, same cycles.
+    Postgres,
+    /// A quorum (Redlock) of 3 private redis-servers beside the single node.
+    Quorum,
+    /// A private Redis Cluster beside the single node, and what `replica_ack` and Sentinel
+    /// cost beside the same primary without them.
+    Cluster,
+    /// rslock side by side: uncontended, and 4 and 8 workers on one key (throughput, longest
+    /// wait, worker shares, lost updates).
+    Rslock,
+    /// Server cost of the acquire+release scripts vs `SET NX PX` + compare-and-delete under a
+    /// saturating load (50 connections), and the server's µs per call of each.
+    ServerCost,
+    /// Client CPU and allocations per uncontended cycle: service, scripts, rslock, raw.
+    Profile,
 }
 
 /// Benchmarks of the locks service against raw Redis, the loopback round trip, DashMap and
@@ -117,6 +157,9 @@ pub struct Config {
     pub sections: Vec<Section>,
     /// A per-run tag in every key, so runs against a shared server do not collide.
     pub run_id: String,
+    /// Whether the server is the private one of the testkit fixture (not `--redis`): only
+    /// then are its statistics reset (`CONFIG RESETSTAT`).
+    pub private_server: bool,
 }
 
 impl Config {
@@ -152,6 +195,12 @@ impl Config {
                 Section::Handoff,
                 Section::Renewal,
                 Section::Memory,
+                Section::Postgres,
+                Section::Quorum,
+                Section::Cluster,
+                Section::Rslock,
+                Section::ServerCost,
+                Section::Profile,
             ]
         } else {
             args.only.clone()
@@ -165,6 +214,7 @@ impl Config {
             renew_duration: args.renew_duration.unwrap_or(hold),
             sections,
             run_id,
+            private_server: args.redis.is_none(),
         }
     }
 
@@ -268,6 +318,56 @@ fn run(args: &Args) -> Result<usize> {
             rt.block_on(redis_bench::run(url, flavor, &cfg, &mut table))?;
             rt.shutdown_timeout(Duration::from_secs(2));
         }
+    }
+    if url.is_some() && cfg.runs(Section::Rslock) {
+        notes.push(
+            "rslock 0.10.0 (crates.io) on the same server, defaults: `lock` = up to 3 \
+             `SET NX PX` attempts, its unlock script after every failed one, a random 0–200 ms \
+             pause between them; `acquire` loops on `lock`. Contended rows: 3 interleaved rounds \
+             of a third of the hand-off time per side, medians (longest wait: the longest of all \
+             rounds)"
+                .to_owned(),
+        );
+    }
+    if url.is_some() && cfg.runs(Section::ServerCost) {
+        notes.push(
+            "server cost: 50 connections per side saturate the server (client and server share \
+             the cores, so the rate ratio understates the server CPU ratio printed beside it)"
+                .to_owned(),
+        );
+    }
+    if let (Some(url), true) = (&url, cfg.runs(Section::Postgres)) {
+        eprintln!("postgres figures beside redis");
+        let rt = Flavor::MultiThread.build()?;
+        let version = rt.block_on(postgres_bench::run(url, &cfg, &mut table))?;
+        notes.push(format!(
+            "PostgreSQL {version}: private server of the testkit fixture (fsync=off), \
+             pool of 16, beside the Redis backend on the server above"
+        ));
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
+    if let (Some(url), true) = (&url, cfg.runs(Section::Quorum)) {
+        eprintln!("quorum figures beside the single node");
+        let rt = Flavor::MultiThread.build()?;
+        rt.block_on(redis_bench::quorum::run(url, &cfg, &mut table))?;
+        notes.push(
+            "quorum of 3: private redis-servers of the testkit fixture on this machine, \
+             beside the single server above"
+                .to_owned(),
+        );
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
+    if let (Some(url), true) = (&url, cfg.runs(Section::Cluster)) {
+        eprintln!("cluster, replica-ack and Sentinel figures beside the single node");
+        let rt = Flavor::MultiThread.build()?;
+        rt.block_on(redis_bench::cluster::run(url, &cfg, &mut table))?;
+        notes.push(
+            "cluster of 3 primaries + 3 replicas, a primary with 2 replicas, a Sentinel set \
+             (1 primary, 2 replicas, 3 Sentinels): private redis-servers of the testkit \
+             fixtures on this machine"
+                .to_owned(),
+        );
+        rt.shutdown_timeout(Duration::from_secs(2));
     }
     if cfg.runs(Section::Memory) {
         eprintln!("memory-backend figures");

@@ -1,5 +1,6 @@
 //! Process figures read from `/proc`: CPU time and resident memory (Linux).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`: 100 on every mainstream Linux ABI,
@@ -19,6 +20,43 @@ pub fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }
 
+/// Per-thread CPU time of this process, in nanoseconds, from `/proc/self/task/*/schedstat`
+/// (nanosecond resolution, unlike [`cpu_time`]). `None` when it cannot be read.
+#[derive(Debug, Clone)]
+pub struct ThreadCpu(HashMap<u64, u64>);
+
+impl ThreadCpu {
+    /// Read every thread's CPU time now.
+    pub fn now() -> Option<Self> {
+        let mut threads = HashMap::new();
+        for entry in std::fs::read_dir("/proc/self/task").ok()? {
+            let Ok(entry) = entry else { continue };
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            // A thread may exit between the listing and the read: skip it.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+                continue;
+            };
+            if let Some(ns) = stat.split_whitespace().next().and_then(|v| v.parse().ok()) {
+                threads.insert(tid, ns);
+            }
+        }
+        (!threads.is_empty()).then_some(ThreadCpu(threads))
+    }
+
+    /// CPU time used since `earlier` by the threads alive now (a thread that exited in
+    /// between loses its share of the window; a new thread counts in full).
+    pub fn since(&self, earlier: &ThreadCpu) -> Duration {
+        let ns: u64 = self
+            .0
+            .iter()
+            .map(|(tid, now)| now.saturating_sub(earlier.0.get(tid).copied().unwrap_or(0)))
+            .sum();
+        Duration::from_nanos(ns)
+    }
+}
+
 /// The resident set size of this process (`VmRSS` of `/proc/self/status`), in bytes.
 pub fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -35,5 +73,12 @@ mod tests {
     fn reads_proc() {
         assert!(cpu_time().is_some());
         assert!(rss_bytes().is_some_and(|b| b > 0));
+        let before = ThreadCpu::now().expect("schedstat");
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let after = ThreadCpu::now().expect("schedstat");
+        assert!(after.since(&before) > Duration::ZERO, "{x}");
     }
 }

@@ -22,10 +22,22 @@ const ROWS: &[(&str, &[&str])] = &[
     ("critical sections/s, 8 workers", BOTH),
     ("longest single wait, 8 workers", BOTH),
     ("worker shares (%), 8 workers", BOTH),
+    (
+        "fair mode: hand-off p50 (release → next acquire), 4 workers",
+        BOTH,
+    ),
+    ("fair mode: hand-off p99, 4 workers", BOTH),
+    ("fair mode: critical sections/s, 4 workers", BOTH),
+    ("fair mode: longest single wait, 4 workers", BOTH),
+    ("fair mode: worker shares (%), 4 workers", BOTH),
     ("renewal: round trips per renewal period", BOTH),
     ("renewal: leases still held after", BOTH),
     ("renewal: process CPU", BOTH),
     ("renewal: resident memory per held lease", BOTH),
+    (
+        "memory: uncontended acquire+release vs self-wait detection off",
+        BOTH,
+    ),
     ("memory: uncontended acquire+release vs DashMap", BOTH),
     ("memory: uncontended acquire+release vs tokio Mutex", BOTH),
     (
@@ -36,6 +48,54 @@ const ROWS: &[(&str, &[&str])] = &[
         "memory: 2 tasks contended, two services, critical sections/s",
         MULTI,
     ),
+    ("postgres: sequential acquire+release", MULTI),
+    ("postgres: concurrent acquire+release", MULTI),
+    ("quorum of 3: sequential acquire+release", MULTI),
+    ("quorum of 3: 8 workers on one key", MULTI),
+    ("cluster of 3+3: sequential acquire+release", MULTI),
+    (
+        "cluster of 3+3: 8 workers on one key, critical sections/s",
+        MULTI,
+    ),
+    ("cluster of 3+3: replica_ack(1, 100ms), sequential", MULTI),
+    (
+        "primary + 2 replicas: replica_ack(1, 100ms), sequential",
+        MULTI,
+    ),
+    (
+        "primary + 2 replicas: replica_ack(2, 100ms), sequential",
+        MULTI,
+    ),
+    (
+        "Sentinel: primary found through 3 Sentinels, sequential",
+        MULTI,
+    ),
+    ("vs rslock: uncontended acquire+release", BOTH),
+    ("vs rslock: critical sections/s, 4 workers", BOTH),
+    ("vs rslock: longest wait, 4 workers", BOTH),
+    ("vs rslock: smallest worker share, 4 workers", BOTH),
+    ("vs rslock: critical sections/s, 8 workers", BOTH),
+    ("vs rslock: longest wait, 8 workers", BOTH),
+    ("vs rslock: smallest worker share, 8 workers", BOTH),
+    ("fair mode vs rslock: critical sections/s, 4 workers", BOTH),
+    ("fair mode vs rslock: longest wait, 4 workers", BOTH),
+    (
+        "fair mode vs rslock: smallest worker share, 4 workers",
+        BOTH,
+    ),
+    ("fair mode vs rslock: critical sections/s, 8 workers", BOTH),
+    ("fair mode vs rslock: longest wait, 8 workers", BOTH),
+    (
+        "fair mode vs rslock: smallest worker share, 8 workers",
+        BOTH,
+    ),
+    (
+        "server cost: acquire+release scripts vs SET NX PX + compare-and-delete (50 connections)",
+        MULTI,
+    ),
+    ("server cost: µs per call (INFO commandstats)", MULTI),
+    ("profile: client CPU per uncontended cycle", BOTH),
+    ("profile: allocations per uncontended cycle", BOTH),
 ];
 
 const BOTH: &[&str] = &["multi-thread", "current-thread"];

@@ -29,6 +29,7 @@ use crate::service::{LockService, LockServiceBuilder};
 /// | `auto_renew` | `true` | | `autoRenew.enabled` |
 /// | `renew_fraction` | `0.5` | 0.05 ..= 0.9 | `autoRenew.intervalFraction` |
 /// | `max_hold` | none | > 0 | — |
+/// | `detect_self_wait` | `true` | | — |
 ///
 /// ```
 /// use locks_core::LockConfig;
@@ -64,6 +65,9 @@ pub struct LockConfig {
     /// Stop renewing after a lease has been held this long.
     #[serde(deserialize_with = "duration")]
     pub max_hold: Option<Duration>,
+    /// Refuse at once (`LockError::SelfWait`) a wait for a lock the same task holds
+    /// ([`LockServiceBuilder::detect_self_wait`]).
+    pub detect_self_wait: Option<bool>,
 }
 
 /// The retry part of a [`LockConfig`] (see [`RetryPolicy`]).
@@ -121,7 +125,12 @@ impl LockConfig {
         );
         let b = set(b, self.auto_renew, LockServiceBuilder::auto_renew);
         let b = set(b, self.renew_fraction, LockServiceBuilder::renew_fraction);
-        set(b, self.max_hold, |b, d| b.max_hold(Some(d)))
+        let b = set(b, self.max_hold, |b, d| b.max_hold(Some(d)));
+        set(
+            b,
+            self.detect_self_wait,
+            LockServiceBuilder::detect_self_wait,
+        )
     }
 }
 

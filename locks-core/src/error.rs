@@ -108,8 +108,19 @@ pub enum LockError {
 impl LockError {
     /// A short, stable code for logs, metrics and HTTP mapping: `acquire_timeout`,
     /// `contended`, `not_owner`, `lost`, `invalid_key`, `invalid_ttl`, `invalid_options`,
-    /// `unsupported`, `self_wait`, `shutting_down`, `backend`. Codes are never renamed; new variants get new
-    /// codes.
+    /// `unsupported`, `self_wait`, `shutting_down`, `backend`. Codes are never renamed; new
+    /// variants get new codes.
+    ///
+    /// A typical HTTP mapping, for a handler that takes a lock per request:
+    ///
+    /// | code | status | why |
+    /// |---|---|---|
+    /// | `acquire_timeout`, `contended` | 409 Conflict (or 503 with `Retry-After`) | someone else is doing this now; retry later |
+    /// | `not_owner`, `lost` | 409 Conflict | the lease ended under the work: it may be incomplete |
+    /// | `invalid_key` | 400 Bad Request | when the key comes from the request; else 500 |
+    /// | `invalid_ttl`, `invalid_options`, `unsupported`, `self_wait` | 500 | a bug or a misconfiguration in the service |
+    /// | `shutting_down` | 503 Service Unavailable | this instance is stopping; another one can serve |
+    /// | `backend` | 503 Service Unavailable | the lock store is unreachable or failing |
     ///
     /// ```
     /// use locks_core::LockError;

@@ -37,12 +37,16 @@
 //!   retried until the deadline; only `Lost` fires [`LeaseHandle::lost`].
 //! - Leases are not reentrant, and ownership belongs to the guard, not to a task.
 //!
-//! ## Metrics
+//! ## Metrics, tracing and health
 //!
 //! Through the `metrics` facade: `locks_acquire_total{backend,result}`,
-//! `locks_acquire_wait_seconds`, `locks_hold_seconds`, `locks_held` (gauge),
-//! `locks_renew_total{backend,result}`, `locks_lost_total{backend,reason}`,
-//! `locks_release_failed_total`.
+//! `locks_acquire_wait_seconds`, `locks_handoff_seconds`, `locks_waiters` (gauge),
+//! `locks_hold_seconds`, `locks_held` (gauge), `locks_renew_total{backend,result}`,
+//! `locks_lost_total{backend,reason}`, `locks_release_failed_total{backend,result}`; no lock
+//! names in labels unless a bounded key classifier is opted into (see [`metrics_labels`]).
+//! Tracing spans `lock.acquire`, `lock.hold` (with `lock.renew` children) and the events
+//! `lock.lost` and `lock.release_failed`. [`LockService::health`] gives a readiness probe the
+//! store's facts (see [`health`]).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -51,6 +55,7 @@
 #[cfg(feature = "serde")]
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod key;
 pub mod kind;
 pub mod options;
@@ -60,6 +65,8 @@ pub mod token;
 pub mod backend;
 
 pub mod lease;
+
+pub mod metrics_labels;
 
 pub mod service;
 
@@ -74,8 +81,9 @@ pub use backend::{
 #[cfg(feature = "serde")]
 pub use config::{LockConfig, RetryConfig};
 pub use error::{BackendError, BackendErrorKind, LockError};
+pub use health::{BackendHealth, ClockOffset, HealthCheck, HealthProblem, Replication};
 pub use key::{LockKey, MAX_KEY_LEN, MAX_PREFIX_LEN};
-pub use kind::LeaseKind;
+pub use kind::{FAIR_WAITER_TTL, LeaseKind};
 pub use lease::{LeaseHandle, LockGuard, drift_margin};
 pub use options::{AcquireOptions, RetryPolicy, TTL_LIMIT};
 pub use primitives::{Election, Leadership, MultiGuard, Pool, Pooled, RwInfo, RwLock, Semaphore};

@@ -147,6 +147,7 @@ pub struct AcquireOptions {
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) auto_renew: Option<bool>,
     pub(crate) max_hold: Option<Option<Duration>>,
+    pub(crate) fair: Option<bool>,
 }
 
 impl AcquireOptions {
@@ -182,6 +183,39 @@ impl AcquireOptions {
     /// Stop renewing after this long (`None`: renew for as long as the guard lives).
     pub fn max_hold(mut self, max_hold: Option<Duration>) -> Self {
         self.max_hold = Some(max_hold);
+        self
+    }
+
+    /// Fair mode for this mutex acquire (default: the service's
+    /// [`fair`](crate::LockServiceBuilder::fair)): waiters queue in the store in arrival
+    /// order, across every process, and a release hands the lease straight to the head of the
+    /// queue, which learns it from the release notification without asking the store (a
+    /// hand-off costs about one notification). A lease of kind
+    /// [`LeaseKind::FairMutex`](crate::LeaseKind::FairMutex), kept under names of its own:
+    /// every user of a lock name must use the same mode. A backend that cannot keep fair
+    /// mutexes (PostgreSQL, quorum) refuses it with `Unsupported` before anything is sent.
+    ///
+    /// While it waits, a fair waiter re-asks the store once a second (a third of
+    /// [`FAIR_WAITER_TTL`](crate::FAIR_WAITER_TTL), or of the ttl if shorter) to keep its
+    /// place, instead of following the retry backoff (`max_attempts` still counts those attempts). A waiter that stops
+    /// waiting leaves the queue; after a transient store error it starts again at the tail
+    /// (its token is retired, as always after an attempt with an unknown outcome). A single
+    /// attempt (`try_acquire`) that finds the lock held leaves the queue with one more store
+    /// call, in the background.
+    ///
+    /// ```
+    /// use locks_core::{AcquireOptions, LockService};
+    /// use locks_memory::MemoryBackend;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), locks_core::LockError> {
+    /// let locks = LockService::new(MemoryBackend::new())?;
+    /// let guard = locks.acquire_opts("inventory:sku-9", AcquireOptions::new().fair(true)).await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fair(mut self, on: bool) -> Self {
+        self.fair = Some(on);
         self
     }
 }

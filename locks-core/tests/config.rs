@@ -76,3 +76,31 @@ fn malformed_configs_are_refused_when_read() {
         assert!(parse(bad).is_err(), "{bad} was accepted");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn self_wait_detection_can_be_turned_off() {
+    let wait = r#"{ "wait_timeout": "1s" }"#;
+    let on = parse(wait).expect("parses");
+    let off = parse(r#"{ "wait_timeout": "1s", "detect_self_wait": false }"#).expect("parses");
+    assert_eq!(off.detect_self_wait, Some(false));
+    for (config, detected) in [(on, true), (off, false)] {
+        let locks = config
+            .builder(MemoryBackend::new())
+            .build()
+            .expect("builds");
+        // Detection follows tokio tasks: the test body itself is not one.
+        let second = tokio::spawn(async move {
+            let held = locks.acquire("k").await.expect("acquire");
+            let second = locks.acquire("k").await.map(drop);
+            held.release().await.expect("release");
+            second
+        })
+        .await
+        .expect("task");
+        match second {
+            Err(LockError::SelfWait { .. }) => assert!(detected, "detected although off"),
+            Err(LockError::AcquireTimeout { .. }) => assert!(!detected, "waited although on"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -152,3 +152,37 @@ async fn a_store_clock_running_fast_is_covered_by_the_drift_margin() {
         "the rival got in at {got_in:?}, the holder trusted its lease until {gave_up:?}"
     );
 }
+
+/// A lease marked lost is never renewed afterwards (issue 11 item 11). Every renewal is applied
+/// but its reply lost, so the store keeps pushing the lease's expiry forward while the holder's
+/// deadline stays put: the holder gives up at its deadline with the lease still in the store.
+/// Replies flow again from that moment: a keeper that renewed a lost lease would keep it alive
+/// in the store; it ends by its ttl instead.
+#[tokio::test(start_paused = true)]
+async fn a_lease_marked_lost_is_never_renewed_afterwards() {
+    let (faulty, locks) = setup(Duration::from_secs(10));
+    let guard = locks.acquire("k").await.expect("acquire");
+    faulty.lose_replies_next(u32::MAX);
+    let reason = guard.lost().await;
+    assert_eq!(reason, LostReason::DeadlineExpired);
+    faulty.clear();
+    let key = locks.key("k").expect("key");
+    let still = faulty
+        .holders(&key, LeaseKind::Mutex)
+        .await
+        .expect("holders");
+    assert!(
+        still.is_held_by(guard.token(), LeaseKind::Mutex),
+        "the store still holds the lease when the holder gives up: {still:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(guard.state(), LeaseState::Lost(LostReason::DeadlineExpired));
+    let after = faulty
+        .holders(&key, LeaseKind::Mutex)
+        .await
+        .expect("holders");
+    assert!(
+        after.leases.is_empty(),
+        "a lost lease was renewed: {after:?}"
+    );
+}

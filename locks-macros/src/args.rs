@@ -157,8 +157,12 @@ impl Parse for Raw {
 }
 
 impl Args {
-    /// Parse the attribute's arguments and check the required ones and their combinations.
-    pub(crate) fn parse(tokens: proc_macro2::TokenStream) -> syn::Result<Args> {
+    /// Parse the attribute's arguments and check the required ones and their combinations;
+    /// `default_crate` is the core's path when no `crate = ...` is given.
+    pub(crate) fn parse(
+        tokens: proc_macro2::TokenStream,
+        default_crate: Path,
+    ) -> syn::Result<Args> {
         let raw: Raw = syn::parse2(tokens)?;
         let Some(locks) = raw.locks else {
             return Err(syn::Error::new(
@@ -193,7 +197,7 @@ impl Args {
             ttl: raw.ttl,
             wait: raw.wait.map(|(d, _)| d),
             on_contended,
-            krate: raw.krate.unwrap_or_else(|| syn::parse_quote!(::locks_core)),
+            krate: raw.krate.unwrap_or(default_crate),
         })
     }
 }

@@ -17,13 +17,8 @@ struct Names {
     key: Ident,
     opts: Ident,
     lease: Ident,
-    guard: Ident,
-    work: Ident,
-    outcome: Ident,
-    cx: Ident,
     value: Ident,
     error: Ident,
-    panic: Ident,
     ret: Ident,
 }
 
@@ -35,21 +30,21 @@ impl Names {
             key: id("__locks_key"),
             opts: id("__locks_opts"),
             lease: id("__locks_lease"),
-            guard: id("__locks_guard"),
-            work: id("__locks_work"),
-            outcome: id("__locks_outcome"),
-            cx: id("__locks_cx"),
             value: id("__locks_value"),
             error: id("__locks_error"),
-            panic: id("__locks_panic"),
             ret: id("__locks_ret"),
         }
     }
 }
 
-/// `#[with_lock(args)] item` → the item with a locked body.
-pub(crate) fn with_lock(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let args = Args::parse(attr)?;
+/// `#[with_lock(args)] item` → the item with a locked body; the generated code names the core
+/// `default_crate` unless the arguments say `crate = ...`.
+pub(crate) fn with_lock(
+    attr: TokenStream,
+    item: TokenStream,
+    default_crate: syn::Path,
+) -> syn::Result<TokenStream> {
+    let args = Args::parse(attr, default_crate)?;
     let mut item: ItemFn = syn::parse2(item).map_err(|e| {
         syn::Error::new(
             e.span(),
@@ -131,13 +126,8 @@ pub(crate) fn with_lock(attr: TokenStream, item: TokenStream) -> syn::Result<Tok
         key,
         opts,
         lease: lease_var,
-        guard,
-        work,
-        outcome,
-        cx,
         value,
         error,
-        panic,
         ret: ret_var,
     } = &n;
     let prelude = quote! {
@@ -186,72 +176,35 @@ pub(crate) fn with_lock(attr: TokenStream, item: TokenStream) -> syn::Result<Tok
     };
     let into_err = quote_spanned! {err_span=> ::core::convert::From::from(#error) };
 
+    let lease_arg = if lease.is_some() {
+        quote!(#lease_var)
+    } else {
+        quote!(_)
+    };
+    let work = quote!(move |#lease_arg: #krate::LeaseHandle| #work_block);
+    // Both modes hand the body to the service, which releases the lock after it on `Ok`,
+    // `Err`, panic (then resumed) and cancellation.
     let body = match args.on_contended {
-        OnContended::Wait => {
-            let lease_arg = if lease.is_some() {
-                quote!(#lease_var)
-            } else {
-                quote!(_)
-            };
-            quote! {{
-                #prelude
-                match #service
-                    .with_lock_opts(&#key, #opts, move |#lease_arg: #krate::LeaseHandle| #work_block)
-                    .await
-                {
-                    ::core::result::Result::Ok(#value) => #value,
-                    ::core::result::Result::Err(#error) => ::core::result::Result::Err(#into_err),
+        OnContended::Wait => quote! {{
+            #prelude
+            match #service.with_lock_opts(&#key, #opts, #work).await {
+                ::core::result::Result::Ok(#value) => #value,
+                ::core::result::Result::Err(#error) => ::core::result::Result::Err(#into_err),
+            }
+        }},
+        // One attempt; `Ok(None)` without running the body when the lock is held elsewhere.
+        OnContended::Skip => quote! {{
+            #prelude
+            match #service.try_with_lock_opts(&#key, #opts, #work).await {
+                ::core::result::Result::Ok(::core::option::Option::Some(#value)) => {
+                    ::core::result::Result::map(#value, ::core::option::Option::Some)
                 }
-            }}
-        }
-        OnContended::Skip => {
-            let handle = lease
-                .is_some()
-                .then(|| quote!(let #lease_var = #guard.handle();));
-            quote! {{
-                #prelude
-                let #guard = match #service.try_acquire_opts(&#key, #opts).await {
-                    ::core::result::Result::Ok(#guard) => #guard,
-                    ::core::result::Result::Err(#krate::LockError::Contended { .. }) => {
-                        return ::core::result::Result::Ok(::core::option::Option::None);
-                    }
-                    ::core::result::Result::Err(#error) => {
-                        return ::core::result::Result::Err(#into_err);
-                    }
-                };
-                #handle
-                // Run the body, catching a panic so that the lock is released before it
-                // resumes (as `LockService::with_lock_opts` does). Cancellation drops the
-                // guard, which releases in the background.
-                let #work = #work_block;
-                let mut #work = ::core::pin::pin!(#work);
-                let #outcome = ::core::future::poll_fn(|#cx| {
-                    match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
-                        ::core::future::Future::poll(::core::pin::Pin::as_mut(&mut #work), #cx)
-                    })) {
-                        ::core::result::Result::Ok(::core::task::Poll::Ready(#value)) => {
-                            ::core::task::Poll::Ready(::core::result::Result::Ok(#value))
-                        }
-                        ::core::result::Result::Ok(::core::task::Poll::Pending) => {
-                            ::core::task::Poll::Pending
-                        }
-                        ::core::result::Result::Err(#panic) => {
-                            ::core::task::Poll::Ready(::core::result::Result::Err(#panic))
-                        }
-                    }
-                })
-                .await;
-                // The body's result stands even if the release fails (the lease then ends by
-                // its ttl), as with `with_lock_opts`.
-                let _ = #guard.release().await;
-                match #outcome {
-                    ::core::result::Result::Ok(#value) => {
-                        ::core::result::Result::map(#value, ::core::option::Option::Some)
-                    }
-                    ::core::result::Result::Err(#panic) => ::std::panic::resume_unwind(#panic),
+                ::core::result::Result::Ok(::core::option::Option::None) => {
+                    ::core::result::Result::Ok(::core::option::Option::None)
                 }
-            }}
-        }
+                ::core::result::Result::Err(#error) => ::core::result::Result::Err(#into_err),
+            }
+        }},
     };
     item.block = Box::new(syn::parse2(body)?);
     Ok(item.into_token_stream())

@@ -46,7 +46,8 @@
 //!
 //! The generated code names the core as `::locks_core`: the crate using the attribute needs
 //! `locks-core` as a dependency (or `crate = path::to::locks_core` when it is re-exported or
-//! renamed).
+//! renamed). Through the `locks` facade crate, write `#[locks::with_lock(...)]`: that is
+//! [`macro@with_lock_via_facade`], whose generated code names `::locks` instead.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -116,8 +117,10 @@ use proc_macro::TokenStream;
 ///
 /// As with `with_lock_opts`, when the release after the body fails (the lease was lost, the
 /// store could not be reached) the body's result is still returned: the work has happened.
-/// Locks are not reentrant: an annotated function calling another one on the same key waits
-/// for itself until `wait` runs out.
+/// Locks are not reentrant: an annotated function calling another one on the same key (in the
+/// same task, through the same service) gets `LockError::SelfWait` at once, converted into its
+/// error type, instead of waiting for itself (unless the service was built with
+/// `detect_self_wait(false)`, when it waits until `wait` runs out).
 ///
 /// # Cancel safety
 ///
@@ -133,8 +136,8 @@ use proc_macro::TokenStream;
 /// is written as if the lock were always taken and returns `Result<T, E>`**, which the macro
 /// wraps in `Some`. Any other declared type is a compile error, and so is `wait` together with
 /// `skip`. Other acquire errors (an invalid key, a store failure, shutdown) are still
-/// `Err(E::from(error))`. The attempt is `LockService::try_acquire_opts`; the body then runs
-/// and the lock is released as in wait mode (on `Ok`, `Err`, panic and cancellation).
+/// `Err(E::from(error))`. The call is `LockService::try_with_lock_opts`: the body runs and the
+/// lock is released as in wait mode (on `Ok`, `Err`, panic and cancellation).
 ///
 /// ```
 /// use locks_core::{LockError, LockService};
@@ -194,8 +197,22 @@ use proc_macro::TokenStream;
 /// error type), a field that does not exist or a value without `Display` (on the key).
 #[proc_macro_attribute]
 pub fn with_lock(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_or_error(attr, item, syn::parse_quote!(::locks_core))
+}
+
+/// `#[with_lock]` for users of the `locks` facade crate, which re-exports it as
+/// `locks::with_lock`: the same attribute, whose generated code names the core `::locks`
+/// instead of `::locks_core` (so a crate that depends on `locks` only needs no
+/// `crate = ...`). See [`macro@with_lock`] for the arguments.
+#[proc_macro_attribute]
+pub fn with_lock_via_facade(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_or_error(attr, item, syn::parse_quote!(::locks))
+}
+
+/// The expansion, or the attribute's compile error next to a stand-in of the function.
+fn expand_or_error(attr: TokenStream, item: TokenStream, default_crate: syn::Path) -> TokenStream {
     let original = proc_macro2::TokenStream::from(item.clone());
-    match expand::with_lock(attr.into(), item.into()) {
+    match expand::with_lock(attr.into(), item.into(), default_crate) {
         Ok(tokens) => tokens.into(),
         Err(e) => {
             let mut out = e.into_compile_error();

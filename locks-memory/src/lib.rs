@@ -2,7 +2,8 @@
 //!
 //! An in-memory [`LockBackend`](locks_core::LockBackend) on a `DashMap`: the double for fast,
 //! deterministic unit tests, and a real lock for tasks inside one process. It stores every
-//! [`LeaseKind`](locks_core::LeaseKind): mutex, semaphore permits, readers and writers.
+//! [`LeaseKind`](locks_core::LeaseKind): mutex, semaphore permits, readers and writers, and
+//! the fair mutex (a FIFO queue of waiters with direct hand-off).
 //!
 //! - Expiry follows a [`Clock`]: by default [`TokioClock`], so under
 //!   `#[tokio::test(start_paused = true)]` the store and the service share tokio's paused time;
@@ -42,6 +43,9 @@
 
 mod clock;
 mod contract;
+mod fair;
+mod health;
+mod list;
 mod members;
 mod mutex;
 mod permit;

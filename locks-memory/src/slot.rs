@@ -1,8 +1,9 @@
 //! Everything the store keeps under one key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use locks_core::backend::Signal;
 use locks_core::{LeaseInfo, LeaseKind, OwnerToken};
 use tokio::sync::watch;
 
@@ -25,6 +26,17 @@ pub(crate) struct Waiting {
     pub(crate) refused: bool,
 }
 
+/// A waiter in a fair mutex's queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Queued {
+    pub(crate) token: OwnerToken,
+    /// Dropped from the queue at this store time unless it asks again.
+    pub(crate) until: Duration,
+    /// The ttl of the lease it is granted on release: the one it asked for, at most
+    /// [`FAIR_WAITER_TTL`](locks_core::FAIR_WAITER_TTL).
+    pub(crate) ttl: Duration,
+}
+
 /// Everything stored under one key: the mutex lease, semaphore permits, read-write leases and
 /// the release notifications (a channel created by the first listener). Fences come from the store's one counter (see
 /// [`MemoryBackend`](crate::MemoryBackend)), so a slot holds no state that must outlive its
@@ -36,8 +48,15 @@ pub(crate) struct Slot {
     pub(crate) readers: HashMap<OwnerToken, Held>,
     pub(crate) writer: Option<Held>,
     pub(crate) writer_waiting: Option<Waiting>,
+    /// The fair mutex's lease.
+    pub(crate) fair: Option<Held>,
+    /// The fair mutex's waiters, head first.
+    pub(crate) fair_queue: VecDeque<Queued>,
+    /// Owner tokens released while they held nothing, and until when (store time) an acquire
+    /// with them is refused (see [`RETIRED_FOR`](crate::store::RETIRED_FOR)).
+    pub(crate) retired: HashMap<OwnerToken, Duration>,
     /// Release notifications; `None` until someone listens.
-    releases: Option<watch::Sender<u64>>,
+    releases: Option<watch::Sender<Signal>>,
 }
 
 pub(crate) fn info(kind: LeaseKind, h: &Held, now: Duration) -> LeaseInfo {
@@ -66,6 +85,11 @@ impl Slot {
         if self.writer_waiting.is_some_and(|w| w.until <= now) {
             self.writer_waiting = None;
         }
+        if self.fair.is_some_and(|h| h.expires_at <= now) {
+            self.fair = None;
+        }
+        self.fair_queue.retain(|q| q.until > now);
+        self.retired.retain(|_, until| *until > now);
     }
 
     pub(crate) fn clear(&mut self) {
@@ -74,20 +98,28 @@ impl Slot {
         self.readers.clear();
         self.writer = None;
         self.writer_waiting = None;
+        self.fair = None;
     }
 
     /// Notify the listeners of this key. Nobody listening: nothing to do (a listener created
     /// later starts from the current value, so it could not see this notification anyway).
     pub(crate) fn wake(&self) {
         if let Some(tx) = self.releases.as_ref().filter(|tx| tx.receiver_count() > 0) {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
+            tx.send_modify(Signal::released);
+        }
+    }
+
+    /// Notify the listeners of this key that the fair lease was handed to `token`.
+    pub(crate) fn grant(&self, token: OwnerToken, fence: u64) {
+        if let Some(tx) = self.releases.as_ref().filter(|tx| tx.receiver_count() > 0) {
+            tx.send_modify(|s| s.granted(token, fence));
         }
     }
 
     /// A receiver of this key's release notifications from now on.
-    pub(crate) fn subscribe(&mut self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&mut self) -> watch::Receiver<Signal> {
         self.releases
-            .get_or_insert_with(|| watch::Sender::new(0))
+            .get_or_insert_with(|| watch::Sender::new(Signal::default()))
             .subscribe()
     }
 
@@ -97,13 +129,17 @@ impl Slot {
             || !self.permits.is_empty()
             || !self.readers.is_empty()
             || self.writer.is_some()
+            || self.fair.is_some()
     }
 
-    /// Nothing held, no writer waiting, and nobody listening: the slot can be removed without
+    /// Nothing held, no writer waiting, no retired token, and nobody listening: the slot can be
+    /// removed without
     /// losing anything (fences live in the store's counter, and a listener keeps its slot).
     pub(crate) fn is_idle(&self) -> bool {
         !self.is_held()
             && self.writer_waiting.is_none()
+            && self.fair_queue.is_empty()
+            && self.retired.is_empty()
             && self
                 .releases
                 .as_ref()

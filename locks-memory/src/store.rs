@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use locks_core::backend::Signal;
 use locks_core::{BackendError, LockKey, OwnerToken, ReleaseListener, Wake};
 use tokio::sync::watch;
 
@@ -17,6 +18,11 @@ use crate::slot::Slot;
 /// slots were created since the last sweep, or as many as the sweep left, whichever is more:
 /// amortised O(1) per created slot.
 const SWEEP_MIN: usize = 1024;
+
+/// How long a released token that held nothing stays retired: an acquire with it is refused
+/// meanwhile (the backend contract's rule for late acquires; in memory nothing arrives late,
+/// the rule is kept so that both backends answer alike).
+pub(crate) const RETIRED_FOR: Duration = Duration::from_secs(120);
 
 /// One acquire attempt: who asks, the store's time, and when the lease would expire.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +36,7 @@ pub(crate) struct Inner {
     /// Keyed by the whole [`LockKey`] (prefix and name apart), so two services whose
     /// `prefix + name` strings happen to be equal (`"a:" + "b"`, `"a" + ":b"`) never share a
     /// slot.
-    pub(crate) slots: DashMap<LockKey, Slot>,
+    pub(crate) slots: DashMap<LockKey, Slot, foldhash::fast::RandomState>,
     pub(crate) clock: Arc<dyn Clock>,
     /// The last fence handed out, for every key of the store.
     fences: AtomicU64,
@@ -93,7 +99,7 @@ impl MemoryBackend {
     pub fn with_clock(clock: impl Clock) -> Self {
         MemoryBackend {
             inner: Arc::new(Inner {
-                slots: DashMap::new(),
+                slots: DashMap::default(),
                 clock: Arc::new(clock),
                 fences: AtomicU64::new(0),
                 created: AtomicUsize::new(0),
@@ -131,6 +137,10 @@ impl MemoryBackend {
             }
             if slot.lease.is_some_and(|h| h.owner == token) {
                 slot.lease = None;
+                had = true;
+            }
+            if slot.fair.is_some_and(|h| h.owner == token) {
+                slot.fair = None;
                 had = true;
             }
             had
@@ -253,6 +263,20 @@ impl MemoryBackend {
         }
     }
 
+    /// Remember `token` as released while it held nothing (see [`RETIRED_FOR`]).
+    pub(crate) fn retire(&self, key: &LockKey, token: OwnerToken) {
+        let now = self.now();
+        self.with_slot(key, now, |slot, now| {
+            slot.retired.insert(token, now.saturating_add(RETIRED_FOR));
+        });
+    }
+
+    /// Whether `token` is retired under `key` now.
+    pub(crate) fn is_retired(&self, key: &LockKey, token: OwnerToken) -> bool {
+        self.with_existing(key, |slot, _| slot.retired.contains_key(&token))
+            .unwrap_or(false)
+    }
+
     /// The store's time now.
     pub(crate) fn now(&self) -> Duration {
         self.inner.clock.now()
@@ -273,7 +297,9 @@ impl MemoryBackend {
         if created {
             self.note_created();
         }
+        let seen = rx.borrow().generation;
         MemoryListener {
+            seen,
             rx: Some(rx),
             key: key.clone(),
             store: Arc::downgrade(&self.inner),
@@ -283,7 +309,9 @@ impl MemoryBackend {
 
 pub(crate) struct MemoryListener {
     /// `Some` until dropped.
-    rx: Option<watch::Receiver<u64>>,
+    rx: Option<watch::Receiver<Signal>>,
+    /// The generation of the last notification reported.
+    seen: u64,
     key: LockKey,
     store: Weak<Inner>,
 }
@@ -305,7 +333,15 @@ impl ReleaseListener for MemoryListener {
             return Err(BackendError::transient("release listener closed"));
         };
         match tokio::time::timeout(max, rx.changed()).await {
-            Ok(Ok(())) => Ok(Wake::Notified),
+            Ok(Ok(())) => {
+                let signal = *rx.borrow_and_update();
+                let wake = signal.wake_since(self.seen);
+                self.seen = signal.generation;
+                Ok(match wake {
+                    Wake::TimedOut => Wake::Notified,
+                    other => other,
+                })
+            }
             // A slot with a listener is never removed, so this cannot happen; if it did, the
             // service would listen again rather than spin on a closed channel.
             Ok(Err(_)) => Err(BackendError::transient("release channel closed")),

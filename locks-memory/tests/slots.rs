@@ -145,10 +145,28 @@ async fn listeners_keep_their_slot_and_the_last_one_frees_it() {
     assert!(acquire(&store, &k, LeaseKind::Mutex, token).await > fence);
     clock.advance(TTL);
     assert!(!store.release(&k, LeaseKind::Mutex, token).await.unwrap());
+    // The late release found nothing: the token is retired (an acquire with it is refused)
+    // for two minutes, and only that keeps the slot.
+    assert_eq!(store.slot_count(), 1, "the retired token keeps the slot");
+    assert!(
+        store
+            .try_acquire(&k, LeaseKind::Mutex, token, TTL)
+            .await
+            .is_err_and(|e| !e.is_transient())
+    );
+    clock.advance(Duration::from_secs(120));
+    assert!(
+        store
+            .holders(&k, LeaseKind::Mutex)
+            .await
+            .unwrap()
+            .leases
+            .is_empty()
+    );
     assert_eq!(
         store.slot_count(),
         0,
-        "the late release saw the expiry and freed the slot"
+        "the retirement ended and the slot was freed"
     );
 }
 

@@ -6,14 +6,14 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::{Client, Value};
+use redis::Client;
 
+use crate::ack::ReplicaAck;
 use crate::backend::RedisBackend;
-use crate::connection::Connection;
+use crate::connect::Target;
 use crate::counter::FenceCounterTtl;
-use crate::error::{RedisBackendError, connect_error};
-use crate::policy::{PolicyGate, check_at_connect};
-use crate::pubsub::Notifier;
+use crate::error::RedisBackendError;
+use crate::policy::PolicyGate;
 
 /// The default [`RedisBackendBuilder::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,12 +24,6 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The shortest timeout the builder accepts.
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
-/// Where the builder connects to.
-enum Target {
-    Url(String),
-    Client(Box<Client>),
-}
-
 /// Builds a [`RedisBackend`]: [`RedisBackend::builder`] or
 /// [`RedisBackend::builder_from_client`], optional timeouts, then
 /// [`connect`](RedisBackendBuilder::connect).
@@ -39,21 +33,22 @@ pub struct RedisBackendBuilder {
     response_timeout: Duration,
     allow_eviction_policy: bool,
     fence_counter_ttl: FenceCounterTtl,
+    replica_ack: Option<ReplicaAck>,
+    function_library: bool,
 }
 
 impl fmt::Debug for RedisBackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the URL: it may carry a password.
-        let target = match &self.target {
-            Target::Url(_) => "url (redacted)".to_owned(),
-            Target::Client(c) => c.get_connection_info().addr().to_string(),
-        };
+        let target = self.target.describe();
         f.debug_struct("RedisBackendBuilder")
             .field("target", &target)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("allow_eviction_policy", &self.allow_eviction_policy)
             .field("fence_counter_ttl", &self.fence_counter_ttl)
+            .field("replica_ack", &self.replica_ack)
+            .field("function_library", &self.function_library)
             .finish()
     }
 }
@@ -75,6 +70,76 @@ impl RedisBackend {
     pub fn builder_from_client(client: Client) -> RedisBackendBuilder {
         RedisBackendBuilder::new(Target::Client(Box::new(client)))
     }
+
+    /// Start building a backend on a Redis Cluster (feature **`cluster`**), given one or more
+    /// seed nodes (`redis://host:port`, credentials in the URLs). The redis crate's async
+    /// cluster client routes each script to the primary that owns its lock's slot and follows
+    /// `MOVED`/`ASK` itself; release notifications listen on the node that owns the channel's
+    /// slot. See [Redis Cluster](crate#redis-cluster).
+    ///
+    /// ```no_run
+    /// use locks_redis::RedisBackend;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = RedisBackend::cluster_builder([
+    ///     "redis://10.0.0.1:7000",
+    ///     "redis://10.0.0.2:7000",
+    ///     "redis://10.0.0.3:7000",
+    /// ])
+    /// .connect()
+    /// .await?;
+    /// # drop(backend);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster_builder<I, S>(seed_urls: I) -> RedisBackendBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisBackendBuilder::new(Target::Cluster(
+            seed_urls.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    /// Start building a backend on the primary that a set of Sentinels names for
+    /// `master_name` (feature **`sentinel`**). Every new connection asks the Sentinels for the
+    /// primary again, and a connection that fails or finds its server demoted (`READONLY`) is
+    /// replaced, so the backend follows a failover; the release subscription resubscribes on
+    /// the new primary. See [Sentinel](crate#sentinel).
+    ///
+    /// ```no_run
+    /// use locks_redis::RedisBackend;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = RedisBackend::sentinel_builder(
+    ///     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///     "locks",
+    /// )
+    /// .connect()
+    /// .await?;
+    /// # drop(backend);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel_builder<I, S>(
+        sentinel_urls: I,
+        master_name: impl Into<String>,
+    ) -> RedisBackendBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisBackendBuilder::new(Target::Sentinel {
+            urls: sentinel_urls.into_iter().map(Into::into).collect(),
+            master: master_name.into(),
+            node_auth: None,
+        })
+    }
 }
 
 impl RedisBackendBuilder {
@@ -85,7 +150,79 @@ impl RedisBackendBuilder {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             allow_eviction_policy: false,
             fence_counter_ttl: FenceCounterTtl::DEFAULT,
+            replica_ack: None,
+            function_library: false,
         }
+    }
+
+    /// The least-privilege mode (Redis >= 7.0): run the scripts as the installed function
+    /// library ([`LIBRARY`](crate::LIBRARY), `FCALL`/`FCALL_RO`) instead of `EVALSHA`, so the
+    /// application user needs no script loading ([`APP_USER_ACL`](crate::APP_USER_ACL)). An
+    /// operator installs the library once per server with
+    /// [`install_functions`](crate::install_functions); [`connect`](Self::connect) refuses a
+    /// server without it, or with another version, with
+    /// [`RedisBackendError::FunctionLibrary`]. Default `false` (`EVALSHA`, any Redis).
+    pub fn function_library(mut self, on: bool) -> Self {
+        self.function_library = on;
+        self
+    }
+
+    /// The credentials of the data nodes behind the Sentinels (feature **`sentinel`**): the
+    /// Sentinel URLs' credentials are for the Sentinels only. Without this, the data nodes are
+    /// reached without `AUTH`. Ignored for a target that is not a Sentinel set.
+    ///
+    /// ```no_run
+    /// use locks_redis::RedisBackend;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let backend = RedisBackend::sentinel_builder(["redis://10.0.0.1:26379"], "locks")
+    ///     .sentinel_node_auth(Some("app"), "s3cret")
+    ///     .connect()
+    ///     .await?;
+    /// # drop(backend);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel_node_auth(mut self, username: Option<&str>, password: &str) -> Self {
+        if let Target::Sentinel { node_auth, .. } = &mut self.target {
+            *node_auth = Some((username.map(str::to_owned), password.to_owned()));
+        }
+        self
+    }
+
+    /// Count an acquire, extend or renewal as done only once `min_replicas` replicas have
+    /// acknowledged it (`WAIT min_replicas timeout` after the script, on the same
+    /// connection). Off by default.
+    ///
+    /// Without enough acknowledgements within `timeout`, an acquire is released again and
+    /// fails with a transient error whose source is [`RedisBackendError::NotReplicated`] (the
+    /// service retries it within its wait budget); a renewal fails the same way and leaves the
+    /// lease `Unknown`. What it buys: a primary that dies right after granting a lease cannot
+    /// lose it, provided an acknowledging replica is promoted. What it does not: replication
+    /// stays asynchronous (a failover may still promote a replica that did not acknowledge),
+    /// and it says nothing about persistence to disk (`WAITAOF`). See
+    /// [Replica acknowledgement](crate#replica-acknowledgement).
+    ///
+    /// [`connect`](Self::connect) refuses `min_replicas` of 0 and a `timeout` below 1 ms or not
+    /// below the response timeout (a `WAIT` blocks the shared connection for up to `timeout`)
+    /// with [`RedisBackendError::InvalidOption`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use locks_redis::RedisBackend;
+    ///
+    /// let builder = RedisBackend::builder("redis://127.0.0.1:6379")
+    ///     .replica_ack(1, Duration::from_millis(100));
+    /// # drop(builder);
+    /// ```
+    pub fn replica_ack(mut self, min_replicas: u32, timeout: Duration) -> Self {
+        self.replica_ack = Some(ReplicaAck {
+            min_replicas,
+            timeout,
+        });
+        self
     }
 
     /// How long [`connect`](Self::connect) may take in total (TCP, TLS, `AUTH`, `PING` and the
@@ -155,59 +292,43 @@ impl RedisBackendBuilder {
     /// before it completes.
     pub async fn connect(self) -> Result<RedisBackend, RedisBackendError> {
         self.validate()?;
-        let client = match self.target {
-            Target::Client(client) => *client,
-            Target::Url(url) => open_client(&url)?,
-        };
-        #[cfg(feature = "tls")]
-        install_crypto_provider(&client);
-        let addr = client.get_connection_info().addr().to_string();
         let (ct, rt) = (self.connect_timeout, self.response_timeout);
-        let check_policy = !self.allow_eviction_policy;
-        let fence_counter_ttl = self.fence_counter_ttl;
-        let connected = tokio::time::timeout(ct, async {
-            let conn = Connection::open(client.clone(), addr.clone(), ct, rt)
-                .await
-                .map_err(|e| connect_error(&addr, e))?;
-            // The connection setup authenticates; PING catches `NOAUTH` (password missing).
-            conn.run(|mut c| async move { redis::cmd("PING").query_async::<Value>(&mut c).await })
-                .await
-                .map_err(|e| connect_error(&addr, e))?;
-            let checked = if check_policy {
-                let before = conn.reconnects();
-                check_at_connect(&conn, &addr)
-                    .await
-                    .map_err(|e| connect_error(&addr, e))??;
-                Some(before)
-            } else {
-                None
-            };
-            let pubsub = client
-                .get_async_pubsub()
-                .await
-                .map_err(|e| connect_error(&addr, e))?;
-            Ok::<_, RedisBackendError>((conn, checked, pubsub))
-        })
-        .await;
-        let (conn, checked, pubsub) = match connected {
-            Ok(r) => r?,
-            Err(_) => return Err(RedisBackendError::ConnectTimeout { addr, timeout: ct }),
-        };
-        let gate = PolicyGate::new(addr.clone(), checked);
-        let notifier = Notifier::start(client.clone(), pubsub, ct, rt);
+        let parts =
+            crate::connect::open(self.target, (ct, rt), !self.allow_eviction_policy).await?;
+        let mut gate = PolicyGate::new(parts.addr.clone(), parts.checked);
+        if parts.source.is_cluster() {
+            // Waiters `SSUBSCRIBE` on the key's shard: the scripts must `SPUBLISH` there.
+            gate = gate.with_calls(crate::functions::Calls::EvalSharded);
+        }
+        if self.function_library {
+            crate::functions::require_library(&parts.conn, &parts.addr, ct).await?;
+            gate = gate.with_calls(crate::functions::Calls::Functions);
+        }
         Ok(RedisBackend::from_parts(
-            client,
-            addr,
-            conn,
+            parts.source,
+            parts.addr,
+            parts.conn,
             gate,
-            notifier,
-            fence_counter_ttl,
+            parts.notifier,
+            self.replica_ack,
+            self.fence_counter_ttl,
             (ct, rt),
         ))
     }
 
     /// Every option within its bounds.
     fn validate(&self) -> Result<(), RedisBackendError> {
+        // Issue 12: on a cluster, waiters listen with `SSUBSCRIBE` and only the scripts' sharded
+        // `EVALSHA` form announces with `SPUBLISH`; the function library's functions `PUBLISH`.
+        #[cfg(feature = "cluster")]
+        if self.function_library && matches!(self.target, Target::Cluster(_)) {
+            return Err(RedisBackendError::InvalidOption {
+                option: "function_library",
+                reason: "not supported on a Redis Cluster yet (its functions announce releases \
+                         with PUBLISH, and cluster waiters listen with SSUBSCRIBE)"
+                    .into(),
+            });
+        }
         for (option, value) in [
             ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
@@ -219,27 +340,31 @@ impl RedisBackendBuilder {
                 });
             }
         }
+        if let Some(ack) = self.replica_ack {
+            if ack.min_replicas == 0 {
+                return Err(RedisBackendError::InvalidOption {
+                    option: "replica_ack",
+                    reason: "min_replicas must be at least 1".into(),
+                });
+            }
+            if ack.timeout < MIN_TIMEOUT || ack.timeout >= self.response_timeout {
+                return Err(RedisBackendError::InvalidOption {
+                    option: "replica_ack",
+                    reason: format!(
+                        "the timeout must be at least 1 ms and below the response timeout \
+                         ({:?}), got {:?}",
+                        self.response_timeout, ack.timeout
+                    ),
+                });
+            }
+        }
         self.fence_counter_ttl.validate()
     }
 }
 
-fn open_client(url: &str) -> Result<Client, RedisBackendError> {
-    Client::open(url).map_err(|e| {
-        let reason = if url.starts_with("rediss://") && cfg!(not(feature = "tls")) {
-            "rediss:// (TLS) needs the `tls` feature of locks-redis".to_owned()
-        } else {
-            e.to_string()
-        };
-        RedisBackendError::InvalidUrl {
-            reason,
-            source: Some(e),
-        }
-    })
-}
-
 /// rustls needs a process-wide crypto provider; install `ring` unless the application did.
 #[cfg(feature = "tls")]
-fn install_crypto_provider(client: &Client) {
+pub(crate) fn install_crypto_provider(client: &Client) {
     if matches!(
         client.get_connection_info().addr(),
         redis::ConnectionAddr::TcpTls { .. }

@@ -22,12 +22,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, PushInfo, PushKind, RedisError, RedisResult};
+use redis::aio::ConnectionManagerConfig;
+use redis::{PushInfo, PushKind, RedisError, RedisResult};
+
+use crate::topology::{Conn, Source};
 
 /// The shared command connection of a backend and its clones.
 pub(crate) struct Connection {
-    client: Client,
+    source: Arc<Source>,
     /// How the connection is made (and remade).
     config: ConnectionManagerConfig,
     connect_timeout: Duration,
@@ -44,7 +46,7 @@ pub(crate) struct Connection {
 /// connection (N concurrent timeouts replace it once); `attempts` counts reconnection attempts,
 /// so commands waiting for one attempt do not each start another after it failed.
 struct Slot {
-    conn: ConnectionManager,
+    conn: Conn,
     generation: u64,
     broken: bool,
     attempts: u64,
@@ -57,7 +59,7 @@ struct Slot {
 /// disconnection push), without failing a command: a push handler counts those reconnections.
 /// (RESP2 connections get no pushes; there a reconnection always follows a failed command.)
 fn manager_config(
-    client: &Client,
+    resp3: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
     reconnects: &Arc<AtomicU64>,
@@ -66,11 +68,6 @@ fn manager_config(
         .set_connection_timeout(Some(connect_timeout))
         .set_response_timeout(Some(response_timeout))
         .set_number_of_retries(0);
-    let resp3 = client
-        .get_connection_info()
-        .redis_settings()
-        .protocol()
-        .supports_resp3();
     if !resp3 {
         return config;
     }
@@ -92,19 +89,27 @@ fn drops_connection(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
+/// Whether a connection that got this error must be replaced by one to the primary named now
+/// (Sentinel): it failed (the node may be gone), or the node it talks to was demoted.
+fn primary_may_have_moved(e: &RedisError) -> bool {
+    drops_connection(e) || e.code() == Some("READONLY")
+}
+
 impl Connection {
-    /// Connect (no timeout of its own: the caller bounds it by the connect timeout).
+    /// Connect (no timeout of its own: the caller bounds it by the connect timeout). `resp3`:
+    /// whether the connections speak RESP3 (then the manager's silent reconnections are
+    /// counted through its push handler).
     pub(crate) async fn open(
-        client: Client,
+        source: Arc<Source>,
         addr: String,
-        connect_timeout: Duration,
-        response_timeout: Duration,
+        resp3: bool,
+        (connect_timeout, response_timeout): (Duration, Duration),
     ) -> RedisResult<Arc<Connection>> {
         let reconnects = Arc::new(AtomicU64::new(0));
-        let config = manager_config(&client, connect_timeout, response_timeout, &reconnects);
-        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        let config = manager_config(resp3, connect_timeout, response_timeout, &reconnects);
+        let conn = source.open(&config).await?;
         Ok(Arc::new(Connection {
-            client,
+            source,
             config,
             connect_timeout,
             addr,
@@ -125,12 +130,70 @@ impl Connection {
         self.reconnects.load(Ordering::Acquire)
     }
 
+    /// The reply to `cmd`: on the current connection, or on a cluster on node `node`
+    /// (`host:port`, one of [`cluster_nodes`](Self::cluster_nodes)); `None`: wherever the
+    /// connection routes it.
+    pub(crate) async fn query_node<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        cmd: redis::Cmd,
+        node: Option<&str>,
+    ) -> RedisResult<T> {
+        let node = node.map(str::to_owned);
+        self.run(|c| async move {
+            match (c, node) {
+                #[cfg(feature = "cluster")]
+                (Conn::Cluster(mut c), Some(node)) => {
+                    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                    let (host, port) = node.rsplit_once(':').unwrap_or((node.as_str(), ""));
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.to_owned(),
+                        port: port.parse().unwrap_or(0),
+                    });
+                    let value = c.route_command(cmd, routing).await?;
+                    Ok(redis::from_redis_value(value)?)
+                }
+                (mut c, _) => cmd.query_async::<T>(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    /// On a cluster, the address (`host:port`) of every node the client knows; `None` for one
+    /// server.
+    pub(crate) async fn cluster_nodes(self: &Arc<Self>) -> RedisResult<Option<Vec<String>>> {
+        if !self.source.is_cluster() {
+            return Ok(None);
+        }
+        self.run(|c| async move {
+            match c {
+                #[cfg(feature = "cluster")]
+                Conn::Cluster(mut c) => {
+                    use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+                    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllNodes, None));
+                    let pings = c.route_command(redis::cmd("PING"), routing).await?;
+                    let mut nodes: Vec<String> = match pings {
+                        redis::Value::Map(pairs) => pairs
+                            .into_iter()
+                            .filter_map(|(addr, _)| redis::from_redis_value::<String>(addr).ok())
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    nodes.sort();
+                    Ok(Some(nodes))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
     /// Run one command on the current connection. A response timeout retires the connection it
     /// was sent on and starts a replacement in the background; the command itself fails with
-    /// the (transient) timeout error.
+    /// the (transient) timeout error. Behind Sentinels, so do an error that dropped the
+    /// connection and `READONLY` (the replacement goes to the primary named now).
     pub(crate) async fn run<T, F, Fut>(self: &Arc<Self>, command: F) -> RedisResult<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let (conn, generation) = self.current().await?;
@@ -141,9 +204,9 @@ impl Connection {
         if drops_connection(&e) {
             self.reconnects.fetch_add(1, Ordering::AcqRel);
         }
-        if e.is_timeout()
-            && let Some(seen_attempts) = self.mark_broken(generation)
-        {
+        let replace =
+            e.is_timeout() || (self.source.follows_primary() && primary_may_have_moved(&e));
+        if replace && let Some(seen_attempts) = self.mark_broken(generation) {
             let this = Arc::clone(self);
             tokio::spawn(async move {
                 // A failure leaves the connection marked: the next command tries again.
@@ -162,7 +225,7 @@ impl Connection {
     }
 
     /// The current connection and its generation; reconnects first if the last one broke.
-    async fn current(&self) -> RedisResult<(ConnectionManager, u64)> {
+    async fn current(&self) -> RedisResult<(Conn, u64)> {
         let seen_attempts = {
             let slot = self.read_slot();
             if !slot.broken {
@@ -183,8 +246,8 @@ impl Connection {
         slot.broken = true;
         tracing::warn!(
             addr = %self.addr,
-            "redis command timed out: replacing the command connection (replies could be \
-             matched to the wrong requests on it)"
+            "redis command timed out, or its server may no longer be the primary: replacing \
+             the command connection"
         );
         Some(slot.attempts)
     }
@@ -192,7 +255,7 @@ impl Connection {
     /// Replace the broken connection, unless another attempt happened since `seen_attempts`
     /// (then its outcome stands). Bounded by the connect timeout. On failure the old
     /// connection stays marked broken, so the next command tries again.
-    async fn reconnect(&self, seen_attempts: u64) -> RedisResult<(ConnectionManager, u64)> {
+    async fn reconnect(&self, seen_attempts: u64) -> RedisResult<(Conn, u64)> {
         let _one_at_a_time = self.reconnecting.lock().await;
         {
             let slot = self.read_slot();
@@ -206,11 +269,7 @@ impl Connection {
                 ));
             }
         }
-        let made = tokio::time::timeout(
-            self.connect_timeout,
-            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
-        )
-        .await;
+        let made = tokio::time::timeout(self.connect_timeout, self.source.open(&self.config)).await;
         let mut slot = self.write_slot();
         slot.attempts = slot.attempts.wrapping_add(1);
         match made {

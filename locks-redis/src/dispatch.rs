@@ -22,26 +22,34 @@ use std::time::Duration;
 
 use locks_core::backend::{Action, Operation};
 use locks_core::{BackendError, LeaseKind, LockKey, OwnerToken};
-use redis::{RedisError, RedisWrite, Script, ScriptInvocation, ToRedisArgs, Value};
+use redis::{Cmd, ErrorKind, RedisError, RedisWrite, Script, ServerErrorKind, ToRedisArgs, Value};
 
 use crate::connection::Connection;
 use crate::counter::{FenceCounterTtl, MAX_PX_MS};
 use crate::error::{backend_error, is_oom, is_transient};
+use crate::functions::{Calls, read_only};
 use crate::keys::{
-    CHANNEL, FENCE, KeyName, LEASE, RW_FENCES, RW_READERS, RW_WAITING, RW_WRITER, SEMAPHORE,
-    SEMAPHORE_FENCES,
+    CHANNEL, FAIR, FAIR_EXPIRY, FAIR_QUEUE, FAIR_TTLS, FENCE, KeyName, LEASE, RETIRED, RW_FENCES,
+    RW_READERS, RW_WAITING, RW_WRITER, SEMAPHORE, SEMAPHORE_FENCES,
 };
 use crate::policy::PolicyGate;
 use crate::replies::Reply;
-use crate::scripts;
+use crate::scripts::{self, Lua};
+
+/// How long a store remembers a retired owner token (see [`scripts::RELEASE`]): a late acquire
+/// with it that arrives within this time after the release is refused. Requests held longer
+/// than this in the network (or on a connection the client gave up on) are beyond what the
+/// backend protects against; such a request could leave a lease nobody holds, which blocks
+/// the key until its ttl ends (exclusion is never at stake: nobody believes they hold it).
+pub(crate) const RETIRED_MS: u64 = 120_000;
 
 /// One planned script call.
 struct Call<'a> {
     /// The operation's name in errors and logs (the trait method's name).
     name: &'static str,
-    script: &'static Script,
+    script: &'static Lua,
     /// The `allow-oom` script sent with the same keys and arguments after an `OOM` refusal.
-    oom_fallback: Option<&'static Script>,
+    oom_fallback: Option<&'static Lua>,
     key: &'a LockKey,
     /// The suffixes of the lock's names passed as `KEYS`.
     names: &'static [&'static str],
@@ -52,25 +60,43 @@ struct Call<'a> {
 }
 
 // Keys of the read-write scripts that take, renew or give back a lease.
-const RW_ACQUIRE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, FENCE];
+const RW_ACQUIRE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, FENCE, RETIRED];
 const RW_EXTEND: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, FENCE];
-const RW_RELEASE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, CHANNEL];
+const RW_RELEASE: &[&str] = &[
+    RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, CHANNEL, RETIRED,
+];
+const RW_FORCE_RELEASE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, CHANNEL];
 const RW_ALL: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING];
+// Keys of the fair mutex scripts.
+const FAIR_ACQUIRE: &[&str] = &[FAIR, FAIR_QUEUE, FAIR_EXPIRY, FAIR_TTLS, FENCE, RETIRED];
+const FAIR_RELEASE: &[&str] = &[
+    FAIR,
+    FAIR_QUEUE,
+    FAIR_EXPIRY,
+    FAIR_TTLS,
+    FENCE,
+    CHANNEL,
+    RETIRED,
+];
+const FAIR_FORCE_RELEASE: &[&str] = &[FAIR, FAIR_QUEUE, FAIR_EXPIRY, FAIR_TTLS, CHANNEL];
+
+/// How long a queued fair waiter keeps its place ([`locks_core::FAIR_WAITER_TTL`]), in ms.
+const FAIR_WAITER_MS: u64 = locks_core::FAIR_WAITER_TTL.as_millis() as u64;
 
 /// The script call for `op`, with fence counters kept as `counter` says. The only place that
 /// knows which script serves which operation and kind, with which keys and arguments
 /// (documented on each script in [`scripts`]).
 fn plan(op: Operation<'_>, counter: FenceCounterTtl) -> Result<Call<'_>, BackendError> {
     use Action as Op;
-    use LeaseKind::{Mutex, Permit, Read, Write};
+    use LeaseKind::{FairMutex, Mutex, Permit, Read, Write};
     let Operation {
         key, kind, action, ..
     } = op;
-    let (script, names): (&'static Script, &'static [&'static str]) = match (action, kind) {
-        (Op::TryAcquire { .. }, Mutex) => (&scripts::ACQUIRE, &[LEASE, FENCE]),
+    let (script, names): (&'static Lua, &'static [&'static str]) = match (action, kind) {
+        (Op::TryAcquire { .. }, Mutex) => (&scripts::ACQUIRE, &[LEASE, FENCE, RETIRED]),
         (Op::TryAcquire { .. }, Permit { .. }) => (
             &scripts::ACQUIRE_PERMIT,
-            &[SEMAPHORE, SEMAPHORE_FENCES, FENCE],
+            &[SEMAPHORE, SEMAPHORE_FENCES, FENCE, RETIRED],
         ),
         (Op::TryAcquire { .. }, Read) => (&scripts::ACQUIRE_READ, RW_ACQUIRE),
         (Op::TryAcquire { .. }, Write) => (&scripts::ACQUIRE_WRITE, RW_ACQUIRE),
@@ -82,10 +108,10 @@ fn plan(op: Operation<'_>, counter: FenceCounterTtl) -> Result<Call<'_>, Backend
         ),
         // One script serves a reader and a writer: a token holds one or the other.
         (Op::Extend { .. }, Read | Write) => (&scripts::EXTEND_RW, RW_EXTEND),
-        (Op::Release { .. }, Mutex) => (&scripts::RELEASE, &[LEASE, CHANNEL]),
+        (Op::Release { .. }, Mutex) => (&scripts::RELEASE, &[LEASE, CHANNEL, RETIRED]),
         (Op::Release { .. }, Permit { .. }) => (
             &scripts::RELEASE_PERMIT,
-            &[SEMAPHORE, SEMAPHORE_FENCES, CHANNEL],
+            &[SEMAPHORE, SEMAPHORE_FENCES, CHANNEL, RETIRED],
         ),
         (Op::Release { .. }, Read | Write) => (&scripts::RELEASE_RW, RW_RELEASE),
         (Op::Holders, Mutex) => (&scripts::INSPECT, &[LEASE]),
@@ -96,13 +122,18 @@ fn plan(op: Operation<'_>, counter: FenceCounterTtl) -> Result<Call<'_>, Backend
             &scripts::FORCE_RELEASE,
             &[SEMAPHORE, SEMAPHORE_FENCES, CHANNEL],
         ),
-        (Op::ForceRelease, Read | Write) => (&scripts::FORCE_RELEASE, RW_RELEASE),
+        (Op::ForceRelease, Read | Write) => (&scripts::FORCE_RELEASE, RW_FORCE_RELEASE),
+        (Op::TryAcquire { .. }, FairMutex) => (&scripts::ACQUIRE_FAIR, FAIR_ACQUIRE),
+        (Op::Extend { .. }, FairMutex) => (&scripts::EXTEND_FAIR, &[FAIR, FENCE]),
+        (Op::Release { .. }, FairMutex) => (&scripts::RELEASE_FAIR, FAIR_RELEASE),
+        (Op::Holders, FairMutex) => (&scripts::INSPECT_FAIR, &[FAIR]),
+        (Op::ForceRelease, FairMutex) => (&scripts::FORCE_RELEASE, FAIR_FORCE_RELEASE),
         _ => return Err(BackendError::unsupported("redis", kind)),
     };
     // Only the scripts a full server refuses for an existing lease (they move a member's score
     // with `ZADD XX`) have one; the mutex and writer paths use `PEXPIRE`, which is never
     // refused, and releases only delete.
-    let oom_fallback: Option<&'static Script> = match (action, kind) {
+    let oom_fallback: Option<&'static Lua> = match (action, kind) {
         (Op::TryAcquire { .. }, Permit { .. } | Read) => Some(&scripts::REACQUIRE_MEMBER_OOM),
         (Op::Extend { .. }, Permit { .. }) => Some(&scripts::EXTEND_PERMIT_OOM),
         (Op::Extend { .. }, Read | Write) => Some(&scripts::EXTEND_RW_OOM),
@@ -120,13 +151,31 @@ fn plan(op: Operation<'_>, counter: FenceCounterTtl) -> Result<Call<'_>, Backend
     })
 }
 
+/// A script call, ready to send in one of the two forms.
+enum Ready {
+    /// `EVALSHA` of `script`, loaded with `SCRIPT LOAD` and sent again after `NOSCRIPT`.
+    Eval {
+        cmd: Cmd,
+        script: &'static Script,
+    },
+    Fcall(Cmd),
+}
+
+/// Room for the command name, the script's hash or function name and the key count, every
+/// key and argument: one allocation for the arguments' bytes and one for their ends in the
+/// common case (the keys of a long lock name may need one more).
+fn command(name: &str, arg_count: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(arg_count + 3, 384);
+    cmd.arg(name);
+    cmd
+}
+
 impl Call<'_> {
-    /// `script` with this call's keys and arguments.
-    fn invocation(&self, script: &'static Script) -> ScriptInvocation<'static> {
+    /// Write this call's keys and arguments into `out`.
+    fn fill(&self, out: &mut Cmd) {
         use Action as Op;
-        let mut invocation = script.prepare_invoke();
         for &suffix in self.names {
-            invocation.key(KeyName {
+            out.arg(KeyName {
                 key: self.key,
                 suffix,
             });
@@ -134,35 +183,79 @@ impl Call<'_> {
         match self.action {
             Op::TryAcquire { token, ttl } => {
                 let ttl_ms = px(ttl);
-                invocation.arg(TokenArg(token)).arg(ttl_ms);
+                out.arg(TokenArg(token));
+                out.arg(ttl_ms);
                 if let LeaseKind::Permit { limit } = self.kind {
-                    invocation.arg(limit);
+                    out.arg(limit);
                 }
-                invocation.arg(self.counter.px(ttl_ms));
+                out.arg(self.counter.px(ttl_ms));
+                if self.kind == LeaseKind::FairMutex {
+                    out.arg(FAIR_WAITER_MS);
+                }
             }
             Op::Extend { token, ttl } => {
                 let ttl_ms = px(ttl);
-                invocation
-                    .arg(TokenArg(token))
-                    .arg(ttl_ms)
-                    .arg(self.counter.px(ttl_ms));
+                out.arg(TokenArg(token));
+                out.arg(ttl_ms);
+                out.arg(self.counter.px(ttl_ms));
             }
             Op::Release { token } => {
-                invocation.arg(TokenArg(token));
+                out.arg(TokenArg(token));
+                out.arg(RETIRED_MS);
             }
             _ => {}
         }
-        invocation
+    }
+
+    /// `script` with this call's keys and arguments, as `calls` says, written straight into
+    /// one command (a `ScriptInvocation` would copy every key and argument into a vector of
+    /// its own first).
+    fn ready(&self, script: &'static Lua, calls: Calls) -> Ready {
+        let args = self.names.len() + 4;
+        let evalsha = |script: &'static Script| {
+            let mut cmd = command("EVALSHA", args);
+            cmd.arg(script.get_hash()).arg(self.names.len());
+            self.fill(&mut cmd);
+            Ready::Eval { cmd, script }
+        };
+        match calls {
+            Calls::Eval => evalsha(script.eval()),
+            // Redis Cluster (issue 12): releases announced with `SPUBLISH`.
+            Calls::EvalSharded => evalsha(script.eval_sharded()),
+            Calls::Functions => {
+                let mut cmd = command(
+                    if read_only(script) {
+                        "FCALL_RO"
+                    } else {
+                        "FCALL"
+                    },
+                    args,
+                );
+                cmd.arg(script.function).arg(self.names.len());
+                self.fill(&mut cmd);
+                Ready::Fcall(cmd)
+            }
+        }
     }
 }
 
-/// Run one script invocation on `conn`.
-async fn run(
-    conn: &Arc<Connection>,
-    invocation: ScriptInvocation<'static>,
-) -> Result<Value, RedisError> {
-    conn.run(|mut c| async move { invocation.invoke_async(&mut c).await })
-        .await
+/// Run one script call on `conn`: an `EVALSHA` whose script the server does not have
+/// (`NOSCRIPT`: restarted, `SCRIPT FLUSH`, a failover to a fresh replica) is loaded and sent
+/// again once.
+async fn run(conn: &Arc<Connection>, ready: Ready) -> Result<Value, RedisError> {
+    conn.run(|mut c| async move {
+        match ready {
+            Ready::Eval { cmd, script } => match cmd.query_async(&mut c).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut c).await?;
+                    cmd.query_async(&mut c).await
+                }
+                other => other,
+            },
+            Ready::Fcall(cmd) => cmd.query_async(&mut c).await,
+        }
+    })
+    .await
 }
 
 /// Run `op`: let `gate` re-check the eviction policy if the connection may have been replaced,
@@ -178,7 +271,8 @@ pub(crate) async fn dispatch(
     let call = plan(op, counter)?;
     let name = call.name;
     gate.ensure(conn, name).await?;
-    let refused = match run(conn, call.invocation(call.script)).await {
+    let calls = gate.calls();
+    let refused = match run(conn, call.ready(call.script, calls)).await {
         Ok(value) => return Ok(Reply::new(name, value)),
         Err(e) if is_oom(&e) => e,
         Err(e) => return Err(backend_error(name, e)),
@@ -186,7 +280,7 @@ pub(crate) async fn dispatch(
     let Some(fallback) = call.oom_fallback else {
         return Err(backend_error(name, refused));
     };
-    match run(conn, call.invocation(fallback)).await {
+    match run(conn, call.ready(fallback, calls)).await {
         // Nothing of the caller's to renew: a new lease, refused.
         Ok(Value::Nil) => Err(backend_error(name, refused)),
         Ok(value) => Ok(Reply::new(name, value)),
@@ -236,6 +330,18 @@ fn px(ttl: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// The parts of `call` sent as `form`: the command, the script's hash or the function's
+    /// name, the key count, the keys, the arguments.
+    fn parts(call: &Call<'_>, script: &'static Lua, form: Calls) -> Vec<Vec<u8>> {
+        let (Ready::Eval { cmd, .. } | Ready::Fcall(cmd)) = call.ready(script, form);
+        cmd.args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(bytes) => bytes.to_vec(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
     #[test]
     fn ttls_round_up_to_milliseconds() {
         assert_eq!(px(Duration::from_micros(1)), 1);
@@ -266,6 +372,7 @@ mod tests {
             LeaseKind::Permit { limit: 3 },
             LeaseKind::Read,
             LeaseKind::Write,
+            LeaseKind::FairMutex,
         ];
         let mut planned = Vec::new();
         for kind in kinds {
@@ -279,29 +386,38 @@ mod tests {
             ] {
                 let op = Operation::new(key, kind, action);
                 let call = plan(op, FenceCounterTtl::DEFAULT).unwrap();
-                let invocation = call.invocation(call.script);
-                planned.push((kind, call.name, format!("{invocation:?}")));
+                let eval = parts(&call, call.script, Calls::Eval);
+                assert_eq!(eval[0], b"EVALSHA");
+                assert_eq!(eval[1], call.script.eval().get_hash().as_bytes());
+                let keys: usize = String::from_utf8_lossy(&eval[2]).parse().unwrap();
+                assert_eq!(keys, call.names.len());
+                planned.push((kind, call.name, (keys, eval.len() - 3 - keys)));
                 if let Some(fallback) = call.oom_fallback {
                     // Same keys and arguments.
-                    let fallback = format!("{:?}", call.invocation(fallback));
-                    let shape = |s: &str| s[s.rfind("args: ").unwrap_or(0)..].to_owned();
-                    assert_eq!(shape(&fallback), shape(&format!("{invocation:?}")));
+                    assert_eq!(parts(&call, fallback, Calls::Eval)[2..], eval[2..]);
                 }
+                // As a function call: name, key count, the same keys and arguments.
+                let fcall = parts(&call, call.script, Calls::Functions);
+                assert!(fcall[0] == b"FCALL" || fcall[0] == b"FCALL_RO");
+                assert_eq!(fcall[1], call.script.function.as_bytes());
+                assert_eq!(fcall[2..], eval[2..]);
+                // The cluster form: another script, the same keys and arguments.
+                let sharded = parts(&call, call.script, Calls::EvalSharded);
+                assert_eq!(sharded[1], call.script.eval_sharded().get_hash().as_bytes());
+                assert_eq!(sharded[2..], eval[2..]);
             }
         }
-        // (keys, args) per operation, for mutex, permit, read, write.
+        // (keys, args) per operation, for mutex, permit, read, write, fair mutex.
         let expect = [
-            [(2, 3), (2, 3), (2, 1), (1, 0), (2, 0)],
-            [(3, 4), (3, 3), (3, 1), (2, 0), (3, 0)],
-            [(5, 3), (4, 3), (5, 1), (4, 0), (5, 0)],
-            [(5, 3), (4, 3), (5, 1), (4, 0), (5, 0)],
+            [(3, 3), (2, 3), (3, 2), (1, 0), (2, 0)],
+            [(4, 4), (3, 3), (4, 2), (2, 0), (3, 0)],
+            [(6, 3), (4, 3), (6, 2), (4, 0), (5, 0)],
+            [(6, 3), (4, 3), (6, 2), (4, 0), (5, 0)],
+            [(6, 4), (2, 3), (7, 2), (1, 0), (5, 0)],
         ];
-        assert_eq!(planned.len(), 20);
-        for ((kind, name, cmd), (keys, args)) in planned.iter().zip(expect.iter().flatten()) {
-            assert!(
-                cmd.contains(&format!("args: {args}, keys: {keys}")),
-                "{kind} {name}: {cmd}"
-            );
+        assert_eq!(planned.len(), 25);
+        for ((kind, name, shape), expected) in planned.iter().zip(expect.iter().flatten()) {
+            assert_eq!(shape, expected, "{kind} {name}: (keys, args)");
         }
     }
 }

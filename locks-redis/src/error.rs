@@ -108,6 +108,20 @@ pub enum RedisBackendError {
         /// What the server answered to both commands.
         reason: String,
     },
+    /// Least-privilege mode ([`function_library(true)`](crate::RedisBackendBuilder::function_library)):
+    /// the server does not have this build's function library (missing, another version, or
+    /// Redis older than 7.0), or refused to install it. An operator installs or upgrades it with
+    /// [`install_functions`](crate::install_functions).
+    #[error("the locks function library on Redis at {addr} cannot be used: {reason}")]
+    FunctionLibrary {
+        /// The server address.
+        addr: String,
+        /// What is wrong, and the fix.
+        reason: String,
+        /// The Redis error, if there was one.
+        #[source]
+        source: Option<RedisError>,
+    },
     /// The server is out of memory (`maxmemory` reached under `noeviction`) and refused to write
     /// a new lease, permit, reader or writer (Redis's `OOM` error, its source). Nothing was
     /// written. Existing leases are still renewed, re-acquired and released. Permanent: the
@@ -124,6 +138,25 @@ pub enum RedisBackendError {
         #[source]
         source: RedisError,
     },
+    /// A write that takes or extends a lease was not acknowledged by enough replicas (`WAIT`,
+    /// with [`replica_ack`](crate::RedisBackendBuilder::replica_ack)). An acquire was released
+    /// again (nothing is held); an extend or renewal may or may not have moved the ttl (the
+    /// lease is `Unknown`). Operations report it as the source of a *transient*
+    /// [`BackendError`]: the service retries an acquire with a new token within its wait budget.
+    #[error(
+        "redis {operation} was not acknowledged by {wanted} replica(s) within {timeout:?} \
+         ({detail}); an acquire was given back, a renewal leaves the lease unknown"
+    )]
+    NotReplicated {
+        /// The operation (`try_acquire`, `extend`).
+        operation: &'static str,
+        /// How many replicas had to acknowledge.
+        wanted: u32,
+        /// How long `WAIT` waited.
+        timeout: Duration,
+        /// What `WAIT` said (how many replicas acknowledged, or why it failed).
+        detail: String,
+    },
 }
 
 impl RedisBackendError {
@@ -132,7 +165,9 @@ impl RedisBackendError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            RedisBackendError::Connect { .. } | RedisBackendError::ConnectTimeout { .. }
+            RedisBackendError::Connect { .. }
+                | RedisBackendError::ConnectTimeout { .. }
+                | RedisBackendError::NotReplicated { .. }
         )
     }
 }
@@ -158,7 +193,8 @@ impl From<RedisBackendError> for LockError {
 }
 
 /// Server error codes that go away by themselves: a busy script, a server loading its data, a
-/// cluster resharding or failing over, a demoted master.
+/// cluster resharding or failing over (`MOVED`, `ASK`: the cluster client follows them itself,
+/// and one that still reaches us means the slot map is changing), a demoted master.
 const TRANSIENT_CODES: &[&str] = &[
     "BUSY",
     "LOADING",
@@ -166,6 +202,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "CLUSTERDOWN",
     "MASTERDOWN",
     "READONLY",
+    "MOVED",
+    "ASK",
 ];
 
 /// Server error codes that mean "these credentials will not work".
@@ -174,7 +212,8 @@ const AUTH_CODES: &[&str] = &["NOAUTH", "WRONGPASS", "NOPERM"];
 /// Whether a Redis error may go away if the operation is sent again.
 ///
 /// Transient: I/O errors, timeouts, dropped or refused connections, `BUSY`, `LOADING`,
-/// `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`. Everything else is permanent:
+/// `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `MOVED`, `ASK`. Everything else is
+/// permanent:
 /// authentication and permissions, `NOSCRIPT` after the script was reloaded, script errors,
 /// `WRONGTYPE` (something else owns the key), malformed replies.
 pub(crate) fn is_transient(e: &RedisError) -> bool {
@@ -187,7 +226,9 @@ pub(crate) fn is_transient(e: &RedisError) -> bool {
             | ServerErrorKind::TryAgain
             | ServerErrorKind::ClusterDown
             | ServerErrorKind::MasterDown
-            | ServerErrorKind::ReadOnly,
+            | ServerErrorKind::ReadOnly
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
         )
         | ErrorKind::ClusterConnectionNotFound => true,
         _ => e.code().is_some_and(|code| TRANSIENT_CODES.contains(&code)),
@@ -219,6 +260,11 @@ pub(crate) fn is_invalid_argument(e: &RedisError) -> bool {
 /// script's refusal of its arguments is permanent (the same call is refused again; nothing was
 /// written).
 pub(crate) fn backend_error(operation: &'static str, e: RedisError) -> BackendError {
+    // An acquire with a retired owner token (`scripts::RELEASE`): worded as every backend
+    // words it.
+    if let Some(reason) = e.detail().and_then(|d| d.strip_prefix("locks-retired: ")) {
+        return BackendError::permanent(reason.to_owned()).with_source(e);
+    }
     if is_invalid_argument(&e) {
         let detail = e.detail().unwrap_or_default();
         let reason = detail
@@ -285,7 +331,15 @@ mod tests {
         assert!(is_transient(&io));
         let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
         assert!(is_transient(&timeout));
-        for code in ["BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"] {
+        for code in [
+            "BUSY",
+            "LOADING",
+            "TRYAGAIN",
+            "CLUSTERDOWN",
+            "MASTERDOWN",
+            "MOVED",
+            "ASK",
+        ] {
             assert!(is_transient(&server(code)), "{code}");
         }
         for code in ["WRONGTYPE", "NOAUTH", "WRONGPASS", "ERR"] {

@@ -34,6 +34,7 @@ use redis::{RedisError, Value};
 
 use crate::connection::Connection;
 use crate::error::{RedisBackendError, backend_error, is_transient};
+use crate::functions::Calls;
 
 /// The only policy that never deletes a key with a ttl before it expires.
 const SAFE_POLICY: &str = "noeviction";
@@ -46,22 +47,43 @@ enum Reading {
     Unreadable(String),
 }
 
-/// The reply to `cmd`, run on `conn`.
+/// The reply to `cmd`, run on `conn` (on a cluster: on the node `node`, `host:port`).
 async fn query<T: redis::FromRedisValue>(
     conn: &Arc<Connection>,
     cmd: redis::Cmd,
+    node: Option<&str>,
 ) -> Result<T, RedisError> {
-    conn.run(|mut c| async move { cmd.query_async::<T>(&mut c).await })
-        .await
+    conn.query_node(cmd, node).await
 }
 
-/// Read the server's `maxmemory-policy`: `CONFIG GET`, and if the server refuses it (ACL,
+/// Read the server's `maxmemory-policy` (see [`read_node_policy`]). On a cluster, that of every
+/// node the cluster client is connected to (the primaries): the first whose policy is not
+/// `noeviction`, or cannot be read, decides (issue 12).
+async fn read_policy(conn: &Arc<Connection>) -> Result<Reading, RedisError> {
+    // Boxed: the futures of every operation nest this one; keep their layout shallow.
+    let Some(nodes) = Box::pin(conn.cluster_nodes()).await? else {
+        return Box::pin(read_node_policy(conn, None)).await;
+    };
+    for node in &nodes {
+        match Box::pin(read_node_policy(conn, Some(node))).await? {
+            Reading::Policy(policy) if is_safe(&policy) => {}
+            Reading::Policy(policy) => return Ok(Reading::Policy(format!("{policy} (on {node})"))),
+            Reading::Unreadable(why) => return Ok(Reading::Unreadable(format!("{node}: {why}"))),
+        }
+    }
+    Ok(Reading::Policy(SAFE_POLICY.to_owned()))
+}
+
+/// Read one server's `maxmemory-policy`: `CONFIG GET`, and if the server refuses it (ACL,
 /// renamed or disabled on managed services), `INFO memory`. A transport error (the server could
 /// not be reached) is returned as such, for the caller to report as transient.
-async fn read_policy(conn: &Arc<Connection>) -> Result<Reading, RedisError> {
+async fn read_node_policy(
+    conn: &Arc<Connection>,
+    node: Option<&str>,
+) -> Result<Reading, RedisError> {
     let mut config_get = redis::cmd("CONFIG");
     config_get.arg("GET").arg("maxmemory-policy");
-    let config = query::<Value>(conn, config_get).await;
+    let config = query::<Value>(conn, config_get, node).await;
     let config_failure = match config {
         Ok(value) => match from_config_reply(&value) {
             Some(policy) => return Ok(Reading::Policy(policy)),
@@ -72,7 +94,7 @@ async fn read_policy(conn: &Arc<Connection>) -> Result<Reading, RedisError> {
     };
     let mut info_memory = redis::cmd("INFO");
     info_memory.arg("memory");
-    let info = query::<String>(conn, info_memory).await;
+    let info = query::<String>(conn, info_memory, node).await;
     let info_failure = match info {
         Ok(text) => match from_info(&text) {
             Some(policy) => return Ok(Reading::Policy(policy)),
@@ -120,6 +142,20 @@ fn is_safe(policy: &str) -> bool {
     policy.eq_ignore_ascii_case(SAFE_POLICY)
 }
 
+/// The eviction policy for a health report (see [`crate::health`]): `Ok(None)` when it cannot
+/// be read; on a cluster, the first node's unsafe policy, with `(on host:port)`.
+pub(crate) async fn current_policy(conn: &Arc<Connection>) -> Result<Option<String>, RedisError> {
+    Ok(match read_policy(conn).await? {
+        Reading::Policy(policy) => Some(policy),
+        Reading::Unreadable(_) => None,
+    })
+}
+
+/// Whether `policy` (as [`current_policy`] reports it) keeps every live lease.
+pub(crate) fn is_safe_policy(policy: &str) -> bool {
+    is_safe(policy)
+}
+
 /// The connect-time check: `Ok` for `noeviction`, else the typed refusal. A transport error is
 /// returned as the Redis error, for the builder to classify like any connect failure.
 pub(crate) async fn check_at_connect(
@@ -149,6 +185,8 @@ pub(crate) struct PolicyGate {
     checked: AtomicU64,
     /// One re-check at a time; operations arriving meanwhile wait for its outcome.
     checking: tokio::sync::Mutex<()>,
+    /// How scripts run: `EVALSHA`, or `FCALL` of the library found at connect.
+    calls: Calls,
 }
 
 impl PolicyGate {
@@ -160,7 +198,20 @@ impl PolicyGate {
             addr,
             checked: AtomicU64::new(checked.unwrap_or(0)),
             checking: tokio::sync::Mutex::new(()),
+            calls: Calls::Eval,
         }
+    }
+
+    /// The same gate, for a server whose function library `connect` checked: scripts run as
+    /// `FCALL` (see [`functions`](crate::functions)).
+    pub(crate) fn with_calls(mut self, calls: Calls) -> Self {
+        self.calls = calls;
+        self
+    }
+
+    /// How scripts run on this server.
+    pub(crate) fn calls(&self) -> Calls {
+        self.calls
     }
 
     /// `Ok` unless the connection may have been replaced since the last good check and the

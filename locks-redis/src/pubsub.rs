@@ -1,7 +1,9 @@
 //! Release notifications: one shared pub/sub connection per backend, multiplexing every waiter.
 //!
-//! - A map `channel → (refcount, subscribed, watch::Sender<u64> generation)`. A message on a
-//!   channel bumps its generation; a [`RedisListener`] waits for its receiver to change.
+//! - A map `channel → (refcount, subscribed, watch::Sender<Signal>)`. A message on a
+//!   channel bumps its generation (and a fair mutex's grant, `granted:<token>:<fence>`, is
+//!   kept with it: see [`grant`](crate::grant)); a [`RedisListener`] waits for its receiver
+//!   to change.
 //! - [`Notifier::listen`] returns only once the `SUBSCRIBE` of its channel is confirmed by the
 //!   server (or was already), so a release published after `listen` returns is never missed
 //!   while the connection lives.
@@ -57,13 +59,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{FutureExt, StreamExt};
+use locks_core::backend::Signal;
 use locks_core::{BackendError, ReleaseListener, Wake};
-use redis::Client;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::backend_error;
+use crate::topology::Source;
 
 /// How often the idle subscription connection is checked with a `PING`.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(15);
@@ -88,8 +91,8 @@ struct Channel {
     subscribed: bool,
     /// When the last listener left (`refs` became 0).
     idle_since: Option<Instant>,
-    /// Bumped on every message and on every (re)connection event.
-    generation: watch::Sender<u64>,
+    /// Bumped on every message (with the grant it carries) and on every (re)connection event.
+    generation: watch::Sender<Signal>,
 }
 
 impl Channel {
@@ -98,18 +101,22 @@ impl Channel {
             refs: 0,
             subscribed: false,
             idle_since: None,
-            generation: watch::Sender::new(0),
+            generation: watch::Sender::new(Signal::default()),
         }
     }
 
-    fn wake(&self) {
-        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    /// A message with `payload`, or (`None`) a reconnection event.
+    fn wake(&self, payload: Option<&[u8]>) {
+        self.generation
+            .send_modify(|s| crate::grant::record(s, payload));
     }
 }
 
 /// State shared by the background task, the backend and the listeners.
 struct Shared {
-    client: Client,
+    /// Where a new subscription connection goes: the server, or the primary the Sentinels
+    /// name at that moment.
+    source: Arc<Source>,
     connect_timeout: Duration,
     response_timeout: Duration,
     channels: Mutex<HashMap<String, Channel>>,
@@ -132,15 +139,15 @@ impl Shared {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wake(&self, channel: &str) {
+    fn wake(&self, channel: &str, payload: &[u8]) {
         if let Some(c) = self.channels().get(channel) {
-            c.wake();
+            c.wake(Some(payload));
         }
     }
 
     fn wake_all(&self) {
         for c in self.channels().values() {
-            c.wake();
+            c.wake(None);
         }
     }
 
@@ -231,7 +238,7 @@ impl Shared {
             let next_due = lingering.front().map(|(at, _)| *at);
             tokio::select! {
                 msg = stream.next() => match msg {
-                    Some(msg) => self.wake(msg.get_channel_name()),
+                    Some(msg) => self.wake(msg.get_channel_name(), msg.get_payload_bytes()),
                     None => return Flow::Disconnected,
                 },
                 first = idle.recv() => match first {
@@ -364,12 +371,16 @@ impl Shared {
     }
 
     async fn try_reconnect(&self) -> Result<PubSubStream, BackendError> {
-        let pubsub = match tokio::time::timeout(
-            self.connect_timeout,
-            self.client.get_async_pubsub(),
-        )
-        .await
-        {
+        let connect = async {
+            match self.source.primary_client().await {
+                Some(client) => client?.get_async_pubsub().await,
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "a cluster has no single subscription connection",
+                ))),
+            }
+        };
+        let pubsub = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(r) => r.map_err(|e| backend_error("subscribe", e))?,
             Err(_) => {
                 return Err(BackendError::transient(
@@ -457,14 +468,14 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     /// Take over a connected pub/sub connection and start the background task.
     pub(crate) fn start(
-        client: Client,
+        source: Arc<Source>,
         pubsub: PubSub,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Arc<Notifier> {
         let (sink, stream) = pubsub.split();
         let shared = Arc::new(Shared {
-            client,
+            source,
             connect_timeout,
             response_timeout,
             channels: Mutex::new(HashMap::new()),
@@ -496,11 +507,13 @@ impl Notifier {
             c.idle_since = None;
             (c.generation.subscribe(), c.subscribed)
         };
+        let seen = rx.borrow().generation;
         // From here on, dropping the listener gives the reference back.
         let listener = RedisListener {
             notifier: Arc::clone(self),
             channel,
             rx,
+            seen,
         };
         if !subscribed {
             self.shared.subscribe(&listener.channel).await?;
@@ -518,20 +531,15 @@ impl Notifier {
 pub(crate) struct RedisListener {
     notifier: Arc<Notifier>,
     channel: String,
-    rx: watch::Receiver<u64>,
+    rx: watch::Receiver<Signal>,
+    /// The generation of the last notification reported.
+    seen: u64,
 }
 
 #[async_trait]
 impl ReleaseListener for RedisListener {
     async fn wait_for_release(&mut self, max: Duration) -> Result<Wake, BackendError> {
-        match tokio::time::timeout(max, self.rx.changed()).await {
-            Ok(Ok(())) => Ok(Wake::Notified),
-            // Cannot happen while this listener holds a reference; do not spin if it does.
-            Ok(Err(_)) => Err(BackendError::transient(
-                "redis release notifications stopped",
-            )),
-            Err(_) => Ok(Wake::TimedOut),
-        }
+        crate::grant::wait(&mut self.rx, &mut self.seen, max).await
     }
 }
 

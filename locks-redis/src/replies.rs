@@ -49,13 +49,13 @@ impl Reply {
         }
     }
 
-    /// The holders of `kind`: the `INSPECT` script's nil or `{owner, fence, pttl}` for a
-    /// mutex; the flat `{token, remaining ms, fence, ...}` members for permits; the
+    /// The holders of `kind`: the `INSPECT` (`INSPECT_FAIR`) script's nil or
+    /// `{owner, fence, pttl}` for a mutex (a fair mutex); the flat `{token, remaining ms, fence, ...}` members for permits; the
     /// `INSPECT_RW` script's `{readers, {owner, fence, pttl} or {}, 0|1}` for a read-write lock.
     pub(crate) fn holders(self, kind: LeaseKind) -> Result<Holders, BackendError> {
         let op = self.op;
         match kind {
-            LeaseKind::Mutex => match self.value {
+            LeaseKind::Mutex | LeaseKind::FairMutex => match self.value {
                 Value::Nil => Ok(Holders::default()),
                 Value::Array(parts) => match parts.as_slice() {
                     [owner, fence, pttl] => Ok(Holders::new(vec![lease_info(

@@ -24,9 +24,17 @@
 //! clock stepped back), at least until `TIME` has passed it. It is never shortened. A renewal
 //! that finds the counter gone (or below the lease's fence) writes the lease's fence back.
 //!
+//! # Two forms: `EVALSHA` scripts and a `FUNCTION` library
+//!
+//! Each script is one [`Lua`] value: a name, a body and how it treats a full server ([`Oom`]).
+//! The same bodies make the `EVALSHA` scripts ([`eval_source`]) and the function library that
+//! an operator installs for the least-privilege mode ([`functions`](crate::functions)): one
+//! source of the logic for both.
+//!
 //! # A full server (`OOM`)
 //!
-//! The scripts carry no flags, so they run on any Redis with `EVALSHA`. A server at `maxmemory`
+//! The scripts (but the `allow-oom` fallbacks) carry no flags, so they run on any Redis with
+//! `EVALSHA`. A server at `maxmemory`
 //! (under `noeviction`) stops such a script with `OOM` at its first command that may need
 //! memory (`ZADD`, `SET`, `HSET`, ...) unless the script has already written something (then it
 //! lets it finish, as it cannot undo): a refused script has written nothing. `PEXPIRE`, `DEL`,
@@ -55,6 +63,10 @@ use crate::counter::MAX_PX_MS;
 /// - `bad_token(v)`: not a non-empty string.
 /// - `bad_int(v, what, lo, hi)`: not a decimal integer (at most 16 digits) in `[lo, hi]`.
 /// - `bad_ms(v, what)`: not a ttl in ms, `[1, MAX_MS]`.
+/// - `bad_lease_args(n)`: the checks of an acquire or a renewal: `n` keys, `ARGV[1]` the
+///   token, `ARGV[2]` the ttl, `ARGV[3]` the fence counter ttl.
+/// - `bad_release_args(n)`: the checks of a release: `n` keys, `ARGV[1]` the token,
+///   `ARGV[2]` the retired token ttl.
 ///
 /// Time and numbers:
 /// - `num(x)`: a number as an exact decimal string (Lua's own conversion keeps 14 digits).
@@ -70,6 +82,16 @@ use crate::counter::MAX_PX_MS;
 /// - `keep_counter(counter, counter_ttl, t, fence)`: a renewal of a lease whose fence is
 ///   `fence`: the counter is raised to `fence` if it is missing or below it, and its expiry
 ///   lengthened to `counter_px` (never shortened).
+/// - `renew_lease(lease, token, px, counter, counter_ttl, t)`: if `token` owns the lease hash
+///   (`owner`, `fence`: the read-write lock's writer; the mutex lease is a string, see
+///   `lease_parts`), `PEXPIRE` it by `px` (a decimal string), keep the counter, and return
+///   `true, fence`; else `false`, writing nothing.
+/// - `new_lease(lease, token, px, counter, counter_ttl, t)`: write a new writer hash for
+///   `token` with the next fence, expiring in `px` ms (a decimal string); return the fence.
+///
+/// The mutex lease (one string, `"<fence> <token>"`):
+/// - `lease_parts(v)`: the owner token and the fence of a lease value (`nil` if it is not one).
+/// - `not_a_lease(key)`: the error reply for a lease key that holds something else.
 ///
 /// Sorted sets of permits and readers (score = expiry in ms; a member is live while `TIME` in
 /// whole ms is `<= score`, exactly as Redis expires a key with `PX`):
@@ -78,31 +100,217 @@ use crate::counter::MAX_PX_MS;
 ///   member has expired, at least 2 ms (`PEXPIRE k 1` may delete `k` at once: Redis 7.0 reads
 ///   its clock twice); an empty set leaves no fence hash behind.
 /// - `soonest(set, now)`: ms until the first member expires (at least 1), or `nil` when empty.
-/// - `renew(set, fences, token, expires, counter, counter_ttl, t, now)`: if `token` is a
-///   member, move its expiry to `expires`, keep the counter, and return its fence (a new one if
+/// - `renew(set, fences, token, ttl, counter, counter_ttl, t, now)`: `purge`, then if `token`
+///   is a member, move its expiry to `now + ttl`, keep the counter, and return its fence (a new one if
 ///   it had none); else `nil`.
+/// - `add_member(set, fences, token, ttl, counter, counter_ttl, t, now)`: add `token` until
+///   `now + ttl` with a new fence (dropping fences left by an expired set first), keep the keys alive, and
+///   return the fence.
 /// - `members(set, fences, now)`: `{token, remaining ms, fence or ''}` for every member, flat.
-const HELPERS: &str = include_str!("scripts/helpers.lua");
-
-/// The source of a script: an optional first line (a shebang), `MAX_MS`, the helpers, `body`.
-fn source(first_line: &str, body: &str) -> String {
-    format!("{first_line}\nlocal MAX_MS = {MAX_PX_MS}\n{HELPERS}{body}")
-}
-
-fn with_helpers(body: &str) -> Script {
-    Script::new(&source("", body))
-}
-
-/// The script with the flag `allow-oom`: a server at `maxmemory` runs all of it (Redis >= 7.0).
-fn allow_oom(body: &str) -> Script {
-    Script::new(&source("#!lua flags=allow-oom", body))
-}
-
-/// `KEYS[1]` lease, `KEYS[2]` fence counter; `ARGV[1]` token, `ARGV[2]` ttl in ms,
-/// `ARGV[3]` fence counter ttl in ms.
 ///
-/// Returns `{1, fence}` when the caller holds the lease (a new lease, or its own one, whose ttl
-/// is reset, counter kept, and whose fence is returned unchanged), `{0, pttl}` when someone
+/// Releases and retired tokens:
+/// - `announce(channel)`: publish a release notification (with `pcall`: a user without channel
+///   permissions can still release). The one place that names the publish command.
+/// - `is_retired(retired, token, now)`: the token is in the retired set and not yet expired.
+/// - `retire(retired, token, now, for_ms)`: remember the token for `for_ms` (then expired
+///   entries are dropped; the set expires with its last member). The entry is written with
+///   `pcall`, first: a full server refuses it (unless the script already wrote) and it is
+///   skipped.
+/// - `refuse_retired()`: the error reply of an acquire with a retired token.
+pub(crate) const HELPERS: &str = include_str!("scripts/helpers.lua");
+
+/// How a script treats a server at `maxmemory`, and so how it is flagged in each form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Oom {
+    /// It writes something new (a lease, a member, a fence counter): refused on a full server.
+    /// As a script: no flags (Redis checks each command that may need memory, and refuses the
+    /// first one unless the script already wrote). As a function: no flags (refused before it
+    /// starts).
+    Refused,
+    /// It renews, releases or cleans up what exists. As a script: no flags (its first write
+    /// never needs memory, or the dispatcher's fallback carries `allow-oom`). As a function:
+    /// flag `allow-oom`.
+    Keeps,
+    /// Flag `allow-oom` in both forms (needs Redis >= 7.0).
+    Allowed,
+    /// It only reads. As a function: flag `no-writes`, called with `FCALL_RO`.
+    ReadOnly,
+}
+
+/// One script: its name (in the function library, `locks_v2_<name>`), its body, how it
+/// treats a full server, and its `EVALSHA` form, compiled on first use.
+pub(crate) struct Lua {
+    /// The script's name (in tests and logs).
+    pub(crate) name: &'static str,
+    /// Its name in the function library: `locks_v2_<name>` (the library's version is part of
+    /// every function's name, so two versions can be installed side by side during an upgrade).
+    pub(crate) function: &'static str,
+    /// The body, run after `MAX_MS` and the helpers (`KEYS`/`ARGV` are the call's).
+    pub(crate) body: &'static str,
+    /// How it treats a full server (and its flags).
+    pub(crate) oom: Oom,
+    eval: LazyLock<Script>,
+    /// Hook for Redis Cluster (issue 12, helper D): the `EVALSHA` form whose `announce`
+    /// publishes with `SPUBLISH` (sharded pub/sub), see [`sharded_source`].
+    sharded: LazyLock<Script>,
+}
+
+impl Lua {
+    /// The script as run by `EVALSHA`.
+    pub(crate) fn eval(&self) -> &Script {
+        &self.eval
+    }
+
+    /// The script as run by `EVALSHA` on a Redis Cluster: releases are announced with
+    /// `SPUBLISH` on the shard that owns the lock's slot.
+    pub(crate) fn eval_sharded(&self) -> &Script {
+        &self.sharded
+    }
+}
+
+/// A [`Lua`] script: name, [`Oom`] variant, body (a constant).
+macro_rules! lua {
+    ($name:literal, $oom:ident, $body:expr) => {
+        lua!($name, $oom, $body, sharded = sharded_source)
+    };
+    // With the function that makes its cluster form (default: `sharded_source`).
+    ($name:literal, $oom:ident, $body:expr, sharded = $sharded:path) => {
+        Lua {
+            name: $name,
+            function: concat!("locks_v2_", $name),
+            body: $body,
+            oom: Oom::$oom,
+            eval: LazyLock::new(|| Script::new(&eval_source($body, Oom::$oom))),
+            sharded: LazyLock::new(|| Script::new(&$sharded($body, Oom::$oom))),
+        }
+    };
+}
+
+/// The text of a script for `EVAL`: a shebang for [`Oom::Allowed`], then the prelude (`MAX_MS`,
+/// effects replication on servers older than 5.0), the helpers `body` uses (see
+/// [`helpers_for`]), `body`.
+pub(crate) fn eval_source(body: &str, oom: Oom) -> String {
+    let first_line = if oom == Oom::Allowed {
+        "#!lua flags=allow-oom"
+    } else {
+        ""
+    };
+    let helpers = helpers_for(body);
+    format!(
+        "{first_line}\nlocal MAX_MS = {MAX_PX_MS}\n\
+         if redis.replicate_commands then redis.replicate_commands() end\n{helpers}{body}"
+    )
+}
+
+/// The helpers of [`HELPERS`] that `body` calls, directly or through other helpers, in their
+/// order in `helpers.lua` (each is defined before its first use there).
+///
+/// An `EVALSHA` script runs its whole text on every call, so every `local function` it defines
+/// is a closure the server builds each time: defining all of them cost about as much as the
+/// work of an acquire. The function library defines them once, when it is loaded, and keeps
+/// them all.
+pub(crate) fn helpers_for(body: &str) -> String {
+    let chunks = helper_chunks(HELPERS);
+    let mut used = vec![false; chunks.len()];
+    let mut pending = vec![body];
+    while let Some(text) = pending.pop() {
+        for (i, (name, chunk)) in chunks.iter().enumerate() {
+            if !used[i] && calls(text, name) {
+                used[i] = true;
+                pending.push(chunk);
+            }
+        }
+    }
+    chunks
+        .iter()
+        .zip(used)
+        .filter_map(|((_, chunk), used)| used.then_some(*chunk))
+        .collect()
+}
+
+/// `helpers` cut at every top-level `local function NAME(`: each helper's name and text (up to
+/// the next one). Text before the first helper (the file's comment) is dropped.
+fn helper_chunks(helpers: &str) -> Vec<(&str, &str)> {
+    const START: &str = "local function ";
+    let starts: Vec<usize> = helpers
+        .match_indices(START)
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || helpers.as_bytes()[i - 1] == b'\n')
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| {
+            let end = starts.get(n + 1).copied().unwrap_or(helpers.len());
+            let text = &helpers[start..end];
+            let name = text[START.len()..]
+                .split('(')
+                .next()
+                .unwrap_or_default()
+                .trim();
+            (name, text)
+        })
+        .collect()
+}
+
+/// Whether `text` calls `name(`: the name, not the end of a longer identifier, then `(`.
+fn calls(text: &str, name: &str) -> bool {
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    text.match_indices(name).any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| text.as_bytes()[j]);
+        let after = text.as_bytes().get(i + name.len()).copied();
+        !before.is_some_and(ident) && after == Some(b'(')
+    })
+}
+
+/// The publish call of the helper `announce` (its one use of the publish command).
+const PUBLISH_CALL: &str = "redis.pcall('PUBLISH', channel, 'released')";
+
+/// [`eval_source`] for a Redis Cluster (issue 12): `announce` publishes with `SPUBLISH`, so the
+/// message stays on the shard that owns the channel's slot (the lock's), where waiters
+/// `SSUBSCRIBE` (Redis >= 7).
+pub(crate) fn sharded_source(body: &str, oom: Oom) -> String {
+    eval_source(body, oom).replacen(
+        PUBLISH_CALL,
+        "redis.pcall('SPUBLISH', channel, 'released')",
+        1,
+    )
+}
+
+/// Every script, in the order of the function library.
+pub(crate) static ALL: [&Lua; 21] = [
+    &ACQUIRE,
+    &RELEASE,
+    &EXTEND,
+    &INSPECT,
+    &FORCE_RELEASE,
+    &ACQUIRE_PERMIT,
+    &RELEASE_PERMIT,
+    &EXTEND_PERMIT,
+    &EXTEND_PERMIT_OOM,
+    &PERMIT_HOLDERS,
+    &ACQUIRE_READ,
+    &ACQUIRE_WRITE,
+    &RELEASE_RW,
+    &EXTEND_RW,
+    &EXTEND_RW_OOM,
+    &REACQUIRE_MEMBER_OOM,
+    &INSPECT_RW,
+    &ACQUIRE_FAIR,
+    &RELEASE_FAIR,
+    &EXTEND_FAIR,
+    &INSPECT_FAIR,
+];
+
+/// `KEYS[1]` lease, `KEYS[2]` fence counter, `KEYS[3]` retired tokens; `ARGV[1]` token,
+/// `ARGV[2]` ttl in ms, `ARGV[3]` fence counter ttl in ms.
+///
+/// **A mutex lease is one string**, `"<fence> <token>"`, with the lease's `PX`: one `GET`
+/// tells whether it is held, by whom and with which fence.
+///
+/// A retired token (see [`RELEASE`]) is refused with an error, before anything is written.
+/// Returns `{1, fence}` when the caller holds the lease (a new lease, or its own one, whose
+/// ttl is reset, counter kept, and whose fence is returned unchanged), `{0, pttl}` when someone
 /// else holds it.
 ///
 /// A new fence is `max(server TIME in microseconds, last fence + 1)`: it keeps increasing even
@@ -110,429 +318,130 @@ fn allow_oom(body: &str) -> Script {
 /// Lua numbers are doubles; microsecond timestamps (~1.8e15) are far below 2^53, so the
 /// arithmetic is exact, and the fence is returned as a decimal string (`%.0f`), never through
 /// Lua's number-to-integer reply conversion.
-pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(2) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
-  or bad_ms(ARGV[3], 'the fence counter ttl')
+pub(crate) static ACQUIRE: Lua = lua!(
+    "acquire",
+    Refused,
+    r#"
+local bad = bad_lease_args(3)
 if bad then return bad end
-local lease, counter = KEYS[1], KEYS[2]
-local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease, counter, token = KEYS[1], KEYS[2], ARGV[1]
+local px, counter_ttl = num(tonumber(ARGV[2])), tonumber(ARGV[3])
 local t = redis.call('TIME')
-local owner = redis.call('HGET', lease, 'owner')
-if owner == token then
-  redis.call('PEXPIRE', lease, num(ttl))
-  local fence = redis.call('HGET', lease, 'fence')
+if is_retired(KEYS[3], token, now_ms(t)) then return refuse_retired() end
+local v = redis.call('GET', lease)
+if v then
+  local owner, fence = lease_parts(v)
+  if not owner then return not_a_lease(lease) end
+  if owner ~= token then return {0, redis.call('PTTL', lease)} end
+  redis.call('PEXPIRE', lease, px)
   keep_counter(counter, counter_ttl, t, fence)
   return {1, fence}
 end
-if owner then
-  return {0, redis.call('PTTL', lease)}
-end
-local f = next_fence(counter, counter_ttl, t)
-redis.call('HSET', lease, 'owner', token, 'fence', f)
-redis.call('PEXPIRE', lease, num(ttl))
-return {1, f}
-"#,
-    )
-});
+local fence = next_fence(counter, counter_ttl, t)
+redis.call('SET', lease, fence .. ' ' .. token, 'PX', px)
+return {1, fence}
+"#
+);
 
-/// `KEYS[1]` lease, `KEYS[2]` release channel; `ARGV[1]` token.
+/// `KEYS[1]` lease, `KEYS[2]` release channel, `KEYS[3]` retired tokens; `ARGV[1]` token,
+/// `ARGV[2]` how long a retired token is remembered, in ms.
 ///
 /// Compare-and-delete; on success publishes on the channel (with `pcall`, so a user without
 /// channel permissions can still release: waiters then poll). Returns 1, or 0 if not the owner.
 /// The fence counter is left to expire by itself.
-pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(2) or bad_token(ARGV[1])
+///
+/// **Retired tokens.** A release that finds nothing held by the token *retires* it: the token
+/// goes into the retired set (sorted set, token → until when in ms by `TIME`, the set expiring
+/// with its last member) for `ARGV[2]` ms, and every acquire script refuses it meanwhile. The
+/// service releases every token whose acquire attempt had an unknown outcome and never uses it
+/// again, so an acquire held in the network and applied after that release (a "ghost" that
+/// would block the key for a ttl with nobody holding it) is refused. Writing the entry is a
+/// `pcall`: a full server under an old Redis skips it rather than fail the release.
+pub(crate) static RELEASE: Lua = lua!(
+    "release",
+    Keeps,
+    r#"
+local bad = bad_release_args(3)
 if bad then return bad end
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v and lease_parts(v) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.pcall('PUBLISH', KEYS[2], 'released')
+  announce(KEYS[2])
   return 1
 end
+retire(KEYS[3], ARGV[1], now_ms(redis.call('TIME')), tonumber(ARGV[2]))
 return 0
-"#,
-    )
-});
+"#
+);
 
 /// `KEYS[1]` lease, `KEYS[2]` fence counter; `ARGV[1]` token, `ARGV[2]` ttl in ms, `ARGV[3]`
 /// fence counter ttl in ms.
 ///
 /// Compare-and-`PEXPIRE`, then keeps the fence counter. Returns 1, or 0 if not the owner.
-pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(2) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
-  or bad_ms(ARGV[3], 'the fence counter ttl')
+pub(crate) static EXTEND: Lua = lua!(
+    "extend",
+    Keeps,
+    r#"
+local bad = bad_lease_args(2)
 if bad then return bad end
-local lease, counter = KEYS[1], KEYS[2]
-local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('HGET', lease, 'owner') ~= token then return 0 end
-redis.call('PEXPIRE', lease, num(ttl))
-keep_counter(counter, counter_ttl, redis.call('TIME'), redis.call('HGET', lease, 'fence'))
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local owner, fence = lease_parts(v)
+if owner ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], num(tonumber(ARGV[2])))
+keep_counter(KEYS[2], tonumber(ARGV[3]), redis.call('TIME'), fence)
 return 1
-"#,
-    )
-});
+"#
+);
 
 /// `KEYS[1]` lease.
 ///
 /// Returns nil when there is no lease, else `{owner, fence, pttl}`, read atomically.
-pub(crate) static INSPECT: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
+pub(crate) static INSPECT: Lua = lua!(
+    "inspect",
+    ReadOnly,
+    r#"
 local bad = bad_keys(1)
 if bad then return bad end
-local v = redis.call('HMGET', KEYS[1], 'owner', 'fence')
-if not v[1] then return false end
-return {v[1], v[2], redis.call('PTTL', KEYS[1])}
-"#,
-    )
-});
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local owner, fence = lease_parts(v)
+if not owner then return not_a_lease(KEYS[1]) end
+return {owner, fence, redis.call('PTTL', KEYS[1])}
+"#
+);
 
 /// `KEYS[1..n-1]` every name of one lock kind (the mutex lease; or the semaphore's set and
 /// fences; or the read-write lock's readers, fences, writer and waiting mark), `KEYS[n]` the
 /// release channel. The fence counter is not among them: fences keep increasing.
 ///
 /// Deletes them whoever holds them and publishes if anything was there. Returns 1 or 0.
-pub(crate) static FORCE_RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
+pub(crate) static FORCE_RELEASE: Lua = lua!(
+    "force_release",
+    Keeps,
+    r#"
 if #KEYS < 2 then return bad_keys(2) end
 local deleted = 0
 for i = 1, #KEYS - 1 do
   deleted = deleted + redis.call('DEL', KEYS[i])
 end
 if deleted > 0 then
-  redis.pcall('PUBLISH', KEYS[#KEYS], 'released')
+  announce(KEYS[#KEYS])
   return 1
 end
 return 0
-"#,
-    )
-});
+"#
+);
 
-// ---------------------------------------------------------------------------------------------
-// Semaphores and read-write locks.
-//
-// Permits and readers live in a sorted set (member = owner token, score = expiry in ms by the
-// server's `TIME`, never the client clock: the member is live while `TIME` in whole ms is
-// `<= score`, like a key with `PX`) with a hash of their fences beside it. Every script that
-// touches such a set first drops the expired members (and their fences), and every script that
-// changes it sets the set's and the hash's `PEXPIRE` to the longest remaining member ttl, so an
-// abandoned set disappears by itself.
+mod fair;
+mod members;
 
-/// `KEYS[1]` permits, `KEYS[2]` permit fences, `KEYS[3]` fence counter; `ARGV[1]` token,
-/// `ARGV[2]` ttl in ms, `ARGV[3]` permit count, `ARGV[4]` fence counter ttl in ms.
-///
-/// Expired permits are reclaimed first. Returns `{1, fence}` when the caller holds a permit
-/// (a new one, or its own, whose expiry is reset and whose fence is returned unchanged),
-/// `{0, ms until the first permit expires}` when all are taken (`-1`: unknown).
-pub(crate) static ACQUIRE_PERMIT: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(3) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
-  or bad_int(ARGV[3], 'the permit count must be an integer from 1 to 4294967295', 1, 4294967295)
-  or bad_ms(ARGV[4], 'the fence counter ttl')
-if bad then return bad end
-local set, fences, counter = KEYS[1], KEYS[2], KEYS[3]
-local token, ttl, permits = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local counter_ttl = tonumber(ARGV[4])
-local t = redis.call('TIME')
-local now = now_ms(t)
-purge(set, fences, now)
-local expires = num(now + ttl)
-local own = renew(set, fences, token, expires, counter, counter_ttl, t, now)
-if own then return {1, own} end
-local live = redis.call('ZCARD', set)
-if live >= permits then
-  return {0, soonest(set, now) or -1}
-end
-local fence = next_fence(counter, counter_ttl, t)
--- Fences left by a set that expired a moment before its hash (after the first write, so that
--- a full server has refused the script by now if it does).
-if live == 0 then redis.call('DEL', fences) end
-redis.call('ZADD', set, expires, token)
-redis.call('HSET', fences, token, fence)
-keep_alive(set, fences, now)
-return {1, fence}
-"#,
-    )
-});
+pub(crate) use fair::{ACQUIRE_FAIR, EXTEND_FAIR, INSPECT_FAIR, RELEASE_FAIR};
 
-/// `KEYS[1]` permits, `KEYS[2]` permit fences, `KEYS[3]` release channel; `ARGV[1]` token.
-///
-/// Removes the caller's live permit and publishes on the release channel. Returns 1, or 0 if
-/// the token holds no live permit.
-pub(crate) static RELEASE_PERMIT: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(3) or bad_token(ARGV[1])
-if bad then return bad end
-local set, fences, channel, token = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
-local now = now_ms(redis.call('TIME'))
-purge(set, fences, now)
-if redis.call('ZREM', set, token) == 1 then
-  redis.call('HDEL', fences, token)
-  keep_alive(set, fences, now)
-  redis.pcall('PUBLISH', channel, 'released')
-  return 1
-end
-return 0
-"#,
-    )
-});
-
-/// `KEYS[1]` permits, `KEYS[2]` permit fences, `KEYS[3]` fence counter; `ARGV[1]` token,
-/// `ARGV[2]` ttl in ms, `ARGV[3]` fence counter ttl in ms.
-///
-/// Resets the expiry of the caller's live permit and keeps the fence counter. Returns 1, or 0
-/// if it holds none.
-pub(crate) static EXTEND_PERMIT: LazyLock<Script> =
-    LazyLock::new(|| with_helpers(EXTEND_PERMIT_BODY));
-
-/// [`EXTEND_PERMIT`] with the flag `allow-oom`, for a server at `maxmemory`.
-pub(crate) static EXTEND_PERMIT_OOM: LazyLock<Script> =
-    LazyLock::new(|| allow_oom(EXTEND_PERMIT_BODY));
-
-const EXTEND_PERMIT_BODY: &str = r#"
-local bad = bad_keys(3) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
-  or bad_ms(ARGV[3], 'the fence counter ttl')
-if bad then return bad end
-local set, fences, counter = KEYS[1], KEYS[2], KEYS[3]
-local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = now_ms(t)
-purge(set, fences, now)
-if renew(set, fences, token, num(now + ttl), counter, counter_ttl, t, now) then return 1 end
-return 0
-"#;
-
-/// `KEYS[1]` permits, `KEYS[2]` permit fences.
-///
-/// Returns the live permits, flat: `{token, remaining ms, fence, ...}`.
-pub(crate) static PERMIT_HOLDERS: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(2)
-if bad then return bad end
-local now = now_ms(redis.call('TIME'))
-purge(KEYS[1], KEYS[2], now)
-return members(KEYS[1], KEYS[2], now)
-"#,
-    )
-});
-
-/// `KEYS[1]` readers, `KEYS[2]` reader fences, `KEYS[3]` writer, `KEYS[4]` waiting mark,
-/// `KEYS[5]` fence counter; `ARGV[1]` token, `ARGV[2]` ttl in ms, `ARGV[3]` fence counter ttl.
-///
-/// Returns `{1, fence}` for a (new or own) read lease, `{0, pttl}` while a writer holds the
-/// lock or waits for it (its `PTTL`; `-1`: unknown).
-pub(crate) static ACQUIRE_READ: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(5) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
-  or bad_ms(ARGV[3], 'the fence counter ttl')
-if bad then return bad end
-local readers, fences, writer, waiting, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = now_ms(t)
-purge(readers, fences, now)
-local expires = num(now + ttl)
-local own = renew(readers, fences, token, expires, counter, counter_ttl, t, now)
-if own then return {1, own} end
-if redis.call('EXISTS', writer) == 1 then
-  return {0, redis.call('PTTL', writer)}
-end
-if redis.call('EXISTS', waiting) == 1 then
-  return {0, redis.call('PTTL', waiting)}
-end
-local fence = next_fence(counter, counter_ttl, t)
-if redis.call('ZCARD', readers) == 0 then redis.call('DEL', fences) end
-redis.call('ZADD', readers, expires, token)
-redis.call('HSET', fences, token, fence)
-keep_alive(readers, fences, now)
-return {1, fence}
-"#,
-    )
-});
-
-/// `KEYS[1]` readers, `KEYS[2]` reader fences, `KEYS[3]` writer, `KEYS[4]` waiting mark,
-/// `KEYS[5]` fence counter; `ARGV[1]` token, `ARGV[2]` ttl in ms, `ARGV[3]` fence counter ttl.
-///
-/// Own write lease → ttl reset, counter kept, same fence. Another writer → `{0, its pttl}`.
-/// Live readers (or another writer's waiting mark) → `{0, ms until the first reader or that
-/// mark expires}`, and, unless another writer waits, the caller's waiting mark is set (or
-/// refreshed) for `ttl`. Otherwise the mark is cleared and the write lease written with a new
-/// fence: `{1, fence}`.
-pub(crate) static ACQUIRE_WRITE: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(5) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
-  or bad_ms(ARGV[3], 'the fence counter ttl')
-if bad then return bad end
-local readers, fences, writer, waiting, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local token, ttl, counter_ttl = ARGV[1], num(tonumber(ARGV[2])), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = now_ms(t)
-purge(readers, fences, now)
-local owner = redis.call('HGET', writer, 'owner')
-if owner == token then
-  redis.call('PEXPIRE', writer, ttl)
-  local fence = redis.call('HGET', writer, 'fence')
-  keep_counter(counter, counter_ttl, t, fence)
-  return {1, fence}
-end
-if owner then
-  return {0, redis.call('PTTL', writer)}
-end
-local other = nil
-local mark = redis.call('GET', waiting)
-if mark and mark ~= token then
-  other = redis.call('PTTL', waiting)
-  if other < 0 then other = nil end
-end
-local first = soonest(readers, now)
-if first or (mark and mark ~= token) then
-  if not (mark and mark ~= token) then
-    redis.call('SET', waiting, token, 'PX', ttl)
-  end
-  local remaining = first
-  if other and (not remaining or other < remaining) then remaining = other end
-  return {0, remaining or -1}
-end
--- Only when there is a mark: a write that frees memory must not come first, or a server at
--- maxmemory would let the script half-run before refusing the first write that needs memory.
-if mark then redis.call('DEL', waiting) end
-local fence = next_fence(counter, counter_ttl, t)
-redis.call('HSET', writer, 'owner', token, 'fence', fence)
-redis.call('PEXPIRE', writer, ttl)
-return {1, fence}
-"#,
-    )
-});
-
-/// `KEYS[1]` readers, `KEYS[2]` reader fences, `KEYS[3]` writer, `KEYS[4]` waiting mark,
-/// `KEYS[5]` release channel; `ARGV[1]` token.
-///
-/// Removes the caller's read or write lease and its waiting mark, and publishes when anything
-/// was removed. Returns 1 if a lease was removed, else 0 (a removed mark alone returns 0).
-pub(crate) static RELEASE_RW: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(5) or bad_token(ARGV[1])
-if bad then return bad end
-local readers, fences, writer, waiting, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local token = ARGV[1]
-local now = now_ms(redis.call('TIME'))
-purge(readers, fences, now)
-local had = 0
-if redis.call('ZREM', readers, token) == 1 then
-  redis.call('HDEL', fences, token)
-  keep_alive(readers, fences, now)
-  had = 1
-end
-if redis.call('HGET', writer, 'owner') == token then
-  redis.call('DEL', writer)
-  had = 1
-end
-local was_waiting = redis.call('GET', waiting) == token
-if was_waiting then redis.call('DEL', waiting) end
-if had == 1 or was_waiting then
-  redis.pcall('PUBLISH', channel, 'released')
-end
-return had
-"#,
-    )
-});
-
-/// `KEYS[1]` readers, `KEYS[2]` reader fences, `KEYS[3]` writer, `KEYS[4]` fence counter;
-/// `ARGV[1]` token, `ARGV[2]` ttl in ms, `ARGV[3]` fence counter ttl in ms.
-///
-/// Resets the expiry of the caller's read or write lease and keeps the fence counter. Returns
-/// 1, or 0 if it holds neither.
-pub(crate) static EXTEND_RW: LazyLock<Script> = LazyLock::new(|| with_helpers(EXTEND_RW_BODY));
-
-/// [`EXTEND_RW`] with the flag `allow-oom`, for a server at `maxmemory`.
-pub(crate) static EXTEND_RW_OOM: LazyLock<Script> = LazyLock::new(|| allow_oom(EXTEND_RW_BODY));
-
-const EXTEND_RW_BODY: &str = r#"
-local bad = bad_keys(4) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
-  or bad_ms(ARGV[3], 'the fence counter ttl')
-if bad then return bad end
-local readers, fences, writer, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = now_ms(t)
-purge(readers, fences, now)
-if renew(readers, fences, token, num(now + ttl), counter, counter_ttl, t, now) then return 1 end
-if redis.call('HGET', writer, 'owner') == token then
-  redis.call('PEXPIRE', writer, num(ttl))
-  keep_counter(counter, counter_ttl, t, redis.call('HGET', writer, 'fence'))
-  return 1
-end
-return 0
-"#;
-
-/// The fallback of [`ACQUIRE_PERMIT`] and [`ACQUIRE_READ`] on a server at `maxmemory` (flag
-/// `allow-oom`), with their keys and arguments: `KEYS[1]` the set (permits or readers),
-/// `KEYS[2]` its fences, `KEYS[#KEYS]` the fence counter (3 keys for permits, 5 for readers);
-/// `ARGV[1]` token, `ARGV[2]` ttl in ms, for permits `ARGV[3]` the count, `ARGV[#ARGV]` fence
-/// counter ttl in ms.
-///
-/// Renews the caller's own live member exactly as the acquire script would (`{1, fence}`), and
-/// otherwise writes nothing and returns nil: a new member is never added on a full server.
-pub(crate) static REACQUIRE_MEMBER_OOM: LazyLock<Script> = LazyLock::new(|| {
-    allow_oom(
-        r#"
-if #KEYS ~= 3 and #KEYS ~= 5 then return bad_keys(3) end
--- A permit (3 keys) has its count among the arguments.
-local nargs = 3
-if #KEYS == 3 then nargs = 4 end
-if #ARGV ~= nargs then
-  return redis.error_reply('ERR locks: expected ' .. nargs .. ' arguments, got ' .. #ARGV)
-end
-local bad = bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
-  or bad_ms(ARGV[nargs], 'the fence counter ttl')
-if nargs == 4 then
-  bad = bad or bad_int(ARGV[3], 'the permit count must be an integer from 1 to 4294967295', 1,
-    4294967295)
-end
-if bad then return bad end
-local set, fences, counter = KEYS[1], KEYS[2], KEYS[#KEYS]
-local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[#ARGV])
-local t = redis.call('TIME')
-local now = now_ms(t)
-purge(set, fences, now)
-local own = renew(set, fences, token, num(now + ttl), counter, counter_ttl, t, now)
-if own then return {1, own} end
-return false
-"#,
-    )
-});
-
-/// `KEYS[1]` readers, `KEYS[2]` reader fences, `KEYS[3]` writer, `KEYS[4]` waiting mark.
-///
-/// Returns `{readers, writer, waiting}`: the live readers flat as `{token, remaining ms,
-/// fence, ...}`, the writer as `{owner, fence, pttl}` or `{}`, and 1 or 0 for the mark.
-pub(crate) static INSPECT_RW: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
-        r#"
-local bad = bad_keys(4)
-if bad then return bad end
-local readers, fences, writer, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now = now_ms(redis.call('TIME'))
-purge(readers, fences, now)
-local w = {}
-local v = redis.call('HMGET', writer, 'owner', 'fence')
-if v[1] then w = {v[1], v[2] or '', redis.call('PTTL', writer)} end
-return {members(readers, fences, now), w, redis.call('EXISTS', waiting)}
-"#,
-    )
-});
+pub(crate) use members::{
+    ACQUIRE_PERMIT, ACQUIRE_READ, ACQUIRE_WRITE, EXTEND_PERMIT, EXTEND_PERMIT_OOM, EXTEND_RW,
+    EXTEND_RW_OOM, INSPECT_RW, PERMIT_HOLDERS, REACQUIRE_MEMBER_OOM, RELEASE_PERMIT, RELEASE_RW,
+};
 
 #[cfg(test)]
 mod tests;

@@ -125,6 +125,16 @@ async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
         .unwrap_or_else(|e| panic!("PTTL {key}: {e}"))
 }
 
+/// Sets the expiry of the fence counter `counter` (which must exist) to `ms`: as if time had
+/// passed since it was set, or another lease had set a longer one.
+async fn age_counter(conn: &mut MultiplexedConnection, counter: &str, ms: i64) {
+    let set: bool = conn
+        .pexpire(counter, ms)
+        .await
+        .unwrap_or_else(|e| panic!("PEXPIRE: {e}"));
+    assert!(set, "no fence counter to age");
+}
+
 /// Put the counter `ahead` µs ahead of the server's clock (as a clock that had been ahead, or
 /// stepped back since, leaves it), without expiry. Returns its value.
 async fn counter_ahead(conn: &mut MultiplexedConnection, counter: &str, ahead: u64) -> u64 {
@@ -180,7 +190,7 @@ async fn renewals_refresh_the_fence_counter_of_every_kind_of_lease() {
         assert!(left > margin - 5_000 && left <= margin, "{kind}: {left}");
 
         // As if time had passed since the acquire.
-        let _: bool = conn.pexpire(&counter, 500).await.unwrap_or(false);
+        age_counter(&mut conn, &counter, 500).await;
         assert_eq!(redis.extend(&k, kind, t, ttl).await.ok(), Some(true));
         let left = pttl(&mut conn, &counter).await;
         assert!(
@@ -188,7 +198,7 @@ async fn renewals_refresh_the_fence_counter_of_every_kind_of_lease() {
             "{kind}: extend left the counter at {left} ms"
         );
 
-        let _: bool = conn.pexpire(&counter, 500).await.unwrap_or(false);
+        age_counter(&mut conn, &counter, 500).await;
         let again = acquired("re-acquire", redis.try_acquire(&k, kind, t, ttl).await);
         assert_eq!(again, fence);
         let left = pttl(&mut conn, &counter).await;
@@ -198,7 +208,7 @@ async fn renewals_refresh_the_fence_counter_of_every_kind_of_lease() {
         );
 
         // A longer expiry (another lease's) is kept.
-        let _: bool = conn.pexpire(&counter, 10_000_000).await.unwrap_or(false);
+        age_counter(&mut conn, &counter, 10_000_000).await;
         assert_eq!(redis.extend(&k, kind, t, ttl).await.ok(), Some(true));
         let left = pttl(&mut conn, &counter).await;
         assert!(
@@ -281,7 +291,7 @@ async fn the_configured_counter_lifetime_is_used_and_then_nothing_is_left() {
         assert!(left > 2_500 && left <= 3_000, "{kind}: {left}");
         // The floor, for a short lease: 2 s rather than 3 × 100 ms (after the counter's expiry
         // ran down to 1 ms, else the 3 s would be kept).
-        let _: bool = conn.pexpire(&counter, 1).await.unwrap_or(false);
+        age_counter(&mut conn, &counter, 1).await;
         assert_eq!(
             redis
                 .extend(&k, kind, t, Duration::from_millis(100))

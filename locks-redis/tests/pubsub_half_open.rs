@@ -82,6 +82,13 @@ impl Dispatch for Split {
         self.listening.fetch_add(1, Ordering::SeqCst);
         Ok(listener)
     }
+
+    async fn list(
+        &self,
+        query: &locks_core::backend::ListQuery,
+    ) -> Result<locks_core::backend::ListPage, BackendError> {
+        LockBackend::list(&self.commands, query).await
+    }
 }
 
 locks_core::impl_lock_backend!(Split);

@@ -319,12 +319,12 @@ where
 
 /// One scripted sequence of mutex operations.
 async fn trace(backend: &dyn LockBackend, name: &str) -> Vec<String> {
-    let (a, b) = (OwnerToken::new(), OwnerToken::new());
+    let [a, b, c, d, e] = std::array::from_fn(|_| OwnerToken::new());
     let mut t = Trace::new(
         backend,
         name,
         Duration::from_secs(10),
-        &[(a, "a"), (b, "b")],
+        &[(a, "a"), (b, "b"), (c, "c"), (d, "d"), (e, "e")],
     );
     t.acquire("a acquires", MUTEX, a).await;
     t.acquire("a acquires again", MUTEX, a).await;
@@ -337,28 +337,31 @@ async fn trace(backend: &dyn LockBackend, name: &str) -> Vec<String> {
     t.release("a releases again", MUTEX, a).await;
     t.extend("a extends after release", MUTEX, a).await;
     t.holders("inspect", MUTEX).await;
-    t.acquire("b acquires", MUTEX, b).await;
+    // `b` released while it held nothing: retired, its acquires are refused.
+    t.acquire("b acquires, retired", MUTEX, b).await;
+    t.acquire("c acquires", MUTEX, c).await;
     t.force_release("force release", MUTEX).await;
     t.force_release("force release again", MUTEX).await;
     t.holders("inspect", MUTEX).await;
-    t.release("b releases after force", MUTEX, b).await;
+    t.release("c releases after force", MUTEX, c).await;
     // Expiry by the store's own clock.
     let short = Duration::from_millis(100);
-    t.acquire_for("a acquires for 100 ms", MUTEX, a, short)
+    t.acquire_for("d acquires for 100 ms", MUTEX, d, short)
         .await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     t.holders("inspect after expiry", MUTEX).await;
-    t.extend("a extends after expiry", MUTEX, a).await;
-    t.acquire("b acquires after expiry", MUTEX, b).await;
-    t.release("b releases", MUTEX, b).await;
+    t.extend("d extends after expiry", MUTEX, d).await;
+    t.acquire("e acquires after expiry", MUTEX, e).await;
+    t.release("e releases", MUTEX, e).await;
     t.finish()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantics_match_the_memory_backend() {
     let expect = [
-        "b acquires: acquired fence#1",
+        "c acquires: acquired fence#1",
         "a extends, past the old ttl: true",
+        "b acquires, retired: error permanent backend error: this owner token was released; an acquire with it is refused",
     ];
     same_as_memory("semantics", &expect, |b, n| Box::pin(trace(b, n))).await;
 }
@@ -710,10 +713,16 @@ async fn names_with_spaces_braces_colons_and_unicode_round_trip() {
         let stored = format!("_lock:{{{name}}}");
         let exists: bool = conn.exists(&stored).await.unwrap_or(false);
         assert!(exists, "{stored:?} not found");
-        let owner: Option<String> = conn.hget(&stored, "owner").await.unwrap_or(None);
-        assert_eq!(owner, Some(guard.token().to_hyphenated()));
-        let fence: Option<String> = conn.hget(&stored, "fence").await.unwrap_or(None);
-        assert_eq!(fence, Some(guard.fence().to_string()));
+        // One string: "<fence> <owner token>".
+        let lease: Option<String> = conn.get(&stored).await.unwrap_or(None);
+        assert_eq!(
+            lease,
+            Some(format!(
+                "{} {}",
+                guard.fence(),
+                guard.token().to_hyphenated()
+            ))
+        );
         let counter: Option<String> = conn.get(format!("{stored}:fence")).await.unwrap_or(None);
         assert_eq!(counter, Some(guard.fence().to_string()));
         let counter_ttl: i64 = conn.pttl(format!("{stored}:fence")).await.unwrap_or(-3);
@@ -734,27 +743,33 @@ async fn a_key_of_another_type_is_a_permanent_error() {
     let server = start_server(false).await;
     let redis = backend(&server).await;
     let mut conn = raw(&server).await;
-    let name = unique("wrongtype");
-    let _: () = conn
-        .set(format!("_lock:{{{name}}}"), "not a lease")
-        .await
+    // A string that is not "<fence> <token>", and a hash (the layout of older versions).
+    for string in [true, false] {
+        let name = unique("wrongtype");
+        let stored = format!("_lock:{{{name}}}");
+        let _: () = if string {
+            conn.set(&stored, "not a lease").await
+        } else {
+            conn.hset(&stored, "owner", "x").await
+        }
         .unwrap_or_else(|e| panic!("{e}"));
-    let err = redis
-        .try_acquire(
-            &key(&name),
-            MUTEX,
-            OwnerToken::new(),
-            Duration::from_secs(1),
-        )
-        .await
-        .err();
-    assert!(err.as_ref().is_some_and(|e| !e.is_transient()), "{err:?}");
-    assert!(
-        err.as_ref()
-            .and_then(|e| std::error::Error::source(e))
-            .is_some(),
-        "the redis error is kept as the source"
-    );
+        let err = redis
+            .try_acquire(
+                &key(&name),
+                MUTEX,
+                OwnerToken::new(),
+                Duration::from_secs(1),
+            )
+            .await
+            .err();
+        assert!(err.as_ref().is_some_and(|e| !e.is_transient()), "{err:?}");
+        assert!(
+            err.as_ref()
+                .and_then(|e| std::error::Error::source(e))
+                .is_some(),
+            "the redis error is kept as the source"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -909,99 +924,14 @@ async fn waiter_acquires_after_the_subscription_connection_is_killed() {
 #[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connections_work() {
-    /// Removed on drop, also when the test fails.
-    struct Dir(std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let dir = Dir(std::env::temp_dir().join(format!("locks-redis-tls-{}", OwnerToken::new())));
-    std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
-    let file = |name: &str| dir.0.join(name).to_string_lossy().into_owned();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("the TLS test needs the openssl command: {e}"));
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    // A test CA, and a server certificate for localhost signed by it.
-    let (ca, ca_key, cert, key_file) = (
-        file("ca.pem"),
-        file("ca.key"),
-        file("cert.pem"),
-        file("key.pem"),
-    );
-    let (csr, ext) = (file("server.csr"), file("ext.cnf"));
-    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        .unwrap_or_else(|e| panic!("{e}"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=locks test CA",
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca,
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        &key_file,
-        "-out",
-        &csr,
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &ext,
-        "-out",
-        &cert,
-    ]);
-    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let server = RedisServer::start_with(RedisServerConfig::new().args([
-        "--tls-port".to_owned(),
-        tls_port.to_string(),
-        "--tls-cert-file".to_owned(),
-        cert.clone(),
-        "--tls-key-file".to_owned(),
-        key_file.clone(),
-        "--tls-ca-cert-file".to_owned(),
-        ca.clone(),
-        "--tls-auth-clients".to_owned(),
-        "no".to_owned(),
-    ]))
-    .await
-    .unwrap_or_else(|e| panic!("redis fixture with TLS: {e}"));
-    let url = format!("rediss://localhost:{tls_port}");
+    let tls_server = redis_server::TlsRedisServer::start()
+        .await
+        .unwrap_or_else(|e| panic!("redis fixture with TLS: {e}"));
+    let server = tls_server.server();
+    let url = tls_server.url();
 
     // The platform's roots do not trust the test CA: a typed error.
-    let untrusted = RedisBackend::builder(url.as_str())
+    let untrusted = RedisBackend::builder(url)
         .connect_timeout(Duration::from_secs(2))
         .connect()
         .await;
@@ -1013,12 +943,11 @@ async fn tls_connections_work() {
         "{untrusted:?}"
     );
 
-    let root = std::fs::read(&ca).unwrap_or_else(|e| panic!("{e}"));
     let client = redis::Client::build_with_tls(
-        url.as_str(),
+        url,
         redis::TlsCertificates {
             client_tls: None,
-            root_cert: Some(root),
+            root_cert: Some(tls_server.ca_pem().to_vec()),
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -1027,7 +956,7 @@ async fn tls_connections_work() {
         .connect()
         .await
         .unwrap_or_else(|e| panic!("TLS connect: {e}: {:?}", std::error::Error::source(&e)));
-    let plain = backend(&server).await;
+    let plain = backend(server).await;
     let k = key("tls");
     let t = OwnerToken::new();
     acquired(tls.try_acquire(&k, MUTEX, t, Duration::from_secs(60)).await);
@@ -1384,6 +1313,15 @@ async fn waiting_writer_blocks_new_readers_until_its_release_clears_its_mark() {
     assert!(!rw_info(&redis, &k).await.writer_waiting);
     let f2 = acquired(other.try_acquire(&k, READ, r2, ttl).await);
     assert!(f2 > f1);
+    // Its token, released while it held nothing, is retired (a late acquire with it is
+    // refused); a writer that asks again does so with a new one.
+    assert!(
+        redis
+            .try_acquire(&k, WRITE, w, ttl)
+            .await
+            .is_err_and(|e| !e.is_transient())
+    );
+    let w = OwnerToken::new();
 
     // Readers gone, the writer gets in; readers are then refused with the writer's ttl.
     assert_eq!(redis.release(&k, READ, r1).await.ok(), Some(true));
@@ -1536,14 +1474,22 @@ async fn semaphore_and_rwlock_names_with_spaces_braces_and_unicode_round_trip() 
 
 /// One scripted sequence of semaphore and read-write operations, recorded like [`trace`].
 async fn primitives_trace(backend: &dyn LockBackend, name: &str) -> Vec<String> {
-    let (a, b, c, w, w2) = (
-        OwnerToken::new(),
-        OwnerToken::new(),
-        OwnerToken::new(),
-        OwnerToken::new(),
-        OwnerToken::new(),
-    );
-    let owners = [(a, "a"), (b, "b"), (c, "c"), (w, "w"), (w2, "w2")];
+    // A token released while it held nothing is retired: later steps use new ones.
+    let [a, b, c, w, w2, r, x, y, p, z, d, e] = std::array::from_fn(|_| OwnerToken::new());
+    let owners = [
+        (a, "a"),
+        (b, "b"),
+        (c, "c"),
+        (w, "w"),
+        (w2, "w2"),
+        (r, "r"),
+        (x, "x"),
+        (y, "y"),
+        (p, "p"),
+        (z, "z"),
+        (d, "d"),
+        (e, "e"),
+    ];
     let mut t = Trace::new(backend, name, Duration::from_secs(10), &owners);
     let (p1, p2, p3) = (permit(1), permit(2), permit(3));
 
@@ -1566,8 +1512,9 @@ async fn primitives_trace(backend: &dyn LockBackend, name: &str) -> Vec<String> 
     t.release("write release of a permit holder", WRITE, a)
         .await;
 
-    t.acquire("read a", READ, a).await;
-    t.acquire("read a again", READ, a).await;
+    t.acquire("read a, retired", READ, a).await;
+    t.acquire("read r", READ, r).await;
+    t.acquire("read r again", READ, r).await;
     t.acquire("write w", WRITE, w).await;
     t.rw("rw", READ).await;
     t.acquire("read b", READ, b).await;
@@ -1580,33 +1527,33 @@ async fn primitives_trace(backend: &dyn LockBackend, name: &str) -> Vec<String> 
     t.acquire("read b", READ, b).await;
     t.extend("b extends", READ, b).await;
     t.extend("w extends", WRITE, w).await;
-    t.release("a releases", READ, a).await;
+    t.release("r releases", READ, r).await;
     t.release("b releases", READ, b).await;
-    t.acquire("write w", WRITE, w).await;
-    t.acquire("write w again", WRITE, w).await;
-    t.acquire("write w2", WRITE, w2).await;
-    t.acquire("read a", READ, a).await;
-    t.extend("w extends", WRITE, w).await;
+    t.acquire("write x", WRITE, x).await;
+    t.acquire("write x again", WRITE, x).await;
+    t.acquire("write w2, retired", WRITE, w2).await;
+    t.acquire("read y", READ, y).await;
+    t.extend("x extends", WRITE, x).await;
     t.rw("rw", WRITE).await;
-    t.release("w releases", WRITE, w).await;
-    t.release("w releases again", WRITE, w).await;
+    t.release("x releases", WRITE, x).await;
+    t.release("x releases again", WRITE, x).await;
     t.rw("rw", READ).await;
     t.release("mutex a releases", MUTEX, a).await;
 
     // Expiry by the store's own clock.
     let short = Duration::from_millis(100);
-    t.acquire_for("permit a for 100 ms", p1, a, short).await;
+    t.acquire_for("permit p for 100 ms", p1, p, short).await;
     t.acquire_for("read b for 100 ms", READ, b, short).await;
-    t.acquire_for("write w for 100 ms", WRITE, w, short).await;
+    t.acquire_for("write z for 100 ms", WRITE, z, short).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     t.holders("holders after expiry", p1).await;
     t.rw("rw after expiry", READ).await;
-    t.extend("a extends permit after expiry", p1, a).await;
+    t.extend("p extends permit after expiry", p1, p).await;
     t.extend("b extends after expiry", READ, b).await;
-    t.acquire("permit c", p1, c).await;
-    t.acquire("read a", READ, a).await;
-    t.release("c releases permit", p1, c).await;
-    t.release("a releases", READ, a).await;
+    t.acquire("permit d", p1, d).await;
+    t.acquire("read e", READ, e).await;
+    t.release("d releases permit", p1, d).await;
+    t.release("e releases", READ, e).await;
     t.finish()
 }
 
@@ -1616,7 +1563,8 @@ async fn semaphore_and_rwlock_semantics_match_the_memory_backend() {
     let expect = [
         "permit c: held, remaining in (0, ttl]: true",
         "read b: held, remaining in (0, ttl]: true",
-        "read a: held, remaining in (0, ttl]: true",
+        "read y: held, remaining in (0, ttl]: true",
+        "write w2, retired: error permanent backend error: this owner token was released; an acquire with it is refused",
         "rw after expiry: readers [], writer [], waiting false",
         "a extends permit, past the old ttl: true",
     ];

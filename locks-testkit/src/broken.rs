@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use locks_core::backend::{ListPage, ListQuery};
 use locks_core::{
     AcquireResult, BackendError, Holders, Lease, LeaseKind, LockBackend, LockKey, OwnerToken,
     ReleaseListener, SleepingListener,
@@ -19,7 +20,7 @@ use locks_core::{
 /// - `try_acquire` always returns [`AcquireResult::Acquired`] with a new fence, strictly
 ///   increasing across all keys (so fences alone look fine; only overlap gives it away, unless
 ///   two holders are checked out of order).
-/// - `release` and `extend` always return `true`; `holders` always reports nobody;
+/// - `release` and `extend` always return `true`; `holders` and `list` always report nobody;
 ///   `force_release` returns `false` (it remembers nothing).
 ///
 /// ```
@@ -106,5 +107,10 @@ impl LockBackend for GrantAllBackend {
 
     async fn listen(&self, _key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
         Ok(Box::new(SleepingListener))
+    }
+
+    /// Lists nothing: it remembers no lease.
+    async fn list(&self, _query: &ListQuery) -> Result<ListPage, BackendError> {
+        Ok(ListPage::default())
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use locks_core::backend::{Decorator, Operation, Outcome};
+use locks_core::backend::{Decorator, ListPage, ListQuery, Operation, Outcome};
 use locks_core::{BackendError, LockBackend};
 
 #[derive(Debug, Default)]
@@ -143,6 +143,11 @@ impl Decorator for FaultyBackend {
     /// not affected: a partitioned client can still be woken (it then fails).
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
         self.call(op.send(&*self.inner)).await
+    }
+
+    /// A listing fails, loses its reply or is delayed like any store operation.
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, BackendError> {
+        self.call(self.inner.list(query)).await
     }
 }
 

@@ -328,16 +328,22 @@ async fn fail_next_is_retried_and_the_failures_are_not_recorded() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_lost_reply_is_recorded_once_as_one_lease() {
+async fn a_lost_reply_retires_its_token_and_the_retry_takes_a_new_lease() {
     let (rec, locks) = recorded_service();
     rec.faults().lose_replies_next(1);
     let guard = locks.acquire("k").await.unwrap();
-    // The store applied the first attempt; the retry with the same token confirmed it.
+    // The store applied the first attempt, whose outcome the service never learned: it
+    // released (retired) that token before retrying with a new one, so no lease is left that
+    // nobody holds (issue 11 item 4).
     assert_eq!(
         kinds(&rec, "k"),
-        vec![LockEventKind::Acquired, LockEventKind::Acquired]
+        vec![
+            LockEventKind::Acquired,
+            LockEventKind::Released,
+            LockEventKind::Acquired
+        ]
     );
-    assert_eq!(rec.holdings().len(), 1);
+    assert_eq!(rec.holdings().len(), 2, "the retired lease and the guard's");
     guard.release().await.unwrap();
     rec.assert_all_released();
 }

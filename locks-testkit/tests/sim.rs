@@ -821,3 +821,61 @@ fn binary_rejects_an_unknown_scenario() {
         "{text}"
     );
 }
+
+/// Runs every scenario for at most `duration` (a humantime string: the slower stores need
+/// longer to charge every order of the finite scenarios) with `backend_args` and checks that
+/// each reports 0 violations and that the report names `backend`.
+async fn every_scenario_passes(backend_args: Vec<String>, backend: &str, duration: &'static str) {
+    let (_, text) = tokio::task::spawn_blocking(move || {
+        let mut args: Vec<&str> = backend_args.iter().map(String::as_str).collect();
+        args.extend(["--scenario", "all", "--duration", duration]);
+        run_binary(&args, 0)
+    })
+    .await
+    .expect("binary ran");
+    assert!(text.contains(&format!("backend={backend}")), "{text}");
+    assert!(!text.contains("VIOLATION"), "{text}");
+    let clean = text
+        .lines()
+        .filter(|l| l.starts_with("violations") && l.trim_end().ends_with(" 0"))
+        .count();
+    assert_eq!(
+        clean,
+        locks_testkit::sim::Scenario::ALL.len(),
+        "every scenario reports 0 violations:\n{text}"
+    );
+}
+
+/// Every scenario against a local Redis Cluster (`--redis-cluster`): 0 violations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_passes_every_scenario_on_a_redis_cluster() {
+    let cluster = locks_testkit::redis_cluster::RedisCluster::start()
+        .await
+        .unwrap_or_else(|e| panic!("redis cluster fixture: {e}"));
+    let urls = cluster.urls().join(",");
+    every_scenario_passes(vec!["--redis-cluster".into(), urls], "redis-cluster", "1s").await;
+}
+
+/// Every scenario against a quorum of 3 independent redis-servers (`--redis-quorum`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_passes_every_scenario_on_a_redis_quorum() {
+    let servers = RedisServer::start_many(3)
+        .await
+        .unwrap_or_else(|e| panic!("redis fixture: {e}"));
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    every_scenario_passes(
+        vec!["--redis-quorum".into(), urls.join(",")],
+        "redis-quorum",
+        "3s",
+    )
+    .await;
+}
+
+/// Every scenario against a private PostgreSQL server (`--postgres`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_passes_every_scenario_on_postgres() {
+    let server = locks_testkit::postgres_server::PostgresServer::start()
+        .await
+        .unwrap_or_else(|e| panic!("postgres fixture: {e}"));
+    every_scenario_passes(vec!["--postgres".into(), server.url()], "postgres", "3s").await;
+}

@@ -8,7 +8,9 @@ use locks_core::LeaseKind;
 use locks_memory::MemoryBackend;
 use locks_testkit::Harness;
 use locks_testkit::conformance::adapters::MutexVia;
-use locks_testkit::conformance::{BackendHarness, COORDINATION, MUTEX, RWLOCK, SEMAPHORE, SUITES};
+use locks_testkit::conformance::{
+    BackendHarness, COORDINATION, FAIR, MUTEX, RWLOCK, SEMAPHORE, SUITES,
+};
 
 /// A store that can only keep mutex leases: the memory backend seen through a one-permit
 /// semaphore adapter (which supports `Mutex` and nothing else).
@@ -27,7 +29,8 @@ fn every_suite_lists_its_cases_once() {
         (&MUTEX, 23),
         (&SEMAPHORE, 6),
         (&RWLOCK, 4),
-        (&COORDINATION, 5),
+        (&COORDINATION, 6),
+        (&FAIR, 2),
     ];
     for (suite, count) in expected {
         let names: HashSet<_> = suite.cases.iter().map(|c| c.name).collect();
@@ -45,7 +48,7 @@ fn every_suite_lists_its_cases_once() {
         );
     }
     let suite_names: HashSet<_> = SUITES.iter().map(|s| s.name).collect();
-    assert_eq!(suite_names.len(), 4);
+    assert_eq!(suite_names.len(), 5);
 }
 
 #[test]
@@ -54,6 +57,7 @@ fn each_suite_names_the_kinds_it_needs() {
     assert!(matches!(SEMAPHORE.kinds, [LeaseKind::Permit { .. }]));
     assert_eq!(RWLOCK.kinds, &[LeaseKind::Read, LeaseKind::Write]);
     assert_eq!(COORDINATION.kinds, &[LeaseKind::Mutex]);
+    assert_eq!(FAIR.kinds, &[LeaseKind::FairMutex]);
 }
 
 /// A backend without permits and read-write leases does not skip those suites: each case
@@ -71,6 +75,10 @@ async fn unsupported_kinds_run_the_refusal_check_instead_of_being_skipped() {
             &RWLOCK
         };
         suite.run(case.name, mutex_only()).await;
+    }
+    assert!(!backend.supports(LeaseKind::FairMutex));
+    for case in FAIR.cases {
+        FAIR.run(case.name, mutex_only()).await;
     }
     // The kinds it does support run for real.
     MUTEX.run("fencing_strictly_increases", mutex_only()).await;

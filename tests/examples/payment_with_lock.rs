@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use locks_core::{LeaseHandle, LockError, LockService, LostReason};
-use locks_macros::with_lock;
+// The facade crate: one dependency (`locks`, features `macros` and `redis`).
+use locks::{LeaseHandle, LockError, LockService, LostReason, with_lock};
 
 /// Proof of a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,8 +110,9 @@ impl PaymentService {
     }
 }
 
+/// Runs the example (public so that `tests/tests/patterns.rs` can run it too).
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     const INSTANCES: usize = 4;
     const ORDERS: u64 = 25;
 

@@ -151,11 +151,33 @@ async fn direct_with(
         .unwrap_or_else(|e| panic!("direct connection: {e}"))
 }
 
+/// The owner token in a mutex lease value (`"<fence> <owner token>"`).
+fn owner_of(lease: Option<String>) -> Option<String> {
+    lease.and_then(|v| v.split_once(' ').map(|(_, owner)| owner.to_owned()))
+}
+
 /// The owner stored in Redis for the mutex `name`, read directly.
 async fn stored_owner(conn: &mut MultiplexedConnection, name: &str) -> Option<String> {
-    conn.hget(RedisKeys::new(&key(name)).lease, "owner")
+    let lease: Option<String> = conn
+        .get(RedisKeys::new(&key(name)).lease)
         .await
-        .unwrap_or_else(|e| panic!("HGET: {e}"))
+        .unwrap_or_else(|e| panic!("GET: {e}"));
+    owner_of(lease)
+}
+
+/// The owner and the `PTTL` of the mutex lease `lease_key`, read atomically.
+async fn owner_and_pttl(
+    conn: &mut MultiplexedConnection,
+    lease_key: &str,
+) -> (Option<String>, i64) {
+    let (lease, pttl): (Option<String>, i64) = redis::pipe()
+        .atomic()
+        .get(lease_key)
+        .pttl(lease_key)
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("GET + PTTL: {e}"));
+    (owner_of(lease), pttl)
 }
 
 fn ok<T, E: std::fmt::Display>(what: &str) -> impl FnOnce(Result<T, E>) -> T + '_ {
@@ -176,24 +198,38 @@ fn fast_polling() -> RetryPolicy {
 /// Promise (safety rule 1): a holder cut off from Redis — every byte blackholed both ways, the
 /// connections still open — for longer than its ttl reports `lost()` with `DeadlineExpired` at
 /// its local deadline (acquire *sent* + ttl − drift margin): not before it, and at most a
-/// timer's slack after it. A second client talking to Redis directly gets the lock only after
-/// that moment: its first successful attempt was *sent* after the holder had given up.
+/// timer's slack after it, and while Redis still holds its lease. A second client talking to
+/// Redis directly gets the lock only after that moment: its first successful attempt was
+/// *sent* after the holder had given up.
+///
+/// The acquire's *reply* is delayed (server → client), not its request: Redis starts the
+/// lease's ttl as soon as the request was sent, and the holder learns of it 200 ms later. So the
+/// drift margin is the only time between the holder giving up and Redis freeing the key: a
+/// deadline counted from the reply, or with no margin (`drift_margin` returning zero), fails
+/// the "Redis still holds it" check. (A delayed request would add its delay to that time and
+/// hide a missing margin.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_holder_gives_up_before_a_second_holder_gets_in() {
     let server = private_server(&[]).await;
     let proxy = proxy_for(&server).await;
-    let holder = service(backend(&proxy.url(), Duration::from_millis(300)).await);
+    let holder = service(backend(&proxy.url(), Duration::from_millis(400)).await);
     let rival = backend(&server.url(), Duration::from_secs(2)).await;
+    let mut check = direct(&server).await;
     let name = "partition";
-    let ttl = Duration::from_secs(1);
+    let ttl = Duration::from_secs(2);
+    let margin = locks_core::drift_margin(ttl);
+    // Load the scripts first: the acquire below is one round trip.
+    let warm = acquire_for(&holder, "partition-warm-up", ttl).await;
+    within("warm-up release", warm.release())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
-    // The holder's acquire takes 200 ms to reach Redis, so the store starts its ttl 200 ms
-    // after the holder starts its own: the deadline counts from the request being sent.
-    proxy.set_latency(Direction::ClientToServer, Duration::from_millis(200));
+    proxy.set_latency(Direction::ServerToClient, Duration::from_millis(200));
     let guard = acquire_for(&holder, name, ttl).await;
-    proxy.set_latency(Direction::ClientToServer, Duration::ZERO);
+    proxy.set_latency(Direction::ServerToClient, Duration::ZERO);
     proxy.blackhole(Direction::Both, true);
     let partitioned_at = Instant::now();
+    let lease_key = RedisKeys::new(&key(name)).lease;
 
     let seen = record_states(&guard, |s| matches!(s, LeaseState::Lost(_)));
     let lost = guard.lost();
@@ -216,8 +252,17 @@ async fn partitioned_holder_gives_up_before_a_second_holder_gets_in() {
 
     let reason = within("lost()", lost).await;
     let lost_at = Instant::now();
+    // Redis still holds the lease when the holder gives up (by about the drift margin, less
+    // the timer's and this query's delay); with no margin it would hold it for under 2 ms.
+    let (store_owner, store_left) = owner_and_pttl(&mut check, &lease_key).await;
     let deadline = guard.deadline();
     assert_eq!(reason, LostReason::DeadlineExpired);
+    assert!(
+        store_owner == Some(guard.token().to_hyphenated()) && store_left >= 2,
+        "the holder gave up when Redis had {store_left} ms left on its lease (owner \
+         {store_owner:?}, drift margin {margin:?}): a second holder could get in before the \
+         first one stopped"
+    );
     assert!(
         lost_at >= deadline,
         "lost {:?} before the deadline",
@@ -246,8 +291,9 @@ async fn partitioned_holder_gives_up_before_a_second_holder_gets_in() {
         Some(&LeaseState::Lost(LostReason::DeadlineExpired))
     );
     println!(
-        "partition: lost {:?} after the partition ({:?} after the deadline), rival in {:?} \
-         after that; states {seen:?}; {} bytes blackholed",
+        "partition: lost {:?} after the partition ({:?} after the deadline, Redis had {store_left} \
+         ms left, drift margin {margin:?}), rival in {:?} after that; states {seen:?}; {} bytes \
+         blackholed",
         lost_at - partitioned_at,
         lost_at - deadline,
         rival_acquired - lost_at,
@@ -270,6 +316,71 @@ async fn partitioned_holder_gives_up_before_a_second_holder_gets_in() {
         matches!(released, Err(LockError::NotOwner { .. })),
         "{released:?}"
     );
+}
+
+/// Promise (issue 11 item 2, on Redis): an `extend` to a shorter ttl whose reply never comes
+/// back may have been applied, so the holder trusts its lease only until `sent + shorter ttl −
+/// drift margin` and its state is `Unknown`. Here Redis did apply it (the reply is held in the
+/// proxy, then everything is blackholed): cut off, the holder gives up at that lowered
+/// deadline, while Redis still holds the lease — not at the old ttl's deadline, long after
+/// Redis let the key go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extend_whose_reply_is_lost_lowers_the_deadline_before_redis_lets_go() {
+    let rig = rig(&[], Duration::from_millis(300)).await;
+    let (proxy, locks, mut check) = (&rig.proxy, &rig.locks, rig.direct.clone());
+    let (long, short) = (Duration::from_secs(10), Duration::from_secs(2));
+    let guard = acquire_for(locks, "extend-lost", long).await;
+    let lease_key = RedisKeys::new(guard.lock_key()).lease;
+    // Load the extend script first: the held reply below is the extend's own, not `NOSCRIPT`.
+    within("extend", guard.extend(long))
+        .await
+        .unwrap_or_else(|e| panic!("extend: {e}"));
+
+    proxy.stall(Direction::ServerToClient);
+    let before = Instant::now();
+    let extend = guard.extend(short);
+    let held = async {
+        until(SOON, "the extend's reply is held in the proxy", || async {
+            proxy.held_bytes(Direction::ServerToClient) > 0
+        })
+        .await;
+        // From now on nothing gets through: renewals retried after the failure go nowhere.
+        proxy.blackhole(Direction::Both, true);
+        Instant::now()
+    };
+    let (extended, sent_by) = tokio::join!(extend, held);
+    assert!(
+        matches!(extended, Err(LockError::Backend { .. })),
+        "{extended:?}"
+    );
+    assert_eq!(guard.state(), LeaseState::Unknown);
+    let margin = locks_core::drift_margin(short);
+    assert!(
+        guard.deadline() <= sent_by + short - margin
+            && guard.deadline() + Duration::from_millis(1) >= before + short - margin,
+        "deadline {:?} from the extend's start, expected about {:?}",
+        guard.deadline() - before,
+        short - margin
+    );
+    // Redis applied it.
+    let applied: i64 = check
+        .pttl(&lease_key)
+        .await
+        .unwrap_or_else(|e| panic!("PTTL: {e}"));
+    assert!(applied > 0 && applied <= 2_000, "PTTL {applied}");
+
+    let reason = within("lost()", guard.lost()).await;
+    assert_eq!(reason, LostReason::DeadlineExpired);
+    let (owner, left) = owner_and_pttl(&mut check, &lease_key).await;
+    assert!(
+        owner == Some(guard.token().to_hyphenated()) && left >= 2,
+        "the holder gave up when Redis had {left} ms left (owner {owner:?})"
+    );
+    println!(
+        "extend with a lost reply: lost {:?} after the extend was sent, Redis had {left} ms left",
+        Instant::now() - before
+    );
+    proxy.heal();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1358,8 +1469,9 @@ impl Soak {
 
 /// Promise (the whole model under stress): several services — three through the fault proxy,
 /// one direct — run mutexes, try-locks, a 2-permit semaphore and a read-write lock for
-/// `LOCKS_SOAK_SECS` seconds (default 5) while latency spikes, dropped connections and short
-/// stalls hit the proxied ones at random. Then:
+/// `LOCKS_SOAK_SECS` seconds (default 5) on a `noeviction` server while latency spikes,
+/// dropped connections, short stalls and requests held on connections the clients retire (and
+/// delivered late) hit the proxied ones at random. Then:
 /// - no holder ever entered a critical section while a conflicting holder could still trust
 ///   its lease (not lost, before its local deadline), and a semaphore never had more trusted
 ///   holders than permits;
@@ -1389,7 +1501,8 @@ async fn soak_under_random_faults() {
     println!("soak: {secs} s, LOCKS_SOAK_SEED={seed}");
     let mut rng = Rng::new(seed);
 
-    let server = private_server(&[]).await;
+    // Eviction-safe, as the backend requires (and checks at connect).
+    let server = private_server(&["--maxmemory-policy", "noeviction"]).await;
     let proxy = Arc::new(proxy_for(&server).await);
     let mut admin = direct(&server).await;
     let ttl = Duration::from_millis(600);
@@ -1439,7 +1552,7 @@ async fn soak_under_random_faults() {
     while Instant::now() < end {
         let left = end.saturating_duration_since(Instant::now());
         let pause = rng.millis(50, 300).min(left);
-        match rng.below(4) {
+        match rng.below(5) {
             0 => {
                 let dir = [
                     Direction::ClientToServer,
@@ -1467,6 +1580,17 @@ async fn soak_under_random_faults() {
                 tokio::time::sleep(stall.min(left)).await;
                 proxy.resume(Direction::Both);
                 *faults.entry("stall").or_default() += 1;
+            }
+            3 => {
+                // Requests held on the connections open now, past the response timeout: the
+                // clients retire them and carry on over new ones, then the held requests
+                // arrive late (the ghost-lease case).
+                proxy.stall_open(Direction::ClientToServer);
+                tokio::time::sleep(rng.millis(550, 900).min(left)).await;
+                proxy.resume(Direction::ClientToServer);
+                *faults
+                    .entry("requests held on retired connections")
+                    .or_default() += 1;
             }
             _ => tokio::time::sleep(pause).await,
         }
@@ -1511,14 +1635,28 @@ async fn soak_under_random_faults() {
         "seed {seed}: only {acquired} acquisitions in {secs} s"
     );
 
-    // Every lease is released or expires by its ttl; only fence counters stay.
+    // Every lease is released or expires by its ttl; only fence counters stay, and the retired
+    // tokens of releases that found nothing (no lease: they end two minutes after the release).
     let limit = Instant::now() + ttl + Duration::from_secs(2);
     loop {
         let keys: Vec<String> = admin
             .keys("_lock:*")
             .await
             .unwrap_or_else(|e| panic!("KEYS: {e}"));
-        let left: Vec<&String> = keys.iter().filter(|k| !k.ends_with("}:fence")).collect();
+        for retired in keys.iter().filter(|k| k.ends_with("}:retired")) {
+            let pttl: i64 = admin
+                .pttl(retired)
+                .await
+                .unwrap_or_else(|e| panic!("PTTL: {e}"));
+            assert!(
+                pttl == -2 || (0..=120_001).contains(&pttl),
+                "seed {seed}: {retired} lives {pttl} ms"
+            );
+        }
+        let left: Vec<&String> = keys
+            .iter()
+            .filter(|k| !k.ends_with("}:fence") && !k.ends_with("}:retired"))
+            .collect();
         if left.is_empty() {
             break;
         }

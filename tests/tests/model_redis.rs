@@ -13,20 +13,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use locks_core::LockBackend;
 use locks_redis::RedisBackend;
-use locks_testkit::model::{self, RealTime};
+use locks_testkit::model;
 use locks_testkit::redis_server::RedisServer;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 #[test]
 fn redis_backend_matches_the_model() {
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = model::real_time_runtime().expect("a tokio runtime");
     // The connection and the server process are dropped inside the runtime's context.
     let _context = rt.enter();
     let (server, backend) = rt.block_on(async {
@@ -38,21 +32,7 @@ fn redis_backend_matches_the_model() {
             .unwrap_or_else(|e| panic!("connect to {}: {e}", server.url()));
         (server, backend)
     });
-    let backend: Arc<dyn LockBackend> = Arc::new(backend);
-    let clock = RealTime::default();
-
-    let config = Config {
-        cases: 32,
-        // Outside the `proptest!` macro the runner knows no source file to save failures next
-        // to; the failure message carries the shrunk script.
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new(config);
-    let result = runner.run(&model::real_time_ops(24), |ops| {
-        rt.block_on(model::check(Arc::clone(&backend), &clock, &ops))
-            .map_err(TestCaseError::fail)
-    });
+    let result = model::check_real_time(&rt, Arc::new(backend), 32, 24);
     if let Err(e) = result {
         panic!("the Redis backend differs from the model ({server:?}):\n{e}");
     }

@@ -182,6 +182,17 @@ fn check(what: &str, ok: bool) -> Result<(), String> {
 /// lock with a waiting writer, an election, `acquire_all`. Each step is bounded; the first
 /// failure is returned.
 async fn scenario(url: &str, admin: &mut MultiplexedConnection, tag: &str) -> Result<(), String> {
+    scenario_with(url, admin, tag, false).await
+}
+
+/// [`scenario`], with the backend in the least-privilege mode (`FCALL` of the installed
+/// function library) when `functions`.
+async fn scenario_with(
+    url: &str,
+    admin: &mut MultiplexedConnection,
+    tag: &str,
+    functions: bool,
+) -> Result<(), String> {
     let quick = Duration::from_secs(1);
     // A fresh script cache: every script goes through NOSCRIPT and SCRIPT LOAD.
     let _: () = redis::cmd("SCRIPT")
@@ -193,6 +204,7 @@ async fn scenario(url: &str, admin: &mut MultiplexedConnection, tag: &str) -> Re
         RedisBackend::builder(url)
             .connect_timeout(quick)
             .response_timeout(quick)
+            .function_library(functions)
             .connect()
     };
     let a =
@@ -471,9 +483,15 @@ async fn restricted_acl_user_runs_every_operation_and_is_confined_to_the_lock_ke
         }
         other => panic!("expected a NOPERM backend error, got {other:?}"),
     }
-    let keys: Vec<String> = admin.keys("other:*").await.unwrap_or_default();
+    let keys: Vec<String> = admin
+        .keys("other:*")
+        .await
+        .unwrap_or_else(|e| panic!("KEYS: {e}"));
     assert!(keys.is_empty(), "{keys:?}");
-    let kept: Option<String> = admin.get("outside").await.unwrap_or(None);
+    let kept: Option<String> = admin
+        .get("outside")
+        .await
+        .unwrap_or_else(|e| panic!("GET: {e}"));
     assert_eq!(kept.as_deref(), Some("keep"));
 
     // A wrong password is an authentication error, never retried.
@@ -485,6 +503,158 @@ async fn restricted_acl_user_runs_every_operation_and_is_confined_to_the_lock_ke
         matches!(wrong, Err(RedisBackendError::Authentication { .. })),
         "{wrong:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The least-privilege mode: the function library
+
+/// `locks_redis::APP_USER_ACL` as `ACL SETUSER` rules (after `reset`), with our password.
+fn function_acl_rules() -> Vec<String> {
+    std::iter::once("reset".to_owned())
+        .chain(
+            locks_redis::APP_USER_ACL
+                .split_whitespace()
+                .map(|r| r.replace(">PASSWORD", &format!(">{PASSWORD}"))),
+        )
+        .collect()
+}
+
+/// Promise (issue 11 item 15): with the function library installed by an operator
+/// (`install_functions`), a user with exactly the documented `APP_USER_ACL` — `FCALL`/`FCALL_RO`,
+/// no `EVAL*`, `SCRIPT` or `FUNCTION` — runs every operation of the library in the
+/// least-privilege mode (`function_library(true)`), and cannot load or run code of its own.
+/// Without `FCALL` the mode fails. A missing or different library is a typed error at
+/// connect. What the mode cannot do (README "Trust model"): Redis checks each command a
+/// function runs against the caller's ACL, so the data commands stay allowed directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_privilege_mode_runs_every_operation_through_the_function_library_and_loads_no_code()
+{
+    let server = private_server(&[]).await;
+    let mut admin = admin(&server).await;
+    let version = within(
+        "install_functions",
+        locks_redis::install_functions(&server.url()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("install_functions: {e}"));
+    assert_eq!(version, locks_redis::library_version());
+    let rules = function_acl_rules();
+    acl_setuser(&mut admin, &rules).await;
+    let url = format!("redis://{USER}:{PASSWORD}@127.0.0.1:{}", server.port());
+
+    scenario_with(&url, &mut admin, "functions", true)
+        .await
+        .unwrap_or_else(|e| panic!("in the least-privilege mode: {e}"));
+    // The scripts never went through EVALSHA: the mode really calls the library.
+    assert_eq!(cached_scripts(&mut admin).await, 0);
+    // The mode needs FCALL (and the EVALSHA path is not allowed for this user).
+    let mut without_fcall = rules.clone();
+    without_fcall.push("-fcall".to_owned());
+    acl_setuser(&mut admin, &without_fcall).await;
+    let r = scenario_with(&url, &mut admin, "functions-without-fcall", true).await;
+    assert!(r.is_err(), "the scenario works without FCALL");
+    let r = scenario_with(&url, &mut admin, "evalsha-as-function-user", false).await;
+    assert!(r.is_err(), "the function user could use EVALSHA");
+    acl_setuser(&mut admin, &rules).await;
+
+    // No code of its own.
+    let mut user = redis::Client::open(url.as_str())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("connect as {USER}: {e}"));
+    let library = "#!lua name=mine\nredis.register_function('mine', function(k) \
+                   return redis.call('SET', k[1], 'x') end)";
+    let forbidden = [
+        (
+            "SCRIPT LOAD",
+            redis::cmd("SCRIPT").arg("LOAD").arg("return 1").clone(),
+        ),
+        ("EVAL", redis::cmd("EVAL").arg("return 1").arg(0).clone()),
+        (
+            "EVALSHA",
+            redis::cmd("EVALSHA")
+                .arg("e0e1f9fabfc9d4800c877a703b823ac0578ff8db")
+                .arg(0)
+                .clone(),
+        ),
+        (
+            "FUNCTION LOAD",
+            redis::cmd("FUNCTION").arg("LOAD").arg(library).clone(),
+        ),
+        (
+            "FUNCTION DELETE",
+            redis::cmd("FUNCTION")
+                .arg("DELETE")
+                .arg(locks_redis::LIBRARY)
+                .clone(),
+        ),
+        (
+            "FUNCTION FLUSH",
+            redis::cmd("FUNCTION").arg("FLUSH").clone(),
+        ),
+        ("SCRIPT FLUSH", redis::cmd("SCRIPT").arg("FLUSH").clone()),
+        ("GET outside", redis::cmd("GET").arg("outside").clone()),
+    ];
+    for (what, cmd) in forbidden {
+        let r: redis::RedisResult<redis::Value> = cmd.query_async(&mut user).await;
+        let code = r.as_ref().err().and_then(|e| e.code().map(str::to_owned));
+        assert_eq!(code.as_deref(), Some("NOPERM"), "{what} -> {r:?}");
+    }
+    // What no ACL can take away (README "Trust model"): the data commands the functions run.
+    let written: String = redis::cmd("SET")
+        .arg("_lock:{anything}:fence")
+        .arg("1")
+        .query_async(&mut user)
+        .await
+        .unwrap_or_else(|e| panic!("SET: {e}"));
+    assert_eq!(written, "OK");
+
+    // Without the library, or with another version of it: a typed error at connect.
+    let connect = || {
+        RedisBackend::builder(url.as_str())
+            .connect_timeout(Duration::from_secs(2))
+            .function_library(true)
+            .connect()
+    };
+    let other = format!(
+        "#!lua name={}\nredis.register_function{{function_name = '{}_version', \
+         callback = function() return 'locks_v2:0' end, flags = {{'no-writes'}}}}",
+        locks_redis::LIBRARY,
+        locks_redis::LIBRARY
+    );
+    let _: () = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(&other)
+        .query_async(&mut admin)
+        .await
+        .map(|_: String| ())
+        .unwrap_or_else(|e| panic!("FUNCTION LOAD: {e}"));
+    let r = connect().await;
+    assert!(
+        matches!(&r, Err(RedisBackendError::FunctionLibrary { reason, .. }) if reason.contains("version")),
+        "{r:?}"
+    );
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("FUNCTION FLUSH: {e}"));
+    let r = connect().await;
+    assert!(
+        matches!(&r, Err(RedisBackendError::FunctionLibrary { reason, .. }) if reason.contains("not installed")),
+        "{r:?}"
+    );
+    // Installing again (as an upgrade would) makes it usable.
+    within("reinstall", locks_redis::install_functions(&server.url()))
+        .await
+        .unwrap_or_else(|e| panic!("install_functions: {e}"));
+    let backend = connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect after installing: {e}"));
+    let locks = LockService::new(backend).unwrap_or_else(|e| panic!("{e}"));
+    acquire_and_release("after-upgrade", "acquire", locks.acquire("after-upgrade")).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,8 +710,12 @@ async fn lua_and_redis_syntax_in_names_is_data_not_code() {
                 .unwrap_or_else(|e| panic!("{name:?}: {e}"));
             let stored = RedisKeys::new(g.lock_key()).lease;
             assert_eq!(stored, format!("_lock:{{{name}}}"));
-            let owner: Option<String> = admin.hget(&stored, "owner").await.unwrap_or(None);
-            assert_eq!(owner, Some(g.token().to_hyphenated()), "{name:?}");
+            let lease: Option<String> = admin.get(&stored).await.unwrap_or(None);
+            assert_eq!(
+                lease,
+                Some(format!("{} {}", g.fence(), g.token().to_hyphenated())),
+                "{name:?}"
+            );
             let info = within("inspect", locks.inspect(&name))
                 .await
                 .unwrap_or_else(|e| panic!("{name:?}: {e}"));

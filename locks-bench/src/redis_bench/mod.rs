@@ -12,9 +12,15 @@ use locks_redis::redis::{self, Client};
 use crate::table::{Row, Table, Verdict, micros, rate, times};
 use crate::{Config, Flavor, Result, Section};
 
+pub mod cluster;
 mod handoff;
+mod profile;
+pub mod quorum;
 mod renewal;
+mod rslock;
+mod server_cost;
 mod throughput;
+mod versus;
 
 use handoff::handoff;
 pub use renewal::measure_renewal;
@@ -158,15 +164,25 @@ pub async fn run(url: &str, flavor: Flavor, cfg: &Config, table: &mut Table) -> 
     }
     svc.shutdown().await;
     if cfg.runs(Section::Handoff) {
-        for workers in [4, 8] {
+        // Default mode with 4 and 8 workers, then fair mode with 4.
+        for (workers, fair) in [(4, false), (8, false), (4, true)] {
             let before = ping_rtt(&mut raw, cfg.measure / 8).await?;
-            let report = handoff(url, workers, cfg).await?;
+            let report = handoff(url, workers, fair, cfg).await?;
             let after = ping_rtt(&mut raw, cfg.measure / 8).await?;
             report.rows(rt, (before + after) / 2, uncontended, table)?;
         }
     }
     if cfg.runs(Section::Renewal) {
         renewal(url, flavor, cfg, table).await?;
+    }
+    if cfg.runs(Section::Rslock) {
+        rslock::run(url, rt, cfg, table).await?;
+    }
+    if cfg.runs(Section::ServerCost) && flavor == Flavor::MultiThread {
+        server_cost::run(url, cfg, table).await?;
+    }
+    if cfg.runs(Section::Profile) {
+        profile::run(url, rt, cfg, table).await?;
     }
     Ok(())
 }

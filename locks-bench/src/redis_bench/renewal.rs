@@ -218,8 +218,8 @@ pub(super) async fn renewal(
         ),
         reference: "one core".into(),
         ratio: times(cores),
-        target: "≤ 0.10× (well under one core)".into(),
-        verdict: Verdict::of(cores <= 0.10),
+        target: "< 0.05 core".into(),
+        verdict: Verdict::of(cores < 0.05),
     });
     let per_lease = f.rss_held.saturating_sub(f.rss_before) as f64 / n as f64;
     table.push(Row {
@@ -229,10 +229,10 @@ pub(super) async fn renewal(
         ),
         runtime: rt,
         locks: format!("{} B", grouped(per_lease)),
-        reference: "2 KiB".into(),
-        ratio: times(per_lease / 2048.0),
-        target: "< 2 KiB".into(),
-        verdict: Verdict::of(per_lease < 2048.0),
+        reference: "1 KiB".into(),
+        ratio: times(per_lease / 1024.0),
+        target: "< 1 KiB".into(),
+        verdict: Verdict::of(per_lease < 1024.0),
     });
     Ok(())
 }

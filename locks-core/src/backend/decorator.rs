@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{AcquireResult, Holders, LockBackend, ReleaseListener};
+use super::{AcquireResult, Holders, ListPage, ListQuery, LockBackend, ReleaseListener};
 use crate::error::BackendError;
 use crate::key::LockKey;
 use crate::kind::LeaseKind;
@@ -149,7 +149,7 @@ fn mismatch(op: &str, got: &Outcome) -> BackendError {
 /// A backend written as one dispatcher: every store operation arrives as an [`Operation`] in
 /// [`call`](Dispatch::call), and [`impl_lock_backend!`](crate::impl_lock_backend) implements
 /// [`LockBackend`] from it. Stores (the memory backend) and decorators (through
-/// [`Decorator`]) both use it, so the eight method signatures are written once, in the macro.
+/// [`Decorator`]) both use it, so the nine method signatures are written once, in the macro.
 #[async_trait]
 pub trait Dispatch: fmt::Debug + Send + Sync + 'static {
     /// See [`LockBackend::name`].
@@ -163,6 +163,10 @@ pub trait Dispatch: fmt::Debug + Send + Sync + 'static {
 
     /// See [`LockBackend::listen`].
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError>;
+
+    /// See [`LockBackend::list`]. Not an [`Operation`] (it has no key): a store says here how
+    /// it enumerates its leases.
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, BackendError>;
 }
 
 /// A backend that wraps another and handles every store operation in one place: fault
@@ -228,6 +232,11 @@ pub trait Decorator: fmt::Debug + Send + Sync + 'static {
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
         self.inner().listen(key).await
     }
+
+    /// The listing (default: the inner backend's, untouched).
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, BackendError> {
+        self.inner().list(query).await
+    }
 }
 
 #[async_trait]
@@ -243,6 +252,9 @@ impl<D: Decorator> Dispatch for D {
     }
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
         Decorator::listen(self, key).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, BackendError> {
+        Decorator::list(self, query).await
     }
 }
 
@@ -335,6 +347,12 @@ macro_rules! impl_lock_backend {
                 $crate::BackendError,
             > {
                 $crate::backend::Dispatch::listen(self, key).await
+            }
+            async fn list(
+                &self,
+                query: &$crate::backend::ListQuery,
+            ) -> ::std::result::Result<$crate::backend::ListPage, $crate::BackendError> {
+                $crate::backend::Dispatch::list(self, query).await
             }
         }
     };

@@ -62,7 +62,7 @@ impl LeaseInfo {
 /// The live leases of one key and kind, as [`LockBackend::holders`](crate::LockBackend::holders)
 /// reports them.
 ///
-/// - `Mutex`: the holder, if any.
+/// - `Mutex`, `FairMutex`: the holder, if any.
 /// - `Permit { .. }`: every live permit, oldest first.
 /// - `Read` or `Write`: the whole read-write lock: the readers (kind `Read`), then the writer
 ///   (kind `Write`), and whether a writer waits for the readers to leave.
@@ -106,6 +106,7 @@ impl Holders {
                 | (LeaseKind::Permit { .. }, LeaseKind::Permit { .. })
                 | (LeaseKind::Read, LeaseKind::Read)
                 | (LeaseKind::Write, LeaseKind::Write)
+                | (LeaseKind::FairMutex, LeaseKind::FairMutex)
         )
     }
 }

@@ -3,6 +3,7 @@
 
 mod decorator;
 mod lease;
+mod list;
 mod listen;
 
 use std::fmt;
@@ -13,7 +14,12 @@ use async_trait::async_trait;
 
 pub use decorator::{Action, Decorator, Dispatch, Operation, Outcome};
 pub use lease::{AcquireResult, Holders, Lease, LeaseInfo};
-pub use listen::{ReleaseListener, SleepingListener, Wake};
+pub(crate) use list::service_holders;
+pub use list::{
+    DEFAULT_LIST_PAGE, ListCursor, ListPage, ListQuery, ListedLock, LockKind, MAX_LIST_PAGE,
+    list_stream,
+};
+pub use listen::{ReleaseListener, Signal, SleepingListener, Wake};
 
 use crate::error::BackendError;
 use crate::key::LockKey;
@@ -22,7 +28,7 @@ use crate::token::OwnerToken;
 
 /// A store of leases with atomic, compare-and-act operations.
 ///
-/// Eight methods serve every primitive: each operation names the [`LeaseKind`] it acts on
+/// Nine methods serve every primitive: each operation names the [`LeaseKind`] it acts on
 /// (mutex, semaphore permit, reader, writer). A backend offers primitives only; retry,
 /// waiting, renewal and lost-lock detection live in [`LockService`](crate::LockService),
 /// written once for every backend. Time for expiry is the store's own. A new backend is one
@@ -80,6 +86,16 @@ pub trait LockBackend: fmt::Debug + Send + Sync + 'static {
 
     /// Delete `token`'s lease of `kind` (a writer's waiting mark too) and wake waiters.
     /// `false`: not a holder (expired, taken, or never held).
+    ///
+    /// **A released token is retired.** The service never acquires with a token after
+    /// releasing it, and releases (retires) every token whose acquire attempt had an unknown
+    /// outcome (a transient error). A store whose requests can arrive late — a request held in
+    /// the network, or sent on a connection the client already gave up on — must make such a
+    /// late acquire harmless: when a release finds nothing held by `token`, it remembers the
+    /// token for a while (the Redis backend: 2 minutes) and refuses a later `try_acquire` with
+    /// it (an error; nobody waits for the answer). Otherwise the late acquire would leave a
+    /// lease (or a writer's waiting mark) that nobody holds, blocking the key for a ttl. A
+    /// store without late requests (in-process) needs nothing.
     async fn release(
         &self,
         key: &LockKey,
@@ -98,6 +114,14 @@ pub trait LockBackend: fmt::Debug + Send + Sync + 'static {
     /// Start listening for releases of `key` (every kind). A store without notifications
     /// returns a [`SleepingListener`]: waiters then poll.
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError>;
+
+    /// One page of the locks under `query`'s key prefix that have at least one live lease
+    /// (an operator's view: `locks ls`, [`LockService::holders`](crate::LockService)), at most
+    /// [`ListQuery::limit`] of them, resuming after [`ListQuery::cursor`]. Each lock is listed
+    /// once per primitive ([`LockKind`]) with its [`Holders`]. [`list_stream`] walks every
+    /// page. Read-only; a store that cannot enumerate its keys answers with a permanent error
+    /// saying so.
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, BackendError>;
 }
 
 /// A shared backend is a backend: every operation goes to the one it points at.
@@ -114,6 +138,9 @@ impl<T: LockBackend + ?Sized> Dispatch for Arc<T> {
     }
     async fn listen(&self, key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
         (**self).listen(key).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, BackendError> {
+        (**self).list(query).await
     }
 }
 

@@ -11,6 +11,7 @@ use super::keeper::Keeper;
 use super::resource::Resource;
 use super::shared::{LeaseConfig, LeaseShared};
 use crate::error::{BackendError, LockError};
+use crate::metrics_labels::HELD;
 use crate::state::LostReason;
 use crate::token::OwnerToken;
 
@@ -23,7 +24,7 @@ pub(crate) struct Held {
 
 impl Held {
     /// Build the lease acquired by a request sent at `sent` and hand it to the service's
-    /// keeper, which renews it and watches its deadline.
+    /// keeper, which renews it and watches its deadline. `span` is its `lock.hold` span.
     pub fn start(
         keeper: &Arc<Keeper>,
         resource: Arc<Resource>,
@@ -31,9 +32,10 @@ impl Held {
         fence: u64,
         sent: Instant,
         cfg: &LeaseConfig,
+        span: tracing::Span,
     ) -> Held {
         let id = keeper.next_id.fetch_add(1, Ordering::Relaxed);
-        let shared = LeaseShared::new(id, resource, token, fence, sent, cfg);
+        let shared = LeaseShared::new(id, resource, token, fence, sent, cfg, span);
         keeper.insert(Arc::clone(&shared));
         Held {
             shared,
@@ -73,8 +75,8 @@ impl Held {
         if let Some(keeper) = self.keeper.upgrade() {
             keeper.remove(self.shared.id);
         }
-        metrics::gauge!("locks_held", "backend" => self.shared.resource.backend_name())
-            .decrement(1.0);
+        self.shared.resource.labels.gauge(HELD, -1.0);
+        self.shared.span.record("outcome", "abandoned");
         self.shared.mark_lost(LostReason::Abandoned);
     }
 

@@ -10,11 +10,13 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
 
 use super::shared::{LeaseShared, Timing, drift_margin, lock};
 use crate::error::BackendError;
 use crate::key::LockKey;
 use crate::kind::LeaseKind;
+use crate::metrics_labels::RENEW_TOTAL;
 use crate::state::{LeaseState, LostReason};
 
 /// How long to wait before retrying a renewal that failed transiently.
@@ -33,13 +35,17 @@ fn renew_retry_delay(ttl: Duration, fraction: f64) -> Duration {
 /// cross-thread wake-up on either: taking a lease is a map insert, and the task is woken only
 /// when the new lease is due before everything it already waits for (the first lease, or one
 /// with a shorter ttl). The task is spawned when there is something to watch and ends when
-/// there is nothing left.
+/// there has been nothing left for [`IDLE_LINGER`]; meanwhile it looks every [`IDLE_TICK`], so
+/// a lease given back before its first renewal costs the task nothing.
 pub(crate) struct Keeper {
     state: Mutex<KeeperState>,
     wake: Notify,
     pub(crate) next_id: AtomicU64,
     /// Keep the owners index (self-wait detection is on).
     track_owners: bool,
+    /// How many times the task was spawned.
+    #[cfg(test)]
+    pub(crate) spawned: AtomicU64,
 }
 
 /// Hashes lease ids (sequential `u64`s) with one multiplication; SipHash is needlessly slow
@@ -63,6 +69,14 @@ impl Hasher for IdHasher {
     }
 }
 
+/// While it has nothing to watch, the task looks at the queue this often (so a lease due later
+/// than its next look costs no wake-up at all)...
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// ...and ends after this long with nothing to watch. Leases taken and given back within a
+/// renewal period (the common case: a lock around a short critical section) then cost a map
+/// insert and remove, not a task spawn, a wake-up and a task end each.
+const IDLE_LINGER: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct KeeperState {
     /// Every lease held through the service (for shutdown and `held_count`).
@@ -72,7 +86,7 @@ struct KeeperState {
     task: TaskState,
     /// Exclusive leases (mutex, writer) by `(key, kind)`, with the task that acquired each:
     /// how an acquire notices that its own task already holds the lock.
-    owners: HashMap<(LockKey, LeaseKind), Vec<(u64, tokio::task::Id)>>,
+    owners: HashMap<(LockKey, LeaseKind), Vec<(u64, tokio::task::Id)>, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -206,7 +220,7 @@ impl KeeperState {
             return Some(Due::Lose(Arc::clone(lease), reason));
         }
         if entry.renews() && now >= entry.due(&timing) {
-            let mut ttl = timing.ttl;
+            let mut ttl = timing.grow_to.unwrap_or(timing.ttl);
             if let Some(end) = lease.hold_end {
                 let left = end.saturating_duration_since(now);
                 if left < Duration::from_millis(1) {
@@ -239,6 +253,8 @@ impl Keeper {
             wake: Notify::new(),
             next_id: AtomicU64::new(0),
             track_owners,
+            #[cfg(test)]
+            spawned: AtomicU64::new(0),
         }
     }
 
@@ -287,6 +303,8 @@ impl Keeper {
                 Ok(rt) => {
                     st.task = TaskState::Sleeping(None);
                     drop(st);
+                    #[cfg(test)]
+                    self.spawned.fetch_add(1, Ordering::SeqCst);
                     rt.spawn(run_keeper(TaskGuard {
                         keeper: Arc::clone(self),
                         armed: true,
@@ -390,7 +408,7 @@ impl Keeper {
             timing,
             ..
         } = renewal;
-        let backend = lease.resource.backend_name();
+        let labels = &lease.resource.labels;
         let mut retry_at = None;
         let mut keep_going = true;
         match outcome {
@@ -417,21 +435,22 @@ impl Keeper {
                         let ttl = renewal.ttl;
                         t.sent = sent;
                         t.deadline = sent + ttl.saturating_sub(drift_margin(ttl));
+                        // A provisional lease has its full ttl from now on.
+                        if let Some(full) = t.grow_to.take() {
+                            t.ttl = full;
+                        }
                     }
                 }
                 lease.set_state(LeaseState::Held);
-                metrics::counter!("locks_renew_total", "backend" => backend, "result" => "ok")
-                    .increment(1);
+                labels.counter(RENEW_TOTAL, Some(("result", "ok")));
             }
             Answer::Store(Ok(false)) => {
-                metrics::counter!("locks_renew_total", "backend" => backend, "result" => "not_owner")
-                    .increment(1);
+                labels.counter(RENEW_TOTAL, Some(("result", "not_owner")));
                 lease.mark_lost(LostReason::NotOwner);
                 keep_going = false;
             }
             Answer::Store(Err(e)) => {
-                metrics::counter!("locks_renew_total", "backend" => backend, "result" => "error")
-                    .increment(1);
+                labels.counter(RENEW_TOTAL, Some(("result", "error")));
                 tracing::debug!(key = %lease.resource.key, error = %e, "renewal failed; state unknown, retrying");
                 lease.set_state(LeaseState::Unknown);
                 retry_at = Some(sent + renew_retry_delay(timing.ttl, lease.renew_fraction));
@@ -470,7 +489,23 @@ enum Answer {
 
 /// One renewal, bounded by the lease's deadline: waits for the holder's `extend` in flight,
 /// lowers the deadline to what this request may set, then sends it.
-async fn renew(mut renewal: Renewal) -> (Renewal, Answer, InFlight) {
+async fn renew(renewal: Renewal, span: tracing::Span) -> (Renewal, Answer, InFlight) {
+    let (renewal, answer, in_flight) = send_renewal(renewal).await;
+    span.record(
+        "result",
+        match &answer {
+            Answer::Store(Ok(true)) => "ok",
+            Answer::Store(Ok(false)) => "not_owner",
+            Answer::Store(Err(_)) => "error",
+            Answer::DeadlinePassed => "deadline",
+            Answer::Superseded | Answer::AlreadyLost => "skipped",
+        },
+    );
+    (renewal, answer, in_flight)
+}
+
+/// The body of [`renew`].
+async fn send_renewal(mut renewal: Renewal) -> (Renewal, Answer, InFlight) {
     let in_flight = InFlight(Arc::clone(&renewal.lease));
     let lease = Arc::clone(&renewal.lease);
     let _one_at_a_time = tokio::select! {
@@ -497,6 +532,8 @@ async fn run_keeper(mut guard: TaskGuard) {
     let keeper = Arc::clone(&guard.keeper);
     let mut in_flight = FuturesUnordered::new();
     let mut due = Vec::new();
+    // Since when the task has had nothing to watch.
+    let mut idle_since: Option<Instant> = None;
     loop {
         let now = Instant::now();
         let next = {
@@ -510,11 +547,17 @@ async fn run_keeper(mut guard: TaskGuard) {
                     due.push(d);
                 }
             }
-            let next = st.queue.first().map(|&(at, _)| at);
+            let mut next = st.queue.first().map(|&(at, _)| at);
             if next.is_none() && in_flight.is_empty() && due.is_empty() {
-                st.task = TaskState::Stopped;
-                guard.armed = false;
-                return;
+                let since = *idle_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= IDLE_LINGER {
+                    st.task = TaskState::Stopped;
+                    guard.armed = false;
+                    return;
+                }
+                next = Some(now + IDLE_TICK);
+            } else {
+                idle_since = None;
             }
             st.task = TaskState::Sleeping(next);
             next
@@ -522,7 +565,15 @@ async fn run_keeper(mut guard: TaskGuard) {
         for d in due.drain(..) {
             match d {
                 Due::Lose(lease, reason) => lease.mark_lost(reason),
-                Due::Renew(renewal) => in_flight.push(renew(renewal)),
+                Due::Renew(renewal) => {
+                    let span = tracing::debug_span!(
+                        parent: &renewal.lease.span,
+                        "lock.renew",
+                        ttl = ?renewal.ttl,
+                        result = tracing::field::Empty,
+                    );
+                    in_flight.push(renew(renewal, span.clone()).instrument(span));
+                }
             }
         }
         tokio::select! {

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::resource::Resource;
 use crate::error::{BackendError, LockError};
+use crate::metrics_labels::{HELD, HOLD_SECONDS, LOST_TOTAL, RELEASE_FAILED_TOTAL};
 use crate::options::validate_ttl;
 use crate::state::{LeaseState, LostReason};
 use crate::token::OwnerToken;
@@ -26,6 +27,10 @@ pub(crate) struct Timing {
     pub(crate) sent: Instant,
     pub(crate) deadline: Instant,
     pub(crate) version: u64,
+    /// A provisional lease (a fair-mode grant, kept by the store for `ttl` only until its
+    /// holder renews it): the ttl its first renewal asks for. Cleared by that renewal's
+    /// confirmation or by the holder's `extend`.
+    pub(crate) grow_to: Option<Duration>,
 }
 
 /// The lease state, with a `watch` channel created only when someone subscribes (most leases
@@ -80,6 +85,8 @@ impl StateCell {
 
 pub(crate) struct LeaseConfig {
     pub ttl: Duration,
+    /// See [`Timing::grow_to`].
+    pub grow_to: Option<Duration>,
     pub max_ttl: Duration,
     pub auto_renew: bool,
     pub renew_fraction: f64,
@@ -111,6 +118,8 @@ pub(crate) struct LeaseShared {
     /// the holder's `extend`), so that they never overlap and each one's effect on the local
     /// deadline is known.
     pub(crate) expiry_change: tokio::sync::Mutex<()>,
+    /// The `lock.hold` span: renewals are its children, loss and failed releases its events.
+    pub(crate) span: tracing::Span,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,6 +135,7 @@ impl LeaseShared {
         fence: u64,
         sent: Instant,
         cfg: &LeaseConfig,
+        span: tracing::Span,
     ) -> Arc<Self> {
         let deadline = sent + cfg.ttl.saturating_sub(drift_margin(cfg.ttl));
         let shared = Arc::new(LeaseShared {
@@ -141,6 +151,7 @@ impl LeaseShared {
             max_ttl: cfg.max_ttl,
             timing: Mutex::new(Timing {
                 ttl: cfg.ttl,
+                grow_to: cfg.grow_to,
                 sent,
                 deadline,
                 version: 0,
@@ -151,8 +162,9 @@ impl LeaseShared {
             finished: AtomicBool::new(false),
             auto_renewing: AtomicBool::new(cfg.auto_renew),
             expiry_change: tokio::sync::Mutex::new(()),
+            span,
         });
-        metrics::gauge!("locks_held", "backend" => shared.resource.backend_name()).increment(1.0);
+        shared.resource.labels.gauge(HELD, 1.0);
         shared
     }
 
@@ -170,9 +182,35 @@ impl LeaseShared {
             }
         });
         if changed && !matches!(reason, LostReason::Released | LostReason::Abandoned) {
-            metrics::counter!("locks_lost_total", "backend" => self.resource.backend_name(), "reason" => reason.label())
-                .increment(1);
-            tracing::warn!(key = %self.resource.key, fence = self.fence, %reason, "lease lost");
+            self.resource
+                .labels
+                .counter(LOST_TOTAL, Some(("reason", reason.label())));
+            let outcome = if reason == LostReason::Shutdown {
+                "shutdown"
+            } else {
+                "lost"
+            };
+            self.span.record("outcome", outcome);
+            if reason == LostReason::Shutdown {
+                // Deliberate: the service's shutdown released it.
+                tracing::info!(
+                    name: "lock.lost",
+                    parent: &self.span,
+                    key = self.resource.key.name(),
+                    fence = self.fence,
+                    reason = reason.label(),
+                    "lease released by shutdown"
+                );
+            } else {
+                tracing::warn!(
+                    name: "lock.lost",
+                    parent: &self.span,
+                    key = self.resource.key.name(),
+                    fence = self.fence,
+                    reason = reason.label(),
+                    "lease lost: {reason}"
+                );
+            }
         }
     }
 
@@ -241,18 +279,48 @@ impl LeaseShared {
     /// the store. `Ok(false)`: the store no longer listed this owner.
     pub(crate) async fn finish_claimed(&self, reason: LostReason) -> Result<bool, BackendError> {
         self.renewal_ended().await;
-        let backend = self.resource.backend_name();
-        metrics::gauge!("locks_held", "backend" => backend).decrement(1.0);
-        metrics::histogram!("locks_hold_seconds", "backend" => backend)
-            .record(self.acquired_at.elapsed().as_secs_f64());
+        let labels = &self.resource.labels;
+        labels.gauge(HELD, -1.0);
+        labels.seconds(HOLD_SECONDS, self.acquired_at.elapsed());
         let revoked = self.current_state() == LeaseState::Lost(LostReason::NotOwner);
         // Tell the holder first (lost() fires), then give the lease back.
         self.mark_lost(reason);
-        if revoked {
+        let result = if revoked {
             Ok(false)
         } else {
             self.resource.release(self.token).await
+        };
+        match &result {
+            Ok(true) => {
+                if reason == LostReason::Released {
+                    self.span.record("outcome", "released");
+                }
+            }
+            Ok(false) => {
+                labels.counter(RELEASE_FAILED_TOTAL, Some(("result", "not_owner")));
+                tracing::warn!(
+                    name: "lock.release_failed",
+                    parent: &self.span,
+                    key = self.resource.key.name(),
+                    fence = self.fence,
+                    result = "not_owner",
+                    "release: the lease had expired or was taken"
+                );
+            }
+            Err(e) => {
+                labels.counter(RELEASE_FAILED_TOTAL, Some(("result", "error")));
+                tracing::warn!(
+                    name: "lock.release_failed",
+                    parent: &self.span,
+                    key = self.resource.key.name(),
+                    fence = self.fence,
+                    result = "error",
+                    error = %e,
+                    "release failed; the lease ends by its ttl"
+                );
+            }
         }
+        result
     }
 
     /// Before sending a request that may set the store's expiry to `sent + ttl`: lower the
@@ -285,6 +353,7 @@ impl LeaseShared {
                 {
                     let mut t = lock(&self.timing);
                     t.ttl = ttl;
+                    t.grow_to = None;
                     t.sent = sent;
                     t.deadline = sent + ttl.saturating_sub(drift_margin(ttl));
                     t.version += 1;

@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 use super::{Inner, LockService};
 use crate::backend::LockBackend;
 use crate::error::LockError;
+use crate::health::HealthCheck;
 use crate::key::{DEFAULT_PREFIX, validate_prefix};
 use crate::kind::LeaseKind;
 use crate::lease::keeper::Keeper;
+use crate::metrics_labels::{KeyClassifier, Labels};
 use crate::options::{RetryPolicy, validate_ttl};
 
 pub(crate) struct Defaults {
@@ -23,6 +25,8 @@ pub(crate) struct Defaults {
     pub(crate) auto_renew: bool,
     pub(crate) renew_fraction: f64,
     pub(crate) max_hold: Option<Duration>,
+    /// Mutex acquires use fair mode unless a call says otherwise.
+    pub(crate) fair: bool,
 }
 
 /// Builds a [`LockService`]; every value is checked by [`build`](LockServiceBuilder::build).
@@ -31,6 +35,8 @@ pub struct LockServiceBuilder {
     prefix: String,
     defaults: Defaults,
     detect_self_wait: bool,
+    key_class: Option<KeyClassifier>,
+    health: Option<Arc<dyn HealthCheck>>,
 }
 
 impl fmt::Debug for LockServiceBuilder {
@@ -93,6 +99,30 @@ impl LockServiceBuilder {
         self
     }
 
+    /// Fair mode for every mutex call of this service (`acquire`, `try_acquire`, `with_lock`,
+    /// ... and `is_locked`, `inspect`, `force_release`, `waiters`, which then look at fair
+    /// leases) unless a call's [`AcquireOptions::fair`](crate::AcquireOptions::fair) says
+    /// otherwise (default off). See [`LeaseKind::FairMutex`] for what the store does: a FIFO
+    /// queue of waiters across processes and direct hand-off on release. Every user of a
+    /// lock name must use the same mode. On a backend that cannot keep fair mutexes
+    /// (PostgreSQL, quorum) mutex calls fail with `Unsupported`.
+    ///
+    /// ```
+    /// use locks_core::LockService;
+    /// use locks_memory::MemoryBackend;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), locks_core::LockError> {
+    /// let locks = LockService::builder(MemoryBackend::new()).fair(true).build()?;
+    /// let ran = locks.with_lock("inventory:sku-9", |lease| async move { lease.fence() }).await?;
+    /// assert!(ran > 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn fair(mut self, on: bool) -> Self {
+        self.defaults.fair = on;
+        self
+    }
+
     /// Refuse at once, with `SelfWait`, a waiting acquire of a mutex or write lock that the
     /// calling tokio task already holds through this service (default on). The check is one
     /// map lookup per waiting acquire. It follows the task that *acquired* the lease: a guard
@@ -100,6 +130,54 @@ impl LockServiceBuilder {
     /// tasks hand guards over and then wait for the same lock again.
     pub fn detect_self_wait(mut self, on: bool) -> Self {
         self.detect_self_wait = on;
+        self
+    }
+
+    /// Add a `key_class` label to every metric, computed from the lock name (without prefix)
+    /// by `classify` once per acquire; `None` is the class `"other"`. Off by default: metrics
+    /// carry no per-key label, since one series per lock name grows without bound. `classify`
+    /// must return few distinct values (never the name itself). See
+    /// [`metrics_labels`](crate::metrics_labels).
+    ///
+    /// ```
+    /// use locks_core::LockService;
+    /// use locks_memory::MemoryBackend;
+    ///
+    /// let locks = LockService::builder(MemoryBackend::new())
+    ///     .metric_key_class(|name| name.split_once(':').map(|(class, _)| class.to_owned()))
+    ///     .build()?;
+    /// # Ok::<(), locks_core::LockError>(())
+    /// ```
+    pub fn metric_key_class<F, S>(mut self, classify: F) -> Self
+    where
+        F: Fn(&str) -> Option<S> + Send + Sync + 'static,
+        S: Into<metrics::SharedString>,
+    {
+        self.key_class = Some(KeyClassifier::new(classify));
+        self
+    }
+
+    /// Add a `key_class` label to every metric: the first of `patterns` (globs, `*` matching
+    /// any run of characters, e.g. `payment:*`) that matches the lock name, else `"other"`.
+    /// See [`metric_key_class`](Self::metric_key_class).
+    pub fn metric_key_patterns<I, S>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.key_class = Some(KeyClassifier::patterns(patterns));
+        self
+    }
+
+    /// The store's health facts for [`LockService::health`] (see [`crate::health`]). Without
+    /// one, `health()` measures a round trip and knows nothing else.
+    pub fn health_check(self, check: impl HealthCheck) -> Self {
+        self.health_check_arc(Arc::new(check))
+    }
+
+    /// [`health_check`](Self::health_check) with a shared check.
+    pub fn health_check_arc(mut self, check: Arc<dyn HealthCheck>) -> Self {
+        self.health = Some(check);
         self
     }
 
@@ -120,6 +198,7 @@ impl LockServiceBuilder {
         validate_fraction(d.renew_fraction)?;
         validate_max_hold(d.max_hold)?;
         let mutex_supported = self.backend.supports(LeaseKind::Mutex);
+        let labels = Labels::new(self.backend.name(), None);
         Ok(LockService {
             inner: Arc::new(Inner {
                 backend: self.backend,
@@ -131,6 +210,9 @@ impl LockServiceBuilder {
                 lines: Arc::default(),
                 mutex_supported,
                 detect_self_wait: self.detect_self_wait,
+                key_class: self.key_class,
+                labels,
+                health: self.health,
             }),
         })
     }
@@ -177,6 +259,8 @@ impl LockService {
             backend,
             prefix: DEFAULT_PREFIX.to_owned(),
             detect_self_wait: true,
+            key_class: None,
+            health: None,
             defaults: Defaults {
                 ttl: Duration::from_secs(30),
                 max_ttl: Duration::from_secs(300),
@@ -185,8 +269,17 @@ impl LockService {
                 auto_renew: true,
                 renew_fraction: 0.5,
                 max_hold: None,
+                fair: false,
             },
         }
+    }
+
+    /// Start building a service over a backend that also reports its health: the same value
+    /// serves as the store and as the [`health_check`](LockServiceBuilder::health_check).
+    pub fn builder_with_health<B: LockBackend + HealthCheck>(backend: B) -> LockServiceBuilder {
+        let backend = Arc::new(backend);
+        let check: Arc<dyn HealthCheck> = backend.clone();
+        Self::builder_arc(backend).health_check_arc(check)
     }
 
     /// A service with every default.

@@ -9,6 +9,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::acquire::Waiting;
 use crate::key::LockKey;
 use crate::kind::LeaseKind;
 
@@ -47,7 +48,7 @@ impl Line {
 /// The lines of every key this service is acquiring, or recently found contended.
 #[derive(Default)]
 pub(crate) struct LineMap {
-    pub(crate) lines: HashMap<LineKey, Line>,
+    pub(crate) lines: HashMap<LineKey, Line, foldhash::fast::RandomState>,
     /// Size after the last sweep of idle entries.
     swept_len: usize,
 }
@@ -101,6 +102,20 @@ impl Drop for LineTicket {
     }
 }
 
+/// Count a fair-mode caller among `key`'s callers (for [`LockService::waiters`]) without a
+/// place in the local line: fair waiters queue in the store, where arrival order across every
+/// process decides, so none of them waits behind another in memory.
+///
+/// [`LockService::waiters`]: super::LockService::waiters
+pub(crate) fn count_in_line(lines: &Lines, key: &LineKey) -> LineTicket {
+    lock(lines).lines.entry(key.clone()).or_default().callers += 1;
+    LineTicket {
+        lines: Arc::clone(lines),
+        key: key.clone(),
+        guard: None,
+    }
+}
+
 /// Wait for the head of `key`'s local line. `Ok(Some((ticket, contended)))`: this caller
 /// may talk to the store; `contended` says whether the key was found held recently.
 /// `Ok(None)`: the deadline passed. `Err(())`: shutdown.
@@ -109,6 +124,7 @@ pub(crate) async fn join_line(
     closing: &CancellationToken,
     key: &LineKey,
     deadline: Instant,
+    waiting: &mut Waiting<'_>,
 ) -> Result<Option<(LineTicket, bool)>, ()> {
     let (mutex, contended) = {
         let mut map = lock(lines);
@@ -129,6 +145,7 @@ pub(crate) async fn join_line(
         ticket.guard = Some(g);
         return Ok(Some((ticket, contended)));
     }
+    waiting.start();
     tokio::select! {
         g = mutex.lock_owned() => {
             ticket.guard = Some(g);

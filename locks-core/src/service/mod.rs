@@ -2,6 +2,7 @@
 
 mod acquire;
 mod builder;
+mod health;
 mod line;
 mod signal;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use crate::lease::held;
 use crate::lease::keeper::Keeper;
 use crate::lease::resource::Resource;
 use crate::lease::{LeaseHandle, LockGuard};
+use crate::metrics_labels::Labels;
 use crate::options::{AcquireOptions, Resolved, RetryPolicy, validate_ttl};
 use crate::state::LostReason;
 
@@ -48,6 +50,12 @@ pub(crate) struct Inner {
     pub(crate) mutex_supported: bool,
     /// Refuse a waiting acquire of a lock the calling task holds (see the builder).
     pub(crate) detect_self_wait: bool,
+    /// The opt-in `key_class` metric label.
+    pub(crate) key_class: Option<crate::metrics_labels::KeyClassifier>,
+    /// The metric labels of every resource when there is no classifier: `backend`.
+    pub(crate) labels: Labels,
+    /// The store's health facts, if the builder was given them.
+    pub(crate) health: Option<Arc<dyn crate::health::HealthCheck>>,
 }
 
 /// Distributed locks over any [`LockBackend`]: waiting with backoff and notifications,
@@ -138,7 +146,12 @@ impl LockService {
 
     /// The engine's resource for `key` (already validated) and `kind`.
     pub(crate) fn resource(&self, key: LockKey, kind: LeaseKind) -> Arc<Resource> {
-        Resource::new(Arc::clone(&self.inner.backend), key, kind)
+        // Without a classifier every resource shares the service's labels (no allocation).
+        let labels = match &self.inner.key_class {
+            Some(c) => Labels::new(self.inner.backend.name(), Some(c.classify(key.name()))),
+            None => self.inner.labels.clone(),
+        };
+        Resource::new(Arc::clone(&self.inner.backend), key, kind, labels)
     }
 
     /// `Err(Unsupported)` unless the backend can store leases of `kind`. Primitives check it
@@ -241,7 +254,7 @@ impl LockService {
         self.acquire_mutex(key, opts, false).await
     }
 
-    /// Validate `key`, check mutex support, then acquire (waiting or once).
+    /// Validate `key`, check mutex (or fair mutex) support, then acquire (waiting or once).
     async fn acquire_mutex(
         &self,
         key: &str,
@@ -249,8 +262,23 @@ impl LockService {
         wait: bool,
     ) -> Result<LockGuard, LockError> {
         let key = self.key(key)?;
-        self.ensure_supported(LeaseKind::Mutex)?;
-        self.acquire_kind(&key, LeaseKind::Mutex, opts, wait).await
+        let kind = match opts.fair {
+            Some(true) => LeaseKind::FairMutex,
+            Some(false) => LeaseKind::Mutex,
+            None => self.mutex_kind(),
+        };
+        self.ensure_supported(kind)?;
+        self.acquire_kind(&key, kind, opts, wait).await
+    }
+
+    /// The lease kind of this service's mutex calls: [`LeaseKind::FairMutex`] when built with
+    /// [`fair(true)`](LockServiceBuilder::fair), else [`LeaseKind::Mutex`].
+    fn mutex_kind(&self) -> LeaseKind {
+        if self.inner.defaults.fair {
+            LeaseKind::FairMutex
+        } else {
+            LeaseKind::Mutex
+        }
     }
 
     /// Run `work` while holding `key` (service defaults), then release.
@@ -372,11 +400,9 @@ impl LockService {
         let outcome = AssertUnwindSafe(async move { work(handle).await })
             .catch_unwind()
             .await;
-        let lease = guard.handle();
+        // A failed release is counted and traced where every release ends (see `finish`).
         if let Err(e) = guard.release().await {
-            metrics::counter!("locks_release_failed_total", "backend" => self.inner.backend.name())
-                .increment(1);
-            tracing::warn!(key = lease.key(), error = %e, "with_lock: release after the work failed");
+            tracing::debug!(error = %e, "with_lock: release after the work failed");
         }
         match outcome {
             Ok(value) => value,
@@ -402,7 +428,7 @@ impl LockService {
         let key = self.key(key)?;
         self.inner
             .backend
-            .holders(&key, LeaseKind::Mutex)
+            .holders(&key, self.mutex_kind())
             .await
             .map(|h| h.leases.into_iter().next())
             .map_err(|e| LockError::backend("inspect", e))
@@ -419,9 +445,22 @@ impl LockService {
         let key = self.key(key)?;
         self.inner
             .backend
-            .force_release(&key, LeaseKind::Mutex)
+            .force_release(&key, self.mutex_kind())
             .await
             .map_err(|e| LockError::backend("force_release", e))
+    }
+
+    /// Every lock under this service's prefix whose name starts with `name_prefix` (`""`: all)
+    /// that has a live lease, with its holders, streamed a page at a time
+    /// ([`LockBackend::list`], [`list_stream`](crate::backend::list_stream)). Dropping the
+    /// stream stops the listing; it only reads the store.
+    pub fn holders(
+        &self,
+        name_prefix: &str,
+    ) -> impl futures::Stream<Item = Result<crate::backend::ListedLock, LockError>> + Send + 'static
+    {
+        let backend = Arc::clone(&self.inner.backend);
+        crate::backend::service_holders(backend, &self.inner.prefix, name_prefix)
     }
 
     /// How many callers of this service are waiting for `key` now (0 for an invalid key).
@@ -429,7 +468,7 @@ impl LockService {
         let Ok(key) = self.key(key) else { return 0 };
         lock(&self.inner.lines)
             .lines
-            .get(&(key, LeaseKind::Mutex))
+            .get(&(key, self.mutex_kind()))
             .map_or(0, |line| line.callers)
     }
 

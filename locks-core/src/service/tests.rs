@@ -99,6 +99,12 @@ impl Dispatch for Counting {
     async fn listen(&self, _key: &LockKey) -> Result<Box<dyn ReleaseListener>, BackendError> {
         Ok(Box::new(Listener(self.releases().subscribe())))
     }
+    async fn list(
+        &self,
+        _query: &crate::backend::ListQuery,
+    ) -> Result<crate::backend::ListPage, BackendError> {
+        Err(BackendError::permanent("the counting store cannot list"))
+    }
 }
 
 crate::impl_lock_backend!(Counting);
@@ -132,8 +138,10 @@ async fn one_keeper_renews_every_lease_then_stops() {
         g.release().await.expect("release");
     }
     assert_eq!(svc.held_count(), 0);
-    // Nothing left to watch: the task ends at its next wake-up.
+    // Nothing left to watch: the task lingers a while, then ends.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!keeper_idle(&svc));
+    tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(keeper_idle(&svc));
     assert_eq!(store.extends.load(Ordering::SeqCst), 800);
     // And comes back for the next lease.
@@ -141,6 +149,29 @@ async fn one_keeper_renews_every_lease_then_stops() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(store.extends.load(Ordering::SeqCst), 801);
     g.release().await.expect("release");
+    assert_eq!(svc.inner.keeper.spawned.load(Ordering::SeqCst), 2);
+}
+
+/// Leases given back before their first renewal cost the keeper no task spawn and no
+/// wake-up: the lingering task, looking every second, never needs to hear of them.
+#[tokio::test(start_paused = true)]
+async fn short_holds_cost_the_keeper_no_spawn() {
+    let store = Arc::new(Counting::default());
+    let backend: Arc<dyn LockBackend> = Arc::clone(&store) as Arc<dyn LockBackend>;
+    let svc = LockService::builder_arc(backend)
+        .default_ttl(Duration::from_secs(30))
+        .build()
+        .expect("service");
+    for i in 0..1000 {
+        let g = svc.acquire(&format!("k{}", i % 7)).await.expect("acquire");
+        g.release().await.expect("release");
+        if i % 100 == 0 {
+            // Time passes between bursts, within the linger.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    assert_eq!(svc.inner.keeper.spawned.load(Ordering::SeqCst), 1);
+    assert_eq!(store.extends.load(Ordering::SeqCst), 0);
 }
 
 /// `a` holds `key` while `b` waits for it; `a` releases 5 ms later and `b` gets it. Returns

@@ -1,6 +1,6 @@
--- The helpers at the top of every locks-redis script (constant code, no user values); each is
--- documented on `HELPERS` in src/scripts.rs. `MAX_MS` is defined before this text.
-if redis.replicate_commands then redis.replicate_commands() end
+-- The helpers at the top of every locks-redis script and of the function library (constant
+-- code, no user values); each is documented on `HELPERS` in src/scripts.rs. `MAX_MS` is defined
+-- before this text (and, in the library, `KEYS` and `ARGV` as locals each function sets).
 local function num(x) return string.format('%.0f', x) end
 local function refuse(what, v)
   local got = 'nothing'
@@ -18,15 +18,21 @@ local function bad_token(v)
   end
 end
 local function bad_int(v, what, lo, hi)
-  if type(v) ~= 'string' or #v > 16 or not string.match(v, '^%d+$') then
-    return refuse(what, v)
-  end
-  local n = tonumber(v)
-  if n < lo or n > hi then return refuse(what, v) end
+  local n = type(v) == 'string' and #v <= 16 and string.find(v, '^%d+$') and tonumber(v)
+  if not n or n < lo or n > hi then return refuse(what, v) end
 end
 local function bad_ms(v, what)
-  return bad_int(v, what .. ' must be an integer number of ms from 1 to ' .. num(MAX_MS), 1,
-    MAX_MS)
+  local n = type(v) == 'string' and #v <= 16 and string.find(v, '^%d+$') and tonumber(v)
+  if not n or n < 1 or n > MAX_MS then
+    return refuse(what .. ' must be an integer number of ms from 1 to ' .. num(MAX_MS), v)
+  end
+end
+local function bad_lease_args(n)
+  return bad_keys(n) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the ttl')
+    or bad_ms(ARGV[3], 'the fence counter ttl')
+end
+local function bad_release_args(n)
+  return bad_keys(n) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the retired token ttl')
 end
 local function us(t) return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
 local function now_ms(t) return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
@@ -66,6 +72,29 @@ local function keep_counter(counter, counter_ttl, t, fence)
     redis.call('PEXPIRE', counter, num(px))
   end
 end
+local function renew_lease(lease, token, px, counter, counter_ttl, t)
+  if redis.call('HGET', lease, 'owner') ~= token then return false end
+  redis.call('PEXPIRE', lease, px)
+  local fence = redis.call('HGET', lease, 'fence')
+  keep_counter(counter, counter_ttl, t, fence)
+  return true, fence
+end
+local function new_lease(lease, token, px, counter, counter_ttl, t)
+  local fence = next_fence(counter, counter_ttl, t)
+  redis.call('HSET', lease, 'owner', token, 'fence', fence)
+  redis.call('PEXPIRE', lease, px)
+  return fence
+end
+local function lease_parts(v)
+  local sp = string.find(v, ' ', 1, true)
+  if not sp then return nil end
+  local fence = string.sub(v, 1, sp - 1)
+  if not tonumber(fence) then return nil end
+  return string.sub(v, sp + 1), fence
+end
+local function not_a_lease(key)
+  return redis.error_reply('ERR locks: ' .. key .. ' holds a value that is not a mutex lease')
+end
 local function purge(set, fences, now)
   local gone = redis.call('ZRANGEBYSCORE', set, '-inf', '(' .. num(now))
   if #gone > 0 then
@@ -94,9 +123,10 @@ local function soonest(set, now)
   if left < 1 then left = 1 end
   return left
 end
-local function renew(set, fences, token, expires, counter, counter_ttl, t, now)
+local function renew(set, fences, token, ttl, counter, counter_ttl, t, now)
+  purge(set, fences, now)
   if not redis.call('ZSCORE', set, token) then return nil end
-  redis.call('ZADD', set, 'XX', expires, token)
+  redis.call('ZADD', set, 'XX', num(now + ttl), token)
   local fence = redis.call('HGET', fences, token)
   if fence then
     keep_counter(counter, counter_ttl, t, fence)
@@ -104,6 +134,16 @@ local function renew(set, fences, token, expires, counter, counter_ttl, t, now)
     fence = next_fence(counter, counter_ttl, t)
     redis.call('HSET', fences, token, fence)
   end
+  keep_alive(set, fences, now)
+  return fence
+end
+local function add_member(set, fences, token, ttl, counter, counter_ttl, t, now)
+  local fence = next_fence(counter, counter_ttl, t)
+  -- Fences left by a set that expired a moment before its hash (after the first write, so that
+  -- a full server has refused the script by now if it does).
+  if redis.call('ZCARD', set) == 0 then redis.call('DEL', fences) end
+  redis.call('ZADD', set, num(now + ttl), token)
+  redis.call('HSET', fences, token, fence)
   keep_alive(set, fences, now)
   return fence
 end
@@ -116,4 +156,23 @@ local function members(set, fences, now)
     out[#out + 1] = redis.call('HGET', fences, all[i]) or ''
   end
   return out
+end
+local function announce(channel)
+  redis.pcall('PUBLISH', channel, 'released')
+end
+local function is_retired(retired, token, now)
+  local until_ms = redis.call('ZSCORE', retired, token)
+  return until_ms and tonumber(until_ms) >= now
+end
+local function retire(retired, token, now, for_ms)
+  -- The entry first: on a full server it is the script's first write, refused (and skipped).
+  local added = redis.pcall('ZADD', retired, num(now + for_ms), token)
+  if type(added) == 'table' and added.err then return end
+  redis.call('ZREMRANGEBYSCORE', retired, '-inf', '(' .. num(now))
+  if redis.call('PTTL', retired) <= for_ms then
+    redis.call('PEXPIRE', retired, num(for_ms + 1))
+  end
+end
+local function refuse_retired()
+  return redis.error_reply('ERR locks-retired: this owner token was released; an acquire with it is refused')
 end

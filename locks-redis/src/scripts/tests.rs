@@ -1,17 +1,20 @@
 //! Every script against a real `redis-server` (the testkit fixture), called directly with bad
-//! `KEYS`/`ARGV` through a raw connection: each refuses with an `ERR locks: ...` reply and
-//! writes nothing, whether the lock is free or held.
+//! `KEYS`/`ARGV` through a raw connection, as a script (`EVALSHA`) and as a function of the
+//! installed library (`FCALL`): each refuses with an `ERR locks: ...` reply and writes nothing,
+//! whether the lock is free or held. And retired tokens: a release that finds nothing makes a
+//! later acquire with the token fail, for every kind.
 
 use std::time::Duration;
 
 use locks_core::{BackendError, LeaseKind, LockBackend, LockKey, OwnerToken};
 use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
 use redis::aio::MultiplexedConnection;
-use redis::{RedisError, Script, Value};
+use redis::{RedisError, Value};
 
 use super::*;
+use crate::functions::{Calls, library_source, read_only};
 use crate::keys::{
-    CHANNEL, FENCE, LEASE, RW_FENCES, RW_READERS, RW_WAITING, RW_WRITER, SEMAPHORE,
+    CHANNEL, FENCE, LEASE, RETIRED, RW_FENCES, RW_READERS, RW_WAITING, RW_WRITER, SEMAPHORE,
     SEMAPHORE_FENCES, name,
 };
 
@@ -22,19 +25,28 @@ const TTLS: &[&str] = &[TOKEN, "60000", "120000"];
 /// Good ARGV of a permit acquire: token, ttl, count, fence counter ttl.
 const PERMIT: &[&str] = &[TOKEN, "60000", "3", "120000"];
 
+/// Good ARGV of a release: token, how long a retired token is remembered.
+const RELEASE_ARGS: &[&str] = &[TOKEN, "120000"];
+
+const MUTEX_ACQUIRE: &[&str] = &[LEASE, FENCE, RETIRED];
 const MUTEX_KEYS: &[&str] = &[LEASE, FENCE];
-const SEM_ACQUIRE: &[&str] = &[SEMAPHORE, SEMAPHORE_FENCES, FENCE];
+const MUTEX_RELEASE: &[&str] = &[LEASE, CHANNEL, RETIRED];
+const SEM_ACQUIRE: &[&str] = &[SEMAPHORE, SEMAPHORE_FENCES, FENCE, RETIRED];
+const SEM_EXTEND: &[&str] = &[SEMAPHORE, SEMAPHORE_FENCES, FENCE];
+const SEM_RELEASE: &[&str] = &[SEMAPHORE, SEMAPHORE_FENCES, CHANNEL, RETIRED];
 const SEM_ONLY: &[&str] = &[SEMAPHORE, SEMAPHORE_FENCES];
-const RW_ACQUIRE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, FENCE];
+const RW_ACQUIRE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, FENCE, RETIRED];
 const RW_EXTEND: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, FENCE];
-const RW_RELEASE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, CHANNEL];
+const RW_RELEASE: &[&str] = &[
+    RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, CHANNEL, RETIRED,
+];
 const RW_ALL: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING];
 
 /// A script call: the script, its keys (suffixes of the lock's names) and arguments.
 #[derive(Clone, Copy)]
 struct Call {
     what: &'static str,
-    script: &'static LazyLock<Script>,
+    script: &'static Lua,
     keys: &'static [&'static str],
     args: &'static [&'static str],
 }
@@ -51,7 +63,7 @@ struct Case {
 
 const fn call(
     what: &'static str,
-    script: &'static LazyLock<Script>,
+    script: &'static Lua,
     keys: &'static [&'static str],
     args: &'static [&'static str],
 ) -> Call {
@@ -63,7 +75,7 @@ const fn call(
     }
 }
 
-const TAKE_MUTEX: Call = call("acquire", &ACQUIRE, MUTEX_KEYS, TTLS);
+const TAKE_MUTEX: Call = call("acquire", &ACQUIRE, MUTEX_ACQUIRE, TTLS);
 const TAKE_PERMIT: Call = call("acquire permit", &ACQUIRE_PERMIT, SEM_ACQUIRE, PERMIT);
 const TAKE_READ: Call = call("acquire read", &ACQUIRE_READ, RW_ACQUIRE, TTLS);
 const TAKE_WRITE: Call = call("acquire write", &ACQUIRE_WRITE, RW_ACQUIRE, TTLS);
@@ -84,8 +96,8 @@ fn cases() -> Vec<Case> {
             &[TAKE_MUTEX],
         ),
         case(
-            call("release", &RELEASE, &[LEASE, CHANNEL], &[TOKEN]),
-            &[],
+            call("release", &RELEASE, MUTEX_RELEASE, RELEASE_ARGS),
+            &[1],
             None,
             &[TAKE_MUTEX],
         ),
@@ -98,24 +110,19 @@ fn cases() -> Vec<Case> {
         ),
         case(TAKE_PERMIT, &[1, 3], Some(2), &[TAKE_PERMIT]),
         case(
-            call(
-                "release permit",
-                &RELEASE_PERMIT,
-                &[SEMAPHORE, SEMAPHORE_FENCES, CHANNEL],
-                &[TOKEN],
-            ),
-            &[],
+            call("release permit", &RELEASE_PERMIT, SEM_RELEASE, RELEASE_ARGS),
+            &[1],
             None,
             &[TAKE_PERMIT],
         ),
         case(
-            call("extend permit", &EXTEND_PERMIT, SEM_ACQUIRE, TTLS),
+            call("extend permit", &EXTEND_PERMIT, SEM_EXTEND, TTLS),
             &[1, 2],
             None,
             &[TAKE_PERMIT],
         ),
         case(
-            call("extend permit (oom)", &EXTEND_PERMIT_OOM, SEM_ACQUIRE, TTLS),
+            call("extend permit (oom)", &EXTEND_PERMIT_OOM, SEM_EXTEND, TTLS),
             &[1, 2],
             None,
             &[TAKE_PERMIT],
@@ -129,8 +136,8 @@ fn cases() -> Vec<Case> {
         case(TAKE_READ, &[1, 2], None, &[TAKE_READ]),
         case(TAKE_WRITE, &[1, 2], None, &[TAKE_WRITE, TAKE_READ]),
         case(
-            call("release rw", &RELEASE_RW, RW_RELEASE, &[TOKEN]),
-            &[],
+            call("release rw", &RELEASE_RW, RW_RELEASE, RELEASE_ARGS),
+            &[1],
             None,
             &[TAKE_READ, TAKE_WRITE],
         ),
@@ -189,14 +196,38 @@ const BAD_NUMBERS: &[&str] = &[
     "99999999999999999999",
 ];
 
+tokio::task_local! {
+    /// How [`run`] calls scripts in this task (`EVALSHA` outside a scope).
+    static CALLS: Calls;
+}
+
+fn calls() -> Calls {
+    CALLS.try_with(|c| *c).unwrap_or(Calls::Eval)
+}
+
 async fn run(
     conn: &mut MultiplexedConnection,
     key: &LockKey,
-    script: &Script,
+    script: &Lua,
     keys: &[&str],
     args: &[&str],
 ) -> Result<Value, RedisError> {
-    let mut invocation = script.prepare_invoke();
+    if calls() == Calls::Functions {
+        let mut cmd = redis::cmd(if read_only(script) {
+            "FCALL_RO"
+        } else {
+            "FCALL"
+        });
+        cmd.arg(script.function).arg(keys.len());
+        for suffix in keys {
+            cmd.arg(name(key, suffix));
+        }
+        for arg in args {
+            cmd.arg(*arg);
+        }
+        return cmd.query_async(conn).await;
+    }
+    let mut invocation = script.eval().prepare_invoke();
     for suffix in keys {
         invocation.key(name(key, suffix));
     }
@@ -279,6 +310,94 @@ async fn server() -> (RedisServer, MultiplexedConnection) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_script_refuses_bad_arguments_before_writing_anything() {
     let (_server, mut conn) = server().await;
+    refuses_bad_arguments(&mut conn).await;
+    // The same through the function library.
+    let _: Value = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(library_source())
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("FUNCTION LOAD: {e}"));
+    CALLS
+        .scope(Calls::Functions, refuses_bad_arguments(&mut conn))
+        .await;
+}
+
+/// A release that finds nothing retires the token: an acquire with it is refused afterwards
+/// (with an error, writing nothing), for every kind; a release that found the lease does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_finds_nothing_retires_the_token() {
+    let (_server, mut conn) = server().await;
+    let key = LockKey::new("_lock:", "retired").unwrap_or_else(|e| panic!("{e}"));
+    let pairs = [
+        (
+            TAKE_MUTEX,
+            call("release", &RELEASE, MUTEX_RELEASE, RELEASE_ARGS),
+        ),
+        (
+            TAKE_PERMIT,
+            call("release permit", &RELEASE_PERMIT, SEM_RELEASE, RELEASE_ARGS),
+        ),
+        (
+            TAKE_READ,
+            call("release rw", &RELEASE_RW, RW_RELEASE, RELEASE_ARGS),
+        ),
+        (
+            TAKE_WRITE,
+            call("release rw", &RELEASE_RW, RW_RELEASE, RELEASE_ARGS),
+        ),
+    ];
+    for (take, release) in pairs {
+        let _: () = redis::cmd("FLUSHALL")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("FLUSHALL: {e}"));
+        // Held, then released: the token may not come back (the service never reuses it),
+        // but nothing marks it either.
+        let got = run(&mut conn, &key, take.script, take.keys, take.args).await;
+        assert!(got.is_ok(), "{}: {got:?}", take.what);
+        let released = run(&mut conn, &key, release.script, release.keys, release.args).await;
+        assert_eq!(released.ok(), Some(Value::Int(1)), "{}", release.what);
+        assert!(
+            snapshot(&mut conn)
+                .await
+                .iter()
+                .all(|(n, _, _)| !n.ends_with(":retired"))
+        );
+        // A release that finds nothing: the token is retired for the time given.
+        let released = run(&mut conn, &key, release.script, release.keys, release.args).await;
+        assert_eq!(released.ok(), Some(Value::Int(0)), "{}", release.what);
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(name(&key, RETIRED))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("PTTL: {e}"));
+        assert!(
+            (110_000..=120_001).contains(&pttl),
+            "{}: {pttl}",
+            release.what
+        );
+        let before = snapshot(&mut conn).await;
+        let late = run(&mut conn, &key, take.script, take.keys, take.args).await;
+        match &late {
+            Err(e)
+                if e.detail().is_some_and(|d| {
+                    d == "locks-retired: this owner token was released; an acquire with it is refused"
+                }) => {}
+            other => panic!("{}: a retired token got {other:?}", take.what),
+        }
+        unchanged(take.what, &before, &snapshot(&mut conn).await);
+        // Another token is not affected.
+        let other: Vec<&str> = std::iter::once("another-token")
+            .chain(take.args[1..].iter().copied())
+            .collect();
+        let got = run(&mut conn, &key, take.script, take.keys, &other).await;
+        assert!(got.is_ok(), "{}: another token: {got:?}", take.what);
+    }
+}
+
+async fn refuses_bad_arguments(conn: &mut MultiplexedConnection) {
+    let mut conn = conn.clone();
     for (i, case) in cases().iter().enumerate() {
         let c = &case.call;
         let states = std::iter::once(None).chain(case.held_by.iter().map(Some));
@@ -341,7 +460,14 @@ async fn the_largest_ttl_is_accepted() {
     let (_server, mut conn) = server().await;
     let key = LockKey::new("_lock:", "largest").unwrap_or_else(|e| panic!("{e}"));
     let max = MAX_PX_MS.to_string();
-    let got = run(&mut conn, &key, &ACQUIRE, MUTEX_KEYS, &[TOKEN, &max, &max]).await;
+    let got = run(
+        &mut conn,
+        &key,
+        &ACQUIRE,
+        MUTEX_ACQUIRE,
+        &[TOKEN, &max, &max],
+    )
+    .await;
     assert!(got.is_ok(), "{got:?}");
     let pttl: i64 = redis::cmd("PTTL")
         .arg(name(&key, LEASE))

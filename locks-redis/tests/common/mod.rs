@@ -8,8 +8,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use locks_core::{LockKey, OwnerToken};
+use locks_redis::redis::aio::ConnectionLike;
 use locks_redis::redis::{self, aio::MultiplexedConnection};
-use locks_redis::{RedisBackend, RedisBackendBuilder};
+use locks_redis::{RedisBackend, RedisBackendBuilder, RedisKeys};
+use locks_testkit::conformance::BackendHarness;
 use locks_testkit::redis_server::{RedisServer, RedisServerConfig};
 
 /// Bound for anything that should happen "at once" in real time.
@@ -90,4 +92,34 @@ pub async fn private_rig() -> (RedisServer, RedisBackend, MultiplexedConnection)
     let backend = backend(&server).await;
     let conn = raw(&server).await;
     (server, backend, conn)
+}
+
+/// Every lease of `key` gone by the store's decision, and nobody told (no PUBLISH): like a ttl
+/// running out. Every lease of the key goes: mutex lease, permits, readers, writer, waiting
+/// mark, fair mutex lease (its queue stays). The fence counter stays (fences must keep increasing). `raw` is any connection that
+/// may delete the keys (a plain or a cluster one): the `expire` of a conformance harness.
+pub async fn expire<C: ConnectionLike>(mut raw: C, key: LockKey) {
+    let keys = RedisKeys::new(&key);
+    let deleted: Result<i64, _> = redis::cmd("DEL")
+        .arg(&keys.lease)
+        .arg(&keys.semaphore)
+        .arg(&keys.semaphore_fences)
+        .arg(&keys.rw_readers)
+        .arg(&keys.rw_fences)
+        .arg(&keys.rw_writer)
+        .arg(&keys.rw_waiting)
+        .arg(&keys.fair)
+        .query_async(&mut raw)
+        .await;
+    if let Err(e) = deleted {
+        panic!("expire {key:?}: DEL failed: {e}");
+    }
+}
+
+/// The conformance harness of `backend`, whose `expire` is [`expire`] through `raw`.
+pub fn harness_over<C>(backend: RedisBackend, raw: C) -> BackendHarness
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    BackendHarness::new(backend, move |key| expire(raw.clone(), key))
 }

@@ -51,6 +51,12 @@ enum BackendKind {
     Broken,
     /// A Redis server (`--redis URL`, default `redis://127.0.0.1:6379`).
     Redis,
+    /// A PostgreSQL server (`--postgres URL`; the lock tables are created if missing).
+    Postgres,
+    /// A quorum (Redlock) over independent redis-servers (`--redis-quorum URL,URL,URL`).
+    RedisQuorum,
+    /// A Redis Cluster (`--redis-cluster URL,URL,...`: seed nodes).
+    RedisCluster,
 }
 
 impl fmt::Display for BackendKind {
@@ -59,6 +65,9 @@ impl fmt::Display for BackendKind {
             BackendKind::Memory => "memory",
             BackendKind::Broken => "broken",
             BackendKind::Redis => "redis",
+            BackendKind::Postgres => "postgres",
+            BackendKind::RedisQuorum => "redis-quorum",
+            BackendKind::RedisCluster => "redis-cluster",
         })
     }
 }
@@ -167,6 +176,21 @@ struct Args {
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 
+    /// PostgreSQL URL for `--backend postgres` (implies it), e.g.
+    /// `postgres://user:password@127.0.0.1:5432/db`.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+
+    /// Redis URLs of at least 3 independent servers for `--backend redis-quorum` (implies it),
+    /// comma-separated: `redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003`.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    redis_quorum: Option<Vec<String>>,
+
+    /// Seed node URLs of a Redis Cluster for `--backend redis-cluster` (implies it),
+    /// comma-separated: `redis://127.0.0.1:7000,redis://127.0.0.1:7001`.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    redis_cluster: Option<Vec<String>>,
+
     /// Print one JSON object per scenario (one per line) instead of the tables.
     #[arg(long)]
     json: bool,
@@ -205,6 +229,9 @@ fn config(args: &Args, scenario: Scenario) -> SimConfig {
 async fn make_backend(
     kind: BackendKind,
     redis_url: Option<&str>,
+    postgres_url: Option<&str>,
+    quorum_urls: Option<&[String]>,
+    cluster_urls: Option<&[String]>,
 ) -> Result<Arc<dyn LockBackend>, String> {
     Ok(match kind {
         BackendKind::Memory => Arc::new(MemoryBackend::new()),
@@ -214,6 +241,28 @@ async fn make_backend(
             let backend = locks_redis::RedisBackend::connect(url)
                 .await
                 .map_err(|e| format!("cannot connect to Redis at {url}: {e}"))?;
+            Arc::new(backend)
+        }
+        BackendKind::RedisCluster => {
+            let urls = cluster_urls.ok_or("--backend redis-cluster needs --redis-cluster URLS")?;
+            let backend = locks_redis::RedisBackend::cluster_builder(urls.iter().cloned())
+                .connect()
+                .await
+                .map_err(|e| format!("cannot connect to the Redis Cluster: {e}"))?;
+            Arc::new(backend)
+        }
+        BackendKind::RedisQuorum => {
+            let urls = quorum_urls.ok_or("--backend redis-quorum needs --redis-quorum URLS")?;
+            let backend = locks_quorum::redis::connect(urls)
+                .await
+                .map_err(|e| format!("cannot connect the Redis quorum: {e}"))?;
+            Arc::new(backend)
+        }
+        BackendKind::Postgres => {
+            let url = postgres_url.ok_or("--backend postgres needs --postgres URL")?;
+            let backend = locks_postgres::PostgresBackend::connect(url)
+                .await
+                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
             Arc::new(backend)
         }
     })
@@ -344,13 +393,34 @@ fn main() -> ExitCode {
     let kind = match (args.backend, args.redis.as_deref()) {
         (Some(kind), _) => kind,
         (None, Some(_)) => BackendKind::Redis,
+        (None, None) if args.postgres.is_some() => BackendKind::Postgres,
+        (None, None) if args.redis_quorum.is_some() => BackendKind::RedisQuorum,
+        (None, None) if args.redis_cluster.is_some() => BackendKind::RedisCluster,
         (None, None) => BackendKind::Memory,
     };
+    if args.postgres.is_some() && kind != BackendKind::Postgres {
+        eprintln!("locks-sim: --postgres needs --backend postgres (or no --backend)");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    if args.redis_quorum.is_some() && kind != BackendKind::RedisQuorum {
+        eprintln!("locks-sim: --redis-quorum needs --backend redis-quorum (or no --backend)");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    if args.redis_cluster.is_some() && kind != BackendKind::RedisCluster {
+        eprintln!("locks-sim: --redis-cluster needs --backend redis-cluster (or no --backend)");
+        return ExitCode::from(EXIT_ERROR);
+    }
     if args.redis.is_some() && kind != BackendKind::Redis {
         eprintln!("locks-sim: --redis needs --backend redis (or no --backend)");
         return ExitCode::from(EXIT_ERROR);
     }
-    let backend = match runtime.block_on(make_backend(kind, args.redis.as_deref())) {
+    let backend = match runtime.block_on(make_backend(
+        kind,
+        args.redis.as_deref(),
+        args.postgres.as_deref(),
+        args.redis_quorum.as_deref(),
+        args.redis_cluster.as_deref(),
+    )) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("locks-sim: {e}");

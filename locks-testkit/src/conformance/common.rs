@@ -200,8 +200,9 @@ pub(crate) fn attempts_at_most(attempts: u32) -> AcquireOptions {
     AcquireOptions::new().retry(RetryPolicy::default().max_attempts(Some(attempts)))
 }
 
-/// A service with short timings so real-time stores finish quickly.
-pub(crate) fn service(backend: Arc<dyn LockBackend>) -> LockService {
+/// A service with short timings so real-time stores finish quickly: ttl 2 s, wait 10 s,
+/// retries from 2 ms up to 50 ms apart. The one the suites use, for other tests on real stores.
+pub fn service(backend: Arc<dyn LockBackend>) -> LockService {
     LockService::builder_arc(backend)
         .default_ttl(Duration::from_secs(2))
         .default_wait_timeout(Duration::from_secs(10))

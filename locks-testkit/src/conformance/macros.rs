@@ -11,7 +11,8 @@ macro_rules! conformance_tests {
     };
 }
 
-/// Instantiate the semaphore, read-write lock and coordination suites for a backend.
+/// Instantiate the semaphore, read-write lock, coordination and fair mutex suites for a
+/// backend.
 #[macro_export]
 macro_rules! primitives_tests {
     ($factory:path $(, time = $time:ident)?) => {
@@ -20,6 +21,7 @@ macro_rules! primitives_tests {
             __semaphore_cases => SEMAPHORE,
             __rwlock_cases => RWLOCK,
             __coordination_cases => COORDINATION,
+            __fair_cases => FAIR,
         }
     };
 }

@@ -6,7 +6,8 @@
 //! | [`MUTEX`] | `Mutex` | mutual exclusion, ownership, fencing, expiry, renewal and loss, waiting, retries, shutdown, `with_lock`, validation |
 //! | [`SEMAPHORE`] | `Permit` | the permit limit, crashed holders, renewal, changing the count, wake-ups, validation |
 //! | [`RWLOCK`] | `Read`, `Write` | readers share, writers exclude, writer preference, renewal |
-//! | [`COORDINATION`] | `Mutex` | leader election, ordered multi-lock |
+//! | [`COORDINATION`] | `Mutex` | leader election, ordered multi-lock, listing live leases |
+//! | [`FAIR`] | `FairMutex` | FIFO order across services by direct hand-off, waiters that give up leave the queue |
 //!
 //! Besides, the mutex suite runs again through [`adapters`] (a one-permit semaphore and the
 //! write side of a read-write lock), so every primitive keeps mutual exclusion.
@@ -41,13 +42,15 @@
 pub mod adapters;
 mod common;
 mod coordination;
+mod fair;
+mod listing;
 mod macros;
 mod mutex;
 mod rwlock;
 mod semaphore;
 mod waiting;
 
-pub use common::{BackendHarness, Case, CaseFuture, Harness, Suite};
+pub use common::{BackendHarness, Case, CaseFuture, Harness, Suite, service};
 use locks_core::LeaseKind;
 
 /// The one case list of the mutex suite.
@@ -124,6 +127,19 @@ macro_rules! __coordination_cases {
             coordination::election_run_returns_on_shutdown,
             coordination::multi_lock_opposite_orders_never_deadlock,
             coordination::multi_lock_rolls_back_on_timeout,
+            listing::list_reports_live_leases_in_bounded_pages,
+        }
+    };
+}
+
+/// The one case list of the fair mutex suite.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __fair_cases {
+    ($cb:ident ! ($($args:tt)*)) => {
+        $crate::$cb! { $($args)* ;
+            fair::fair_waiters_get_the_lease_in_arrival_order_by_hand_off,
+            fair::fair_waiters_that_give_up_leave_the_queue,
         }
     };
 }
@@ -161,9 +177,12 @@ pub static RWLOCK: Suite = __rwlock_cases!(__suite_registry!(
     &[LeaseKind::Read, LeaseKind::Write]
 ));
 
-/// The coordination suite (leader election and ordered multi-lock, on mutex leases).
+/// The coordination suite (leader election, ordered multi-lock and listing, on mutex leases).
 pub static COORDINATION: Suite =
     __coordination_cases!(__suite_registry!("coordination", &[LeaseKind::Mutex]));
 
+/// The fair mutex suite (fair mode: a store-side FIFO queue with direct hand-off).
+pub static FAIR: Suite = __fair_cases!(__suite_registry!("fair", &[LeaseKind::FairMutex]));
+
 /// Every suite, for tools that check coverage.
-pub static SUITES: [&Suite; 4] = [&MUTEX, &SEMAPHORE, &RWLOCK, &COORDINATION];
+pub static SUITES: [&Suite; 5] = [&MUTEX, &SEMAPHORE, &RWLOCK, &COORDINATION, &FAIR];

@@ -326,11 +326,14 @@ pub(super) async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harne
     let contender = {
         let other = other.clone();
         let key = key.clone();
+        let holder_state = guard.watch_state();
         tokio::spawn(async move {
             let g = other
                 .acquire_opts(&key, waiting_at_most(Duration::from_secs(10)))
                 .await;
-            (Instant::now(), g)
+            // What the first holder believed at the moment the second one got in.
+            let first_was = *holder_state.borrow();
+            (Instant::now(), first_was, g)
         })
     };
     let reason = within("lost()", guard.lost()).await;
@@ -340,8 +343,15 @@ pub(super) async fn lost_fires_at_local_deadline_when_store_unreachable<H: Harne
     // `Lost` from that instant on); the second holder must get in only after that.
     let gave_up_at = guard.deadline();
     assert!(lost_at >= gave_up_at, "lost() fired before the deadline");
-    let (got_at, second) = within("second holder", contender).await.expect("task");
+    let (got_at, first_was, second) = within("second holder", contender).await.expect("task");
     let second = second.expect("second holder after the store expired the lease");
+    // The order of events: the first holder had marked its lease lost before the second
+    // holder's acquire returned (never two holders that both believe they hold it).
+    assert_eq!(
+        first_was,
+        LeaseState::Lost(LostReason::DeadlineExpired),
+        "the second holder got in while the first still trusted its lease"
+    );
     assert!(
         got_at > gave_up_at,
         "second holder got in at {got_at:?}, before the first gave up at {gave_up_at:?}"

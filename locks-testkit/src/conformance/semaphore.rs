@@ -49,10 +49,12 @@ pub(super) async fn semaphore_crashed_holder_permit_returns_after_ttl<H: Harness
     let (a, b) = (service(h.backend()), service(h.backend()));
     let sem_a = a.semaphore(&name, 2).expect("semaphore");
     let ttl = Duration::from_millis(500);
+    // Before the acquire is sent: the store's expiry cannot come earlier than `start + ttl`
+    // (starting after the second acquire would count its round trip against the store).
+    let start = Instant::now();
     let crashed = sem_a.acquire_opts(with_ttl(ttl)).await.expect("permit");
     let alive = sem_a.acquire().await.expect("permit");
     let crashed_token = crashed.token();
-    let start = Instant::now();
     crashed.abandon();
     let sem_b = b.semaphore(&name, 2).expect("semaphore");
     assert!(matches!(

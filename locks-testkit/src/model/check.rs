@@ -100,6 +100,7 @@ fn matches(expected: &Expected, observed: &Observed, tolerance: Duration) -> boo
                 })
         }
         (Expected::Transient, Observed::Error(e)) => e.is_transient(),
+        (Expected::Retired, Observed::Error(e)) => !e.is_transient(),
         (Expected::Nothing, Observed::Nothing) => true,
         _ => false,
     }

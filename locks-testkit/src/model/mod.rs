@@ -10,7 +10,8 @@
 //! - [`ops`] and [`real_time_ops`] are the [`proptest`](mod@proptest) strategies that generate
 //!   scripts over a small domain ([`OWNERS`] owners, [`KEYS`] keys, semaphores of at most
 //!   [`MAX_PERMITS`]), so that owners collide on keys often.
-//! - [`check`] runs a script on a backend and compares every answer with the model.
+//! - [`check`] runs a script on a backend and compares every answer with the model;
+//!   [`check_real_time`] runs many on a store with its own clock.
 //! - [`ForgetfulBackend`] breaks the contract on purpose, to prove that [`check`] can fail.
 //!
 //! Reader and writer leases are not modelled; the conformance suite covers them.
@@ -61,6 +62,7 @@ mod check;
 mod clock;
 mod forgetful;
 mod ops;
+mod real_time;
 mod reference;
 mod strategy;
 
@@ -68,5 +70,6 @@ pub use check::{KEY_PREFIX, check};
 pub use clock::{ModelClock, RealTime};
 pub use forgetful::ForgetfulBackend;
 pub use ops::{KEYS, Kind, MAX_FAULTS, MAX_PERMITS, OWNERS, Op, REAL_TIME_TTL_MS, TTL_MS, script};
+pub use real_time::{check_real_time, real_time_runtime};
 pub use reference::{Expected, ExpectedLease, FenceRule, Model, ModelLease};
 pub use strategy::{ops, real_time_ops};

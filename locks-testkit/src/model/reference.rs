@@ -63,6 +63,9 @@ pub enum Expected {
     },
     /// A transient error, and nothing changed in the store (an injected fault).
     Transient,
+    /// A permanent error, and nothing changed: an acquire with a token retired by a release
+    /// that found nothing (see [`LockBackend::release`](locks_core::LockBackend::release)).
+    Retired,
     /// Not a backend call ([`Op::Advance`], [`Op::Fault`]).
     Nothing,
 }
@@ -99,6 +102,7 @@ impl fmt::Display for Expected {
                 write!(f, "])")
             }
             Expected::Transient => write!(f, "Err(transient)"),
+            Expected::Retired => write!(f, "Err(permanent: retired token)"),
             Expected::Nothing => write!(f, "(no call)"),
         }
     }
@@ -131,7 +135,12 @@ pub struct Model {
     leases: BTreeMap<(u8, Side), Vec<ModelLease>>,
     last_fence: BTreeMap<u8, u64>,
     failing: u32,
+    /// `(owner, key)` whose token a release that found nothing retired, and until when.
+    retired: BTreeMap<(u8, u8), Duration>,
 }
+
+/// How long a token released while it held nothing stays retired (both backends).
+pub(crate) const RETIRED_FOR: Duration = Duration::from_secs(120);
 
 impl Model {
     /// An empty store: no leases, no fences, no faults.
@@ -165,6 +174,8 @@ impl Model {
     ///   the key; else `Held` with the soonest remaining ttl (a lowered limit revokes nobody).
     /// - Release and extend act only on the caller's own lease; force-release on every live
     ///   lease of the kind. The mutex and the permits of a key are independent.
+    /// - A release that finds nothing of the caller's retires the caller's token under the key
+    ///   (every kind) for 120 s: its acquires are refused with a permanent error.
     pub fn apply(&mut self, op: &Op, now: Duration) -> Expected {
         match *op {
             Op::Advance { .. } => return Expected::Nothing,
@@ -181,7 +192,11 @@ impl Model {
         for held in self.leases.values_mut() {
             held.retain(|l| l.expires_at > now);
         }
+        self.retired.retain(|_, until| *until > now);
         match *op {
+            Op::TryAcquire { owner, key, .. } if self.retired.contains_key(&(owner, key)) => {
+                Expected::Retired
+            }
             Op::TryAcquire {
                 owner,
                 key,
@@ -214,7 +229,12 @@ impl Model {
                 let held = self.leases.entry((key, side(kind))).or_default();
                 let before = held.len();
                 held.retain(|l| l.owner != owner);
-                Expected::Answer(held.len() < before)
+                let released = held.len() < before;
+                if !released {
+                    self.retired
+                        .insert((owner, key), now.saturating_add(RETIRED_FOR));
+                }
+                Expected::Answer(released)
             }
             Op::Extend {
                 owner,

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`set_latency`](FaultProxy::set_latency)`(dir, d)` | every chunk read from now on in `dir` is delivered `d` later (order kept) |
 //! | [`stall`](FaultProxy::stall)`(dir)` / [`resume`](FaultProxy::resume)`(dir)` | bytes are read and *held* until resumed, then delivered in order |
+//! | [`stall_open`](FaultProxy::stall_open)`(dir)` | the same, only on the connections accepted so far (a request held on a connection the client gives up on, while its new connections work) |
 //! | [`blackhole`](FaultProxy::blackhole)`(dir, true)` | bytes are read and *discarded*: the connection stays open, nothing arrives |
 //! | [`drop_connections`](FaultProxy::drop_connections)`()` | every open connection is reset (RST) now, held bytes are lost |
 //! | [`refuse_new`](FaultProxy::refuse_new)`(true)` | new connections are reset as soon as they are accepted |
@@ -18,7 +19,9 @@
 //! [`Both`](Direction::Both).
 //!
 //! Every fault applies to the bytes the proxy reads *after* the call returns, on every
-//! connection, old and new. The counters ([`held_bytes`](FaultProxy::held_bytes),
+//! connection, old and new (but `stall_open`: old ones only). Bytes held on a connection whose
+//! client has closed it are still delivered to the server when resumed, as a network may
+//! deliver a request after the client gave up on it. The counters ([`held_bytes`](FaultProxy::held_bytes),
 //! [`forwarded_bytes`](FaultProxy::forwarded_bytes), [`connections`](FaultProxy::connections),
 //! ...) let a test wait for a precise moment instead of sleeping: "a request is held in the
 //! proxy now" is `held_bytes(ClientToServer) > 0`.
@@ -103,6 +106,8 @@ impl Direction {
 struct Faults {
     latency: [Duration; 2],
     stalled: [bool; 2],
+    /// Connections numbered up to this (in accept order, from 1) are stalled too.
+    stalled_upto: [u64; 2],
     blackhole: [bool; 2],
     refuse: bool,
     /// Bumped by `drop_connections`: a pair accepted under an older epoch resets itself.
@@ -238,15 +243,32 @@ impl FaultProxy {
         self.set_stalled(dir, true);
     }
 
-    /// Deliver the bytes held by [`stall`](Self::stall), in order, and carry on.
+    /// Deliver the bytes held by [`stall`](Self::stall) or [`stall_open`](Self::stall_open), in
+    /// order, and carry on.
     pub fn resume(&self, dir: Direction) {
         self.set_stalled(dir, false);
+    }
+
+    /// Hold every byte in `dir` on the connections accepted so far, until
+    /// [`resume`](Self::resume); connections accepted later are not affected. With a client
+    /// that replaces its connection after a response timeout, this holds a request on the
+    /// retired connection while the new one works; `resume` then delivers the request late.
+    pub fn stall_open(&self, dir: Direction) {
+        let upto = self.shared.accepted.load(Ordering::SeqCst);
+        self.shared.faults.send_modify(|f| {
+            for &i in dir.slots() {
+                f.stalled_upto[i] = upto;
+            }
+        });
     }
 
     fn set_stalled(&self, dir: Direction, on: bool) {
         self.shared.faults.send_modify(|f| {
             for &i in dir.slots() {
                 f.stalled[i] = on;
+                if !on {
+                    f.stalled_upto[i] = 0;
+                }
             }
         });
     }

@@ -47,9 +47,10 @@ pub(super) async fn accept_loop(listener: TcpListener, upstream: SocketAddr, sha
             shared.refused.fetch_add(1, Ordering::SeqCst);
             continue;
         }
-        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        let seq = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
         let live = LiveGuard::new(Arc::clone(&shared));
-        let handle = tokio::spawn(pair(client, upstream, Arc::clone(&shared), epoch, live));
+        let conn = Conn { epoch, seq };
+        let handle = tokio::spawn(pair(client, upstream, Arc::clone(&shared), conn, live));
         let mut pairs = shared.pairs();
         pairs.retain(|(_, h)| !h.is_finished());
         pairs.push((epoch, handle));
@@ -78,13 +79,21 @@ async fn killed(rx: &mut watch::Receiver<Faults>, epoch: u64) {
     let _ = rx.wait_for(|f| f.epoch != epoch).await;
 }
 
+/// Which connection pair: the `drop_connections` epoch it was accepted in, and its number in
+/// accept order (from 1).
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    epoch: u64,
+    seq: u64,
+}
+
 /// One connection pair: connect upstream, then carry both directions until both end, an I/O
 /// error, or a kill.
 async fn pair(
     mut client: TcpStream,
     upstream: SocketAddr,
     shared: Arc<Shared>,
-    epoch: u64,
+    Conn { epoch, seq }: Conn,
     _live: LiveGuard,
 ) {
     let mut kill = shared.faults.subscribe();
@@ -110,8 +119,8 @@ async fn pair(
         let (server_read, server_write) = server.split();
         let carry = async {
             tokio::try_join!(
-                pump(client_read, server_write, 0, &shared),
-                pump(server_read, client_write, 1, &shared),
+                pump(client_read, server_write, (0, seq), &shared),
+                pump(server_read, client_write, (1, seq), &shared),
             )
         };
         tokio::select! {
@@ -153,7 +162,12 @@ impl Drop for Held<'_> {
 /// Carry one direction: read chunks, discard them (blackhole) or queue them with their
 /// delivery time (latency), deliver the due ones unless stalled. Ends after the source's EOF
 /// once everything queued was delivered, shutting down the destination's write side.
-async fn pump<R, W>(mut from: R, mut to: W, slot: usize, shared: &Shared) -> io::Result<()>
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    (slot, seq): (usize, u64),
+    shared: &Shared,
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -174,7 +188,7 @@ where
             let _ = to.shutdown().await;
             return Ok(());
         }
-        let due = if f.stalled[slot] {
+        let due = if f.stalled[slot] || seq <= f.stalled_upto[slot] {
             None
         } else {
             queue.front().map(|(at, _)| *at)

@@ -119,3 +119,57 @@ async fn only_loopback_upstreams() {
         .map(|e| e.kind());
     assert_eq!(err, Some(io::ErrorKind::InvalidInput));
 }
+
+/// A server on loopback that keeps every byte it receives (over all connections).
+async fn recording_server() -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&got);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                let mut buf = [0_u8; 64];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+/// `stall_open` holds the bytes of the connections open when it is called, not of later ones,
+/// and `resume` delivers them even after the client closed its connection (a request that
+/// reaches the server after the client gave up on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_open_holds_only_old_connections_and_delivers_after_the_client_left() {
+    let (addr, got) = recording_server().await;
+    let text = || String::from_utf8_lossy(&got.lock().unwrap()).into_owned();
+    let proxy = FaultProxy::start(addr).await.unwrap();
+    let mut old = TcpStream::connect(proxy.addr()).await.unwrap();
+    old.write_all(b"a").await.unwrap();
+    until("the first byte arrives", || text() == "a").await;
+
+    proxy.stall_open(Direction::ClientToServer);
+    old.write_all(b"late").await.unwrap();
+    until("the old connection's bytes are held", || {
+        proxy.held_bytes(Direction::ClientToServer) == 4
+    })
+    .await;
+    let mut new = TcpStream::connect(proxy.addr()).await.unwrap();
+    new.write_all(b"new").await.unwrap();
+    until("the new connection's bytes arrive", || text() == "anew").await;
+    assert_eq!(proxy.held_bytes(Direction::ClientToServer), 4);
+
+    drop(old);
+    proxy.resume(Direction::ClientToServer);
+    until("the held bytes arrive after the client left", || {
+        text() == "anewlate"
+    })
+    .await;
+}

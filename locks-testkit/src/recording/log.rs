@@ -108,6 +108,7 @@ fn excludes(grant: LeaseKind, other: LeaseKind) -> bool {
     matches!(
         (grant, other),
         (LeaseKind::Mutex, LeaseKind::Mutex)
+            | (LeaseKind::FairMutex, LeaseKind::FairMutex)
             | (LeaseKind::Write, LeaseKind::Read | LeaseKind::Write)
             | (LeaseKind::Read, LeaseKind::Write)
     )

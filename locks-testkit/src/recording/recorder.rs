@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use locks_core::backend::{Action, Decorator, Operation, Outcome};
-use locks_core::{BackendError, LeaseKind, LockBackend, LockKey};
+use locks_core::{AcquireResult, BackendError, Lease, LeaseKind, LockBackend, LockKey};
 use tokio::time::Instant;
 
 use super::event::EndReason;
@@ -31,6 +31,24 @@ impl fmt::Debug for Recorder {
 }
 
 impl Recorder {
+    /// A fair mutex's release hands the lease to the head of its queue inside the store, and
+    /// the new holder takes it without a call: note it as acquired by whoever holds it now.
+    async fn note_grant(&self, key: &LockKey) {
+        let sent = Instant::now();
+        let kind = LeaseKind::FairMutex;
+        let Ok(holders) = self.inner.holders(key, kind).await else {
+            return;
+        };
+        if let Some(lease) = holders.leases.first() {
+            let entry = Op::Acquire {
+                token: lease.owner,
+                ttl: lease.remaining,
+                result: AcquireResult::Acquired(Lease::new(lease.fence)),
+            };
+            self.state.record(|log| log.apply(key, kind, sent, entry));
+        }
+    }
+
     /// Drop the mutex lease of `key` in the store whoever holds it, recorded as revoked (not
     /// as a release by the holder).
     pub(super) async fn revoke(&self, key: &LockKey) -> Result<bool, BackendError> {
@@ -79,6 +97,11 @@ impl Decorator for Recorder {
         if let Some(entry) = entry {
             self.state
                 .record(|log| log.apply(op.key, op.kind, sent, entry));
+        }
+        if let (Action::Release { .. }, Outcome::Done(true), LeaseKind::FairMutex) =
+            (op.action, &answer, op.kind)
+        {
+            self.note_grant(op.key).await;
         }
         Ok(answer)
     }

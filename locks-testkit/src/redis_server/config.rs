@@ -16,6 +16,8 @@ pub struct RedisServerConfig {
     pub(super) args: Vec<String>,
     /// An explicit binary instead of the one found on the machine.
     pub(super) binary: Option<PathBuf>,
+    /// A configuration file, passed first on the command line (Sentinel needs one).
+    pub(super) config_file: Option<PathBuf>,
     local_only: bool,
     /// How long to wait for PING (and, on stop, for the port to close).
     pub(super) timeout: Duration,
@@ -26,6 +28,7 @@ impl Default for RedisServerConfig {
         Self {
             args: Vec::new(),
             binary: None,
+            config_file: None,
             local_only: false,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -62,6 +65,14 @@ impl RedisServerConfig {
         self
     }
 
+    /// Starts the server with this configuration file (the first command-line argument, as
+    /// `redis-server` requires; the fixture's own arguments still override it). A Sentinel
+    /// needs one it can rewrite: `.config_file(path).arg("--sentinel")`.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
     /// Ignores `LOCKS_TEST_REDIS_URL`: always starts a private server, as tests that
     /// [`stop`](super::RedisServer::stop) or [`restart`](super::RedisServer::restart) it need.
     pub fn local_only(mut self) -> Self {
@@ -77,6 +88,9 @@ impl RedisServerConfig {
 
     /// Whether this config needs a server the fixture starts itself.
     pub(super) fn wants_private(&self) -> bool {
-        self.local_only || self.binary.is_some() || !self.args.is_empty()
+        self.local_only
+            || self.binary.is_some()
+            || self.config_file.is_some()
+            || !self.args.is_empty()
     }
 }

@@ -146,6 +146,49 @@ pub enum FixtureError {
         available: usize,
     },
 
+    /// Setting up or changing a Redis Cluster or a Sentinel set failed at one step (its
+    /// servers started, but `redis-cli --cluster create`, a `CLUSTER`/`SENTINEL` command, or the
+    /// wait for the topology to settle did not succeed).
+    #[error(
+        "redis {topology} fixture: {step} failed: {detail}; check the server logs in the \
+         fixture's temporary directories, or that redis-server and redis-cli are version 7 or \
+         newer (apt-get install -y redis-server)"
+    )]
+    Topology {
+        /// `cluster` or `sentinel`.
+        topology: &'static str,
+        /// What the fixture was doing.
+        step: &'static str,
+        /// What went wrong (a command's output or error, or the last state seen).
+        detail: String,
+    },
+
+    /// The `openssl` command, which [`TlsRedisServer`](super::TlsRedisServer) runs to make
+    /// its certificates, could not be run (most often: it is not installed).
+    #[error(
+        "the TLS redis fixture needs the `openssl` command, which could not be run ({source}): \
+         install openssl (apt-get update && apt-get install -y openssl; scripts/test installs it)"
+    )]
+    OpensslMissing {
+        /// The error of the operating system.
+        #[source]
+        source: io::Error,
+    },
+
+    /// An `openssl` command of [`TlsRedisServer`](super::TlsRedisServer) failed.
+    #[error(
+        "TLS redis fixture: `openssl {command}` failed ({status}): {stderr}; check that the \
+         openssl command works (openssl version) and that TMPDIR is writable"
+    )]
+    Openssl {
+        /// The arguments given to `openssl`.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What it wrote on its standard error.
+        stderr: String,
+    },
+
     /// A file operation of the fixture itself failed (temporary directory, log file).
     #[error("redis fixture: could not {context}: {source}; check the temporary directory (TMPDIR)")]
     Io {

@@ -53,7 +53,8 @@
 // stop and restart on the same port); `docker.rs` the container of the `docker` feature;
 // `probe.rs` the PING through the `redis` client; `client.rs` what tests do with a running
 // server (a connection of their own, pub/sub subscriber counts, options that only a release
-// notification serves); `config.rs` and `error.rs` the config and the errors with their fixes.
+// notification serves); `config.rs` and `error.rs` the config and the errors with their fixes;
+// `tls.rs` a private server with TLS and the throw-away CA that signed its certificate.
 
 mod client;
 mod config;
@@ -62,6 +63,7 @@ mod docker;
 mod error;
 mod probe;
 mod process;
+mod tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -69,6 +71,7 @@ use std::time::Duration;
 pub use client::{fill_to_oom, notification_only, subscribers, subscribers_reach};
 pub use config::RedisServerConfig;
 pub use error::FixtureError;
+pub use tls::TlsRedisServer;
 
 pub(crate) use discovery::host_and_port;
 
@@ -161,6 +164,67 @@ impl RedisServer {
             Backing::External { port, .. } => *port,
             #[cfg(feature = "docker")]
             Backing::Docker { port, .. } => *port,
+        }
+    }
+
+    /// The process id of a private server while it runs (`None` for an external server or a
+    /// container, or after [`stop`](Self::stop)): to pause it (`SIGSTOP`) as a hung server.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.backing {
+            Backing::Local(local) => local.pid(),
+            _ => None,
+        }
+    }
+
+    /// Pauses a private server (SIGSTOP): its connections stay open but it answers nothing,
+    /// like a hung process or a partition. [`resume`](Self::resume) undoes it.
+    pub async fn pause(&self) -> Result<(), FixtureError> {
+        self.signal("-STOP").await
+    }
+
+    /// Resumes a server paused by [`pause`](Self::pause) (SIGCONT).
+    pub async fn resume(&self) -> Result<(), FixtureError> {
+        self.signal("-CONT").await
+    }
+
+    async fn signal(&self, signal: &'static str) -> Result<(), FixtureError> {
+        let operation = if signal == "-STOP" { "pause" } else { "resume" };
+        let Some(pid) = self.pid() else {
+            return Err(match &self.backing {
+                Backing::Local(local) => FixtureError::Io {
+                    context: "pause or resume a server",
+                    source: std::io::Error::other(format!(
+                        "{} is stopped: restart it first",
+                        local.url()
+                    )),
+                },
+                other => other.unsupported(operation),
+            });
+        };
+        let status = tokio::process::Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .await
+            .map_err(|source| FixtureError::Io {
+                context: "run kill(1) to pause or resume a server",
+                source,
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(FixtureError::Io {
+                context: "pause or resume a server with kill(1)",
+                source: std::io::Error::other(format!("kill {signal} {pid}: {status}")),
+            })
+        }
+    }
+
+    /// The working directory of a private server (`None` otherwise).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match &self.backing {
+            Backing::Local(local) => Some(local.dir()),
+            _ => None,
         }
     }
 

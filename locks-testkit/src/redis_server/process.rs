@@ -32,6 +32,9 @@ const LOG_TAIL_BYTES: u64 = 4096;
 /// The line Redis (4.0 and later) logs once it listens.
 const READY_LINE: &str = "ready to accept connections";
 
+/// The line a Sentinel logs once it listens (it never logs [`READY_LINE`]).
+const SENTINEL_READY_LINE: &str = "sentinel id is";
+
 /// Ports held by the servers of this process, so that two fixtures never share one and a
 /// stopped server keeps its port for a restart.
 static RESERVED_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
@@ -40,6 +43,7 @@ static RESERVED_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 /// back and removes its directory.
 pub(super) struct LocalServer {
     binary: PathBuf,
+    config_file: Option<PathBuf>,
     args: Vec<String>,
     timeout: Duration,
     port: u16,
@@ -58,6 +62,16 @@ impl LocalServer {
 
     pub(super) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The process id of the running server, if it runs.
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// The server's temporary directory (its working directory: `--dir`).
+    pub(super) fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// What `RedisServer`'s `Debug` shows of a local server.
@@ -90,6 +104,7 @@ impl LocalServer {
         let mut last_tail = String::new();
         let mut server = LocalServer {
             binary,
+            config_file: cfg.config_file.clone(),
             args: cfg.args.clone(),
             timeout: cfg.timeout,
             port: 0,
@@ -139,6 +154,7 @@ impl LocalServer {
         })?;
         let port = self.port.to_string();
         let mut command = Command::new(&self.binary);
+        command.args(&self.config_file);
         command
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no"])
@@ -249,21 +265,25 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Finds a loopback port nobody listens on and that no fixture of this process holds, and
-/// reserves it.
+/// Where fixtures put their servers: below Linux's ephemeral range (32768 and up by default),
+/// so that no outgoing connection of any process on the machine takes a port while its server
+/// is down for a restart, and low enough that a cluster node's bus port (`port + 10000`) is
+/// below that range too.
+pub(super) const FIXTURE_PORTS: std::ops::Range<u16> = 15_000..22_000;
+
+/// Whether nobody listens on `127.0.0.1:port` now.
+fn bindable(port: u16) -> bool {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok()
+}
+
+/// Finds a loopback port in [`FIXTURE_PORTS`] nobody listens on, whose cluster bus port
+/// (`port + 10000`) is free too, and that no fixture of this process holds, and reserves it.
+/// Ports are picked at random so that test processes running side by side rarely try the
+/// same one (and a server that fails to bind is started again on another).
 pub(super) fn reserve_free_port() -> Result<u16, FixtureError> {
-    let mut last_error = None;
-    for _ in 0..64 {
-        let port = match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .and_then(|listener| listener.local_addr())
-        {
-            Ok(addr) => addr.port(),
-            Err(e) => {
-                last_error = Some(e);
-                continue;
-            }
-        };
-        if port == SHARED_PORT {
+    for _ in 0..256 {
+        let port = fastrand::u16(FIXTURE_PORTS);
+        if port == SHARED_PORT || !bindable(port) || !bindable(port + 10_000) {
             continue;
         }
         let mut reserved = RESERVED_PORTS
@@ -275,7 +295,9 @@ pub(super) fn reserve_free_port() -> Result<u16, FixtureError> {
     }
     Err(FixtureError::Io {
         context: "find a free port on 127.0.0.1",
-        source: last_error.unwrap_or_else(|| io::Error::other("every port found was in use")),
+        source: io::Error::other(format!(
+            "256 random ports in {FIXTURE_PORTS:?} (and their port + 10000) were all in use"
+        )),
     })
 }
 
@@ -303,9 +325,8 @@ fn is_bind_failure(log: &str) -> bool {
 fn log_contains_ready(path: &Path) -> bool {
     std::fs::read(path)
         .map(|bytes| {
-            String::from_utf8_lossy(&bytes)
-                .to_ascii_lowercase()
-                .contains(READY_LINE)
+            let log = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+            log.contains(READY_LINE) || log.contains(SENTINEL_READY_LINE)
         })
         .unwrap_or(false)
 }
@@ -338,6 +359,10 @@ mod tests {
         let unique: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(unique.len(), ports.len());
         assert!(!unique.contains(&SHARED_PORT));
+        assert!(
+            unique.iter().all(|p| FIXTURE_PORTS.contains(p)),
+            "{unique:?}"
+        );
         for port in ports {
             release_port(port);
         }
