@@ -72,6 +72,22 @@ impl QuorumBackend {
             }
         }
         let majority = self.majority();
+        // The holder acquiring again gets its own fence back only where a majority shows its
+        // recorded lease still held; the first majority to answer may not show it (a record
+        // write of the last grant still on its way to one of them), so hear the others too.
+        if granted.len() >= majority && fence::own_unproven(token, &answers_of(&granted), majority)
+        {
+            while let Some((i, answer)) = round.next().await {
+                match answer {
+                    Ok(NodeAnswer::Granted { fence, records }) => granted.push((i, fence, records)),
+                    Ok(NodeAnswer::Held(remaining)) => held.push(remaining),
+                    Err(e) => failed.push(e),
+                }
+                if !fence::own_unproven(token, &answers_of(&granted), majority) {
+                    break;
+                }
+            }
+        }
         let no_quorum = |validity_exhausted, agreed, refused, failed| NoQuorum {
             operation: "try_acquire",
             agreed,
@@ -97,9 +113,7 @@ impl QuorumBackend {
         }
 
         let granted_nodes: Vec<usize> = granted.iter().map(|(i, _, _)| *i).collect();
-        let answers: Vec<(u64, Vec<Record>)> =
-            granted.iter().map(|(_, f, r)| (*f, r.clone())).collect();
-        let fence = fence::choose(token, &answers, majority);
+        let fence = fence::choose(token, &answers_of(&granted), majority);
         let written = self
             .write_records(&records_key, Record::new(fence, token), ttl, granted)
             .await;
@@ -164,6 +178,11 @@ impl QuorumBackend {
         });
         while round.next().await.is_some() {}
     }
+}
+
+/// Each granting node's fence and records, as [`fence::choose`] reads them.
+fn answers_of(granted: &[(usize, u64, Vec<Record>)]) -> Vec<(u64, Vec<Record>)> {
+    granted.iter().map(|(_, f, r)| (*f, r.clone())).collect()
 }
 
 /// The best wait hint from the nodes that refused: the time until `needed` of them may be free

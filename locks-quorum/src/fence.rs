@@ -140,19 +140,7 @@ pub(crate) async fn write(
 /// had the very lease that was recorded (the same token acquiring again while it holds) and
 /// nobody recorded a larger one; otherwise above every record and every node fence.
 pub(crate) fn choose(token: OwnerToken, granted: &[(u64, Vec<Record>)], majority: usize) -> u64 {
-    let records = || granted.iter().flat_map(|(_, r)| r.iter());
-    let own = records().filter(|r| r.is_for(token)).map(|r| r.fence).max();
-    let others = records()
-        .filter(|r| !r.is_for(token))
-        .map(|r| r.fence)
-        .max();
-    let still_held = granted
-        .iter()
-        .filter(|(node_fence, recs)| {
-            recs.iter()
-                .any(|r| r.is_for(token) && Some(r.fence) == own && *node_fence < r.node_fence)
-        })
-        .count();
+    let (own, others, still_held) = own_fence(token, granted);
     if let Some(own) = own
         && still_held >= majority
         && others.is_none_or(|o| o < own)
@@ -166,6 +154,41 @@ pub(crate) fn choose(token: OwnerToken, granted: &[(u64, Vec<Record>)], majority
         .max()
         .unwrap_or(0)
         .max(highest_record)
+}
+
+/// Whether `token` has the largest record among `granted` but fewer than `majority` of them
+/// show its recorded lease still held: the answers heard so far cannot tell a holder acquiring
+/// again from a new lease, and the nodes not heard yet may (a record write of the last grant
+/// still on its way to one of them, or the grant that node saw there).
+pub(crate) fn own_unproven(
+    token: OwnerToken,
+    granted: &[(u64, Vec<Record>)],
+    majority: usize,
+) -> bool {
+    let (own, others, still_held) = own_fence(token, granted);
+    own.is_some_and(|own| others.is_none_or(|o| o < own)) && still_held < majority
+}
+
+/// `token`'s largest recorded fence, the largest recorded fence of anyone else, and on how
+/// many of the granting nodes `token`'s recorded lease is still the one held.
+fn own_fence(
+    token: OwnerToken,
+    granted: &[(u64, Vec<Record>)],
+) -> (Option<u64>, Option<u64>, usize) {
+    let records = || granted.iter().flat_map(|(_, r)| r.iter());
+    let own = records().filter(|r| r.is_for(token)).map(|r| r.fence).max();
+    let others = records()
+        .filter(|r| !r.is_for(token))
+        .map(|r| r.fence)
+        .max();
+    let still_held = granted
+        .iter()
+        .filter(|(node_fence, recs)| {
+            recs.iter()
+                .any(|r| r.is_for(token) && Some(r.fence) == own && *node_fence < r.node_fence)
+        })
+        .count();
+    (own, others, still_held)
 }
 
 #[cfg(test)]
@@ -217,5 +240,24 @@ mod tests {
             on(6, &[rec(40, me, 9)]),
         ];
         assert_eq!(choose(me, &passed, 2), 51);
+    }
+
+    #[test]
+    fn a_holder_not_yet_seen_holding_on_a_majority_waits_for_the_other_nodes() {
+        let (me, other) = (OwnerToken::new(), OwnerToken::new());
+        // The record write of the last grant has not reached the second node yet.
+        let first_two = [on(5, &[rec(40, me, 8)]), on(6, &[])];
+        assert!(own_unproven(me, &first_two, 2));
+        let all = [
+            on(5, &[rec(40, me, 8)]),
+            on(6, &[]),
+            on(7, &[rec(40, me, 9)]),
+        ];
+        assert!(!own_unproven(me, &all, 2));
+        assert_eq!(choose(me, &all, 2), 40);
+        // Nothing to wait for: no record of mine, or someone else's is larger.
+        assert!(!own_unproven(me, &[on(5, &[]), on(6, &[])], 2));
+        let passed = [on(5, &[rec(40, me, 8), rec(50, other, 9)]), on(6, &[])];
+        assert!(!own_unproven(me, &passed, 2));
     }
 }
