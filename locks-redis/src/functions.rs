@@ -89,7 +89,7 @@ pub(crate) fn read_only(lua: &Lua) -> bool {
 /// The library text without its version function, and the version (digest of that text).
 static LIBRARY_TEXT: LazyLock<(String, String)> = LazyLock::new(|| {
     let mut text = format!(
-        "#!lua name={LIBRARY}\nlocal MAX_MS = {MAX_PX_MS}\nlocal KEYS, ARGV\n{HELPERS}\
+        "#!lua name={LIBRARY}\nlocal MAX_MS, MAX_MS_TEXT = {MAX_PX_MS}, '{MAX_PX_MS}'\nlocal KEYS, ARGV\n{HELPERS}\
          local function entry(body)\n  return function(keys, args)\n    KEYS, ARGV = keys, \
          args\n    return body()\n  end\nend\n"
     );

@@ -8,12 +8,14 @@
 //!
 //! Every script starts with the same checks, before its first write: the number of `KEYS`, a
 //! non-empty owner token, every ttl (lease and fence counter) a decimal integer of
-//! milliseconds from 1 to [`MAX_PX_MS`] (100 years), a permit count a decimal integer from 1
-//! to `u32::MAX`. Anything else (`0`, `-5`, `1.5`, `abc`, `inf`, an empty or missing value, a
-//! huge number) is answered with an error reply `ERR locks: <what is wrong>, got '<value>'` and
-//! nothing is written: a bad ttl never leaves a lease without expiry, and never gets a false
-//! success (`PEXPIRE key 0` would delete the lease and say 1). The scripts then only send the
-//! numbers they parsed, re-formatted as integers.
+//! milliseconds from 1 to [`MAX_PX_MS`] (100 years) without leading zeros, a permit count a
+//! decimal integer from 1 to `u32::MAX`. Anything else (`0`, `007`, `-5`, `1.5`, `abc`, `inf`,
+//! an empty or missing value, a huge number) is answered with an error reply
+//! `ERR locks: <what is wrong>, got '<value>'` and nothing is written: a bad ttl never leaves a
+//! lease without expiry, and never gets a false success (`PEXPIRE key 0` would delete the lease
+//! and say 1). A ttl is checked as text (digits, then length and order against `MAX_MS_TEXT`),
+//! with no number conversion, so the checked text is what the scripts send to Redis; numbers
+//! they compute are formatted as integers.
 //!
 //! # The fence counter
 //!
@@ -56,13 +58,15 @@ use redis::Script;
 use crate::counter::MAX_PX_MS;
 
 /// Lua helpers shared by every script (constant code, no user values; `scripts/helpers.lua`),
-/// after `MAX_MS` (the largest ttl in ms, [`MAX_PX_MS`]).
+/// after `MAX_MS` (the largest ttl in ms, [`MAX_PX_MS`]) and `MAX_MS_TEXT` (the same as text).
 ///
 /// Argument checks, each `nil` for a good argument, else the error reply to return:
 /// - `bad_keys(n)`: `#KEYS` is not `n`.
 /// - `bad_token(v)`: not a non-empty string.
-/// - `bad_int(v, what, lo, hi)`: not a decimal integer (at most 16 digits) in `[lo, hi]`.
-/// - `bad_ms(v, what)`: not a ttl in ms, `[1, MAX_MS]`.
+/// - `bad_int(v, what, lo, hi)`: not a positive decimal integer (at most 16 digits, no leading
+///   zero) in `[lo, hi]`.
+/// - `bad_ms(v, what)`: not a ttl in ms, `[1, MAX_MS]`, written without leading zeros
+///   (checked as text against `MAX_MS_TEXT`, the same number as a string).
 /// - `bad_lease_args(n)`: the checks of an acquire or a renewal: `n` keys, `ARGV[1]` the
 ///   token, `ARGV[2]` the ttl, `ARGV[3]` the fence counter ttl.
 /// - `bad_release_args(n)`: the checks of a release: `n` keys, `ARGV[1]` the token,
@@ -70,8 +74,10 @@ use crate::counter::MAX_PX_MS;
 ///
 /// Time and numbers:
 /// - `num(x)`: a number as an exact decimal string (Lua's own conversion keeps 14 digits).
-/// - `us(t)` / `now_ms(t)`: the server time of a `TIME` reply in µs / in whole ms (rounded
-///   down, as Redis's own expiry clock).
+/// - `clock()`: the server's `TIME`, its two parts parsed once (every script reads the time
+///   this way).
+/// - `us(t)` / `now_ms(t)`: the server time of a `clock()` reading in µs / in whole ms
+///   (rounded down, as Redis's own expiry clock).
 ///
 /// The fence counter:
 /// - `counter_px(counter_ttl, value, now_us)`: how long a counter holding `value` must live:
@@ -91,6 +97,8 @@ use crate::counter::MAX_PX_MS;
 ///
 /// The mutex lease (one string, `"<fence> <token>"`):
 /// - `lease_parts(v)`: the owner token and the fence of a lease value (`nil` if it is not one).
+/// - `lease_owner(v)`: only the owner token (whatever follows the first space; `nil` if there is
+///   none), for a compare-and-act that needs no fence: no number conversion.
 /// - `not_a_lease(key)`: the error reply for a lease key that holds something else.
 ///
 /// Sorted sets of permits and readers (score = expiry in ms; a member is live while `TIME` in
@@ -197,7 +205,7 @@ pub(crate) fn eval_source(body: &str, oom: Oom) -> String {
     };
     let helpers = helpers_for(body);
     format!(
-        "{first_line}\nlocal MAX_MS = {MAX_PX_MS}\n\
+        "{first_line}\nlocal MAX_MS, MAX_MS_TEXT = {MAX_PX_MS}, '{MAX_PX_MS}'\n\
          if redis.replicate_commands then redis.replicate_commands() end\n{helpers}{body}"
     )
 }
@@ -325,8 +333,8 @@ pub(crate) static ACQUIRE: Lua = lua!(
 local bad = bad_lease_args(3)
 if bad then return bad end
 local lease, counter, token = KEYS[1], KEYS[2], ARGV[1]
-local px, counter_ttl = num(tonumber(ARGV[2])), tonumber(ARGV[3])
-local t = redis.call('TIME')
+local px, counter_ttl = ARGV[2], tonumber(ARGV[3])
+local t = clock()
 if is_retired(KEYS[3], token, now_ms(t)) then return refuse_retired() end
 local v = redis.call('GET', lease)
 if v then
@@ -364,12 +372,12 @@ pub(crate) static RELEASE: Lua = lua!(
 local bad = bad_release_args(3)
 if bad then return bad end
 local v = redis.call('GET', KEYS[1])
-if v and lease_parts(v) == ARGV[1] then
+if v and lease_owner(v) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   announce(KEYS[2])
   return 1
 end
-retire(KEYS[3], ARGV[1], now_ms(redis.call('TIME')), tonumber(ARGV[2]))
+retire(KEYS[3], ARGV[1], now_ms(clock()), tonumber(ARGV[2]))
 return 0
 "#
 );
@@ -388,8 +396,8 @@ local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local owner, fence = lease_parts(v)
 if owner ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], num(tonumber(ARGV[2])))
-keep_counter(KEYS[2], tonumber(ARGV[3]), redis.call('TIME'), fence)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+keep_counter(KEYS[2], tonumber(ARGV[3]), clock(), fence)
 return 1
 "#
 );

@@ -13,6 +13,7 @@ use crate::table::{Row, Table, Verdict, micros, rate, times};
 use crate::{Config, Flavor, Result, Section};
 
 pub mod cluster;
+mod floor;
 mod handoff;
 mod profile;
 pub mod quorum;
@@ -108,10 +109,12 @@ pub async fn run(url: &str, flavor: Flavor, cfg: &Config, table: &mut Table) -> 
     });
     let backend = RedisBackend::connect(url).await?;
     let svc = LockService::new(backend.clone())?;
+    let floor = floor::Floor::new();
     let sides = Sides {
         svc: &svc,
         backend: &backend,
         raw: &raw,
+        floor: &floor,
     };
 
     let mut uncontended: Option<f64> = None;
@@ -163,6 +166,7 @@ pub async fn run(url: &str, flavor: Flavor, cfg: &Config, table: &mut Table) -> 
         );
     }
     svc.shutdown().await;
+    floor::clean(&mut raw, &cfg.run_id).await?;
     if cfg.runs(Section::Handoff) {
         // Default mode with 4 and 8 workers, then fair mode with 4.
         for (workers, fair) in [(4, false), (8, false), (4, true)] {
@@ -187,10 +191,19 @@ pub async fn run(url: &str, flavor: Flavor, cfg: &Config, table: &mut Table) -> 
     Ok(())
 }
 
-/// Two rows that split a throughput figure: the backend's scripts called directly (what a
-/// Lua-script design costs against the plain commands), and the service against its scripts
-/// (what the service itself costs).
+/// Three rows that split a throughput figure: the minimal fenced lock (the best any
+/// script-based design with fences can do against the plain commands), the backend's scripts
+/// called directly, and the service against its scripts (what the service itself costs).
 fn scripts_rows(table: &mut Table, rt: &'static str, what: &str, tally: &Tally, floor_name: &str) {
+    table.push(Row {
+        figure: format!("{what}: floor, a minimal fenced lock (SET NX PX + INCR script, CAD)"),
+        runtime: rt,
+        locks: rate(tally.rate(Side::Floor)),
+        reference: format!("{floor_name}: {}", rate(tally.rate(Side::Raw))),
+        ratio: times(tally.ratio(Side::Floor, Side::Raw)),
+        target: String::new(),
+        verdict: Verdict::Info,
+    });
     let scripts = tally.rate(Side::Scripts);
     table.push(Row {
         figure: format!("{what}: backend scripts alone (no service)"),

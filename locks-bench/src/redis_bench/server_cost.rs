@@ -1,9 +1,10 @@
 //! Server cost under a saturating load: 50 connections, each looping acquire+release on its own
 //! key, (a) through the backend's own scripts (50 separate `RedisBackend`s, one command
 //! connection each), against (b) the cheapest safe pair of plain commands, `SET key tok NX PX`
-//! + a compare-and-delete script, on 50 raw connections. With the server saturated, the ratio
-//!   of the rates is the ratio of the server's cost per cycle; `INFO cpu` gives the server CPU
-//!   per cycle beside it.
+//! and a compare-and-delete script, on 50 raw connections, and (c) the
+//! [floor](super::floor) of any fenced lock on the same raw connections. With the server
+//! saturated, the ratio of the rates is the ratio of the server's cost per cycle; `INFO cpu`
+//! gives the server CPU per cycle beside it.
 //!
 //! Then a profile row: the server's µs per call of each script and command, from
 //! `CONFIG RESETSTAT` + `INFO commandstats` around a phase of only acquires, then only
@@ -18,16 +19,13 @@ use locks_redis::redis::aio::ConnectionManager;
 use locks_redis::redis::{self, Client, Script};
 use tokio::task::JoinSet;
 
+use super::floor::{CAD, Floor};
 use super::{RAW_TOKEN, TTL, backend_cycle, info, raw_conn, server_cpu};
 use crate::table::{Row, Table, Verdict, median, micros, rate, times};
 use crate::{BoxError, Config, Result};
 
 /// Connections (and looping tasks) per side.
 const CONNECTIONS: usize = 50;
-
-/// Compare-and-delete: the reference release.
-const CAD: &str =
-    "if redis.call('GET',KEYS[1])==ARGV[1] then return redis.call('DEL',KEYS[1]) else return 0 end";
 
 /// Which side a round loads the server with.
 #[derive(Debug, Clone, Copy)]
@@ -36,25 +34,25 @@ enum Load {
     Scripts = 0,
     /// `SET NX PX` + compare-and-delete.
     Raw = 1,
+    /// The minimal fenced lock ([`Floor`]).
+    Floor = 2,
 }
 
-/// The order of the sides in round `round` (alternating).
-fn order(round: usize) -> [Load; 2] {
-    if round.is_multiple_of(2) {
-        [Load::Scripts, Load::Raw]
-    } else {
-        [Load::Raw, Load::Scripts]
-    }
+/// The order of the sides in round `round` (rotating).
+fn order(round: usize) -> [Load; 3] {
+    let loads = [Load::Scripts, Load::Raw, Load::Floor];
+    [0, 1, 2].map(|i| loads[(i + round) % 3])
 }
 
 /// One round: per side (indexed by [`Load`]), cycles/s and server CPU µs per cycle.
-type Pair = [(f64, f64); 2];
+type Pair = [(f64, f64); 3];
 
 /// What the two sides run on: one connection per task.
 struct Sides {
     backends: Vec<RedisBackend>,
     conns: Vec<ConnectionManager>,
     cad: Script,
+    floor: Floor,
 }
 
 /// The server-cost rows (multi-thread runtime).
@@ -65,6 +63,7 @@ pub(super) async fn run(url: &str, cfg: &Config, table: &mut Table) -> Result<()
         backends: Vec::with_capacity(CONNECTIONS),
         conns: Vec::with_capacity(CONNECTIONS),
         cad: Script::new(CAD),
+        floor: Floor::new(),
     };
     for _ in 0..CONNECTIONS {
         sides.backends.push(RedisBackend::connect(url).await?);
@@ -73,13 +72,13 @@ pub(super) async fn run(url: &str, cfg: &Config, table: &mut Table) -> Result<()
     let mut admin = raw_conn(&client).await?;
     let prefix = format!("{}:cost", cfg.run_id);
     // Warm-up (script caches, connections), then interleaved rounds.
-    for who in [Load::Scripts, Load::Raw] {
+    for who in [Load::Scripts, Load::Raw, Load::Floor] {
         saturate(&sides, who, &prefix, Duration::from_millis(50)).await?;
     }
     let slice = cfg.measure / cfg.rounds;
     let mut rounds: Vec<Pair> = Vec::new();
     for round in 0..cfg.rounds as usize {
-        let mut pair = [(0.0, 0.0); 2];
+        let mut pair = [(0.0, 0.0); 3];
         for who in order(round) {
             let cpu_before = server_cpu(&info(&mut admin, "cpu").await?);
             let (n, t) = saturate(&sides, who, &prefix, slice).await?;
@@ -108,6 +107,23 @@ pub(super) async fn run(url: &str, cfg: &Config, table: &mut Table) -> Result<()
         target: "≤ 1.30×".into(),
         verdict: Verdict::of(ratio <= 1.30),
     });
+    let floor_cpu = med(|r| r[2].1);
+    table.push(Row {
+        figure: format!(
+            "server cost floor: a minimal fenced lock (SET NX PX + INCR script, CAD) vs SET NX \
+             PX + CAD ({CONNECTIONS} connections)"
+        ),
+        runtime: rt,
+        locks: format!(
+            "{} (server CPU {floor_cpu:.1} µs/cycle)",
+            rate(med(|r| r[2].0))
+        ),
+        reference: format!("SET NX PX + CAD: {}", rate(raw)),
+        ratio: times(med(|r| r[1].0 / r[2].0.max(1e-9))),
+        target: String::new(),
+        verdict: Verdict::Info,
+    });
+    super::floor::clean(&mut admin, &prefix).await?;
     let figure = "server cost: µs per call (INFO commandstats)".to_owned();
     if !cfg.private_server {
         table.push(Row {
@@ -159,6 +175,18 @@ async fn saturate(
                     let mut n = 0u64;
                     while Instant::now() < deadline {
                         backend_cycle(&backend, &key).await?;
+                        n += 1;
+                    }
+                    Ok::<_, BoxError>(n)
+                });
+            }
+            Load::Floor => {
+                let (mut conn, floor) = (sides.conns[i].clone(), sides.floor.clone());
+                let key = format!("{prefix}:floor:{i}");
+                tasks.spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        floor.cycle(&mut conn, &key).await?;
                         n += 1;
                     }
                     Ok::<_, BoxError>(n)

@@ -7,22 +7,23 @@ use locks_redis::RedisBackend;
 use locks_redis::redis::aio::ConnectionManager;
 use tokio::task::JoinSet;
 
+use super::floor::Floor;
 use super::{TASKS, backend_cycle, lib_cycle, raw_cycle};
 use crate::table::median;
 use crate::{Config, Result};
 
-/// Per-round rates of the three sides of a throughput figure. Rounds interleave the sides (in
+/// Per-round rates of the four sides of a throughput figure. Rounds interleave the sides (in
 /// a rotating order), so load from outside the benchmark hits every side alike; medians keep
 /// a burst of it from deciding the result.
 #[derive(Debug, Default)]
 pub struct Tally {
-    rounds: Vec<[f64; 3]>,
+    rounds: Vec<[f64; SIDES]>,
 }
 
 impl Tally {
     fn push(&mut self, side: Side, rate: f64, round: usize) {
         if self.rounds.len() <= round {
-            self.rounds.resize(round + 1, [0.0; 3]);
+            self.rounds.resize(round + 1, [0.0; SIDES]);
         }
         self.rounds[round][side as usize] = rate;
     }
@@ -44,9 +45,9 @@ impl Tally {
 }
 
 /// The order of the sides in round `round`.
-fn order(round: usize) -> [Side; 3] {
-    let sides = [Side::Raw, Side::Scripts, Side::Service];
-    [0, 1, 2].map(|i| sides[(i + round) % 3])
+fn order(round: usize) -> [Side; SIDES] {
+    let sides = [Side::Raw, Side::Floor, Side::Scripts, Side::Service];
+    [0, 1, 2, 3].map(|i| sides[(i + round) % SIDES])
 }
 
 /// Cycles per second on one connection, one at a time, for each side.
@@ -56,6 +57,7 @@ pub(super) async fn sequential(sides: &Sides<'_>, cfg: &Config) -> Result<Tally>
         sides.cycler(Side::Service, format!("{}:seq", cfg.run_id))?,
         sides.cycler(Side::Scripts, format!("{}:scripts-seq", cfg.run_id))?,
         sides.cycler(Side::Raw, format!("{}:raw-seq", cfg.run_id))?,
+        sides.cycler(Side::Floor, format!("{}:floor-seq", cfg.run_id))?,
     ];
     for _ in 0..200 {
         for cycler in &mut cyclers {
@@ -83,13 +85,18 @@ pub enum Side {
     Scripts = 1,
     /// Plain `SET NX PX` + `DEL`.
     Raw = 2,
+    /// The minimal fenced lock ([`Floor`]).
+    Floor = 3,
 }
+
+/// How many sides a throughput figure has.
+const SIDES: usize = 4;
 
 /// Total cycles per second of [`TASKS`] tasks on one connection, each on its own key, for
 /// each side.
 pub(super) async fn concurrent(sides: &Sides<'_>, cfg: &Config) -> Result<Tally> {
     // Warm-up, then interleaved rounds.
-    for side in [Side::Service, Side::Scripts, Side::Raw] {
+    for side in [Side::Service, Side::Scripts, Side::Raw, Side::Floor] {
         concurrent_round(sides, &cfg.run_id, side, Duration::from_millis(50)).await?;
     }
     let slice = cfg.measure / cfg.rounds;
@@ -109,6 +116,7 @@ pub(super) struct Sides<'a> {
     pub(super) svc: &'a LockService,
     pub(super) backend: &'a RedisBackend,
     pub(super) raw: &'a ConnectionManager,
+    pub(super) floor: &'a Floor,
 }
 
 impl Sides<'_> {
@@ -125,6 +133,11 @@ impl Sides<'_> {
             },
             Side::Raw => Cycler::Raw {
                 conn: self.raw.clone(),
+                key: name,
+            },
+            Side::Floor => Cycler::Floor {
+                conn: self.raw.clone(),
+                floor: self.floor.clone(),
                 key: name,
             },
         })
@@ -145,6 +158,11 @@ enum Cycler {
         conn: ConnectionManager,
         key: String,
     },
+    Floor {
+        conn: ConnectionManager,
+        floor: Floor,
+        key: String,
+    },
 }
 
 impl Cycler {
@@ -154,6 +172,7 @@ impl Cycler {
             Cycler::Service { svc, key } => lib_cycle(svc, key).await,
             Cycler::Scripts { backend, key } => backend_cycle(backend, key).await,
             Cycler::Raw { conn, key } => raw_cycle(conn, key).await,
+            Cycler::Floor { conn, floor, key } => floor.cycle(conn, key).await,
         }
     }
 

@@ -106,7 +106,7 @@ if bad then return bad end
 local lease, queue, expiry, ttls, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local waiter_ttl = tonumber(ARGV[4])
-local t = redis.call('TIME')
+local t = clock()
 local now = now_ms(t)
 if is_retired(KEYS[6], token, now) then return refuse_retired() end
 local owner = redis.call('HGET', lease, 'owner')
@@ -169,7 +169,7 @@ local bad = bad_release_args(7)
 if bad then return bad end
 local lease, queue, expiry, ttls, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local channel, token = KEYS[6], ARGV[1]
-local t = redis.call('TIME')
+local t = clock()
 local now = now_ms(t)
 if redis.call('HGET', lease, 'owner') == token then
   redis.call('DEL', lease)
@@ -219,8 +219,8 @@ pub(crate) static EXTEND_FAIR: Lua = lua!(
 local bad = bad_lease_args(2)
 if bad then return bad end
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-local t = redis.call('TIME')
-redis.call('PEXPIRE', KEYS[1], num(tonumber(ARGV[2])))
+local t = clock()
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 keep_counter(KEYS[2], tonumber(ARGV[3]), t, redis.call('HGET', KEYS[1], 'fence'))
 return 1
 "#,

@@ -18,13 +18,17 @@ local function bad_token(v)
   end
 end
 local function bad_int(v, what, lo, hi)
-  local n = type(v) == 'string' and #v <= 16 and string.find(v, '^%d+$') and tonumber(v)
+  local n = type(v) == 'string' and #v <= 16 and string.find(v, '^[1-9]%d*$') and tonumber(v)
   if not n or n < lo or n > hi then return refuse(what, v) end
 end
 local function bad_ms(v, what)
-  local n = type(v) == 'string' and #v <= 16 and string.find(v, '^%d+$') and tonumber(v)
-  if not n or n < 1 or n > MAX_MS then
-    return refuse(what .. ' must be an integer number of ms from 1 to ' .. num(MAX_MS), v)
+  -- Digits without a leading zero, compared with MAX_MS as text (same length: same order):
+  -- no number conversion, and the checked text can be sent to Redis as it is.
+  local max = MAX_MS_TEXT
+  if not (type(v) == 'string' and string.find(v, '^[1-9]%d*$')
+      and (#v < #max or (#v == #max and v <= max))) then
+    return refuse(what .. ' must be an integer number of ms from 1 to ' .. max
+      .. ' without leading zeros', v)
   end
 end
 local function bad_lease_args(n)
@@ -34,8 +38,13 @@ end
 local function bad_release_args(n)
   return bad_keys(n) or bad_token(ARGV[1]) or bad_ms(ARGV[2], 'the retired token ttl')
 end
-local function us(t) return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
-local function now_ms(t) return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+local function clock()
+  local t = redis.call('TIME')
+  t[1], t[2] = tonumber(t[1]), tonumber(t[2])
+  return t
+end
+local function us(t) return t[1] * 1000000 + t[2] end
+local function now_ms(t) return t[1] * 1000 + math.floor(t[2] / 1000) end
 local function counter_px(counter_ttl, value, now_us)
   local px = counter_ttl
   if value > now_us then
@@ -84,6 +93,10 @@ local function new_lease(lease, token, px, counter, counter_ttl, t)
   redis.call('HSET', lease, 'owner', token, 'fence', fence)
   redis.call('PEXPIRE', lease, px)
   return fence
+end
+local function lease_owner(v)
+  local sp = string.find(v, ' ', 1, true)
+  return sp and string.sub(v, sp + 1)
 end
 local function lease_parts(v)
   local sp = string.find(v, ' ', 1, true)

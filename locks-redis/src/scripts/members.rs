@@ -35,7 +35,7 @@ if bad then return bad end
 local set, fences, counter = KEYS[1], KEYS[2], KEYS[3]
 local token, ttl, permits = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local counter_ttl = tonumber(ARGV[4])
-local t = redis.call('TIME')
+local t = clock()
 local now = now_ms(t)
 if is_retired(KEYS[4], token, now) then return refuse_retired() end
 local own = renew(set, fences, token, ttl, counter, counter_ttl, t, now)
@@ -59,7 +59,7 @@ pub(crate) static RELEASE_PERMIT: Lua = lua!(
 local bad = bad_release_args(4)
 if bad then return bad end
 local set, fences, channel, token = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
-local now = now_ms(redis.call('TIME'))
+local now = now_ms(clock())
 purge(set, fences, now)
 if redis.call('ZREM', set, token) == 1 then
   redis.call('HDEL', fences, token)
@@ -87,7 +87,7 @@ local bad = bad_lease_args(3)
 if bad then return bad end
 local set, fences, counter = KEYS[1], KEYS[2], KEYS[3]
 local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
+local t = clock()
 local now = now_ms(t)
 if renew(set, fences, token, ttl, counter, counter_ttl, t, now) then return 1 end
 return 0
@@ -102,7 +102,7 @@ pub(crate) static PERMIT_HOLDERS: Lua = lua!(
     r#"
 local bad = bad_keys(2)
 if bad then return bad end
-local now = now_ms(redis.call('TIME'))
+local now = now_ms(clock())
 purge(KEYS[1], KEYS[2], now)
 return members(KEYS[1], KEYS[2], now)
 "#
@@ -123,7 +123,7 @@ local bad = bad_lease_args(6)
 if bad then return bad end
 local readers, fences, writer, waiting, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
+local t = clock()
 local now = now_ms(t)
 if is_retired(KEYS[6], token, now) then return refuse_retired() end
 local own = renew(readers, fences, token, ttl, counter, counter_ttl, t, now)
@@ -153,8 +153,8 @@ pub(crate) static ACQUIRE_WRITE: Lua = lua!(
 local bad = bad_lease_args(6)
 if bad then return bad end
 local readers, fences, writer, waiting, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local token, ttl, counter_ttl = ARGV[1], num(tonumber(ARGV[2])), tonumber(ARGV[3])
-local t = redis.call('TIME')
+local token, ttl, counter_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = clock()
 local now = now_ms(t)
 if is_retired(KEYS[6], token, now) then return refuse_retired() end
 purge(readers, fences, now)
@@ -200,7 +200,7 @@ local bad = bad_release_args(6)
 if bad then return bad end
 local readers, fences, writer, waiting, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local token = ARGV[1]
-local now = now_ms(redis.call('TIME'))
+local now = now_ms(clock())
 purge(readers, fences, now)
 local had = 0
 if redis.call('ZREM', readers, token) == 1 then
@@ -237,7 +237,7 @@ local bad = bad_lease_args(4)
 if bad then return bad end
 local readers, fences, writer, counter = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
+local t = clock()
 local now = now_ms(t)
 if renew(readers, fences, token, ttl, counter, counter_ttl, t, now) then return 1 end
 if renew_lease(writer, token, num(ttl), counter, counter_ttl, t) then return 1 end
@@ -274,7 +274,7 @@ end
 if bad then return bad end
 local set, fences, counter = KEYS[1], KEYS[2], KEYS[#KEYS - 1]
 local token, ttl, counter_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[#ARGV])
-local t = redis.call('TIME')
+local t = clock()
 local now = now_ms(t)
 local own = renew(set, fences, token, ttl, counter, counter_ttl, t, now)
 if own then return {1, own} end
@@ -293,7 +293,7 @@ pub(crate) static INSPECT_RW: Lua = lua!(
 local bad = bad_keys(4)
 if bad then return bad end
 local readers, fences, writer, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now = now_ms(redis.call('TIME'))
+local now = now_ms(clock())
 purge(readers, fences, now)
 local w = {}
 local v = redis.call('HMGET', writer, 'owner', 'fence')

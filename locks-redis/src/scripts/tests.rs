@@ -182,6 +182,7 @@ fn cases() -> Vec<Case> {
 /// Values no ttl or count may take.
 const BAD_NUMBERS: &[&str] = &[
     "0",
+    "007",
     "-5",
     "-0",
     "1.5",
