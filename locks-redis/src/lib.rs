@@ -112,10 +112,11 @@
 //!
 //! Every script checks its arguments before its first write: the number of keys, a non-empty
 //! owner token, each ttl (lease and fence counter) a decimal integer of ms from 1 to 100 years,
-//! a permit count a decimal integer from 1 to `u32::MAX`. A bad one (`0`, `-5`, `1.5`, `abc`,
-//! missing, huge) gets the error reply `ERR locks: <what>, got '<value>'` and nothing is
-//! written: never a lease without expiry, never a false success. The backend reports it as a
-//! permanent error ("refused an invalid argument").
+//! a permit count a decimal integer from 1 to `u32::MAX`, both without leading zeros. A bad one
+//! (`0`, `007`, `-5`, `1.5`, `abc`, missing, huge) gets the error reply
+//! `ERR locks: <what>, got '<value>'` and nothing is written: never a lease without expiry,
+//! never a false success. The backend reports it as a permanent error ("refused an invalid
+//! argument").
 //!
 //! - **acquire**: own lease → reset its ttl, keep the fence counter, same fence; someone
 //!   else's → "held" with its `PTTL`; none → new fence `max(TIME in µs, counter + 1)`, counter
