@@ -7,9 +7,17 @@ use std::process::Command;
 const ROWS: &[(&str, &[&str])] = &[
     ("loopback round trip (PING, p50)", BOTH),
     ("sequential acquire+release, 1 connection", BOTH),
+    (
+        "sequential: floor, a minimal fenced lock (SET NX PX + INCR script, CAD)",
+        BOTH,
+    ),
     ("sequential: backend scripts alone (no service)", BOTH),
     ("sequential: service over its own scripts", BOTH),
     ("64 concurrent tasks, 1 multiplexed connection", BOTH),
+    (
+        "64 concurrent: floor, a minimal fenced lock (SET NX PX + INCR script, CAD)",
+        BOTH,
+    ),
     ("64 concurrent: backend scripts alone (no service)", BOTH),
     ("64 concurrent: service over its own scripts", BOTH),
     ("hand-off p50 (release → next acquire), 4 workers", BOTH),
@@ -91,6 +99,11 @@ const ROWS: &[(&str, &[&str])] = &[
     ),
     (
         "server cost: acquire+release scripts vs SET NX PX + compare-and-delete (50 connections)",
+        MULTI,
+    ),
+    (
+        "server cost floor: a minimal fenced lock (SET NX PX + INCR script, CAD) vs SET NX PX + \
+         CAD (50 connections)",
         MULTI,
     ),
     ("server cost: µs per call (INFO commandstats)", MULTI),

@@ -23,6 +23,7 @@ struct Counting {
     inner: MemoryBackend,
     acquired: AtomicU64,
     extends: AtomicU64,
+    attempts: AtomicU64,
 }
 
 #[async_trait]
@@ -32,9 +33,11 @@ impl Decorator for Counting {
     }
     async fn call(&self, op: Operation<'_>) -> Result<Outcome, BackendError> {
         let out = op.send(&self.inner).await;
-        if let Action::Extend { .. } = op.action {
-            self.extends.fetch_add(1, Ordering::SeqCst);
-        }
+        match op.action {
+            Action::Extend { .. } => self.extends.fetch_add(1, Ordering::SeqCst),
+            Action::TryAcquire { .. } => self.attempts.fetch_add(1, Ordering::SeqCst),
+            _ => 0,
+        };
         if let (Action::TryAcquire { .. }, Ok(Outcome::Acquire(AcquireResult::Acquired(_)))) =
             (op.action, &out)
         {
@@ -50,6 +53,7 @@ fn counting(store: &MemoryBackend) -> Arc<Counting> {
         inner: store.clone(),
         acquired: AtomicU64::new(0),
         extends: AtomicU64::new(0),
+        attempts: AtomicU64::new(0),
     })
 }
 
@@ -122,6 +126,34 @@ async fn strict_fifo_across_services_with_direct_hand_off() {
     assert_eq!(queue.len(), 4);
     assert!(store.fair_queue(&k).is_empty());
     assert!(!holder_svc.is_locked("fifo").await.expect("inspect"));
+}
+
+/// A fair waiter asks the store once and then only listens when its service found the key
+/// held moments ago: it listened before that attempt, so no release can fall between the
+/// attempt and the listening (a first wait on a key needs a second look for that).
+#[tokio::test(start_paused = true)]
+async fn a_waiter_on_a_key_found_held_moments_ago_asks_the_store_once() {
+    let store = MemoryBackend::new();
+    let k = key("hot");
+    let holder = fair_service(counting(&store));
+    let backend = counting(&store);
+    let waiter_svc = fair_service(Arc::clone(&backend) as Arc<dyn LockBackend>);
+    let mut asked = Vec::new();
+    for round in 0..2 {
+        let held = holder.acquire("hot").await.expect("holder");
+        let before = backend.attempts.load(Ordering::SeqCst);
+        let svc = waiter_svc.clone();
+        let waiter = tokio::spawn(async move { svc.acquire("hot").await });
+        until("queued", &store, |s| s.fair_queue(&k).len() == 1).await;
+        held.release().await.expect("release");
+        let guard = waiter.await.expect("task").expect("waiter");
+        asked.push(backend.attempts.load(Ordering::SeqCst) - before);
+        guard.release().await.expect("release");
+        assert_eq!(backend.acquired.load(Ordering::SeqCst), 0, "round {round}");
+    }
+    // First wait: an attempt, listening, a second look; then the grant. Second wait, on a key
+    // found held a moment ago: listening, one attempt; then the grant.
+    assert_eq!(asked, [2, 1]);
 }
 
 /// A grant is provisional (the store keeps it for the waiter ttl until its holder renews it):

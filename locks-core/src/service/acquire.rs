@@ -232,8 +232,13 @@ impl LockService {
         // Fair mode: the store queues the waiters and hands the lease to the head on release.
         let fair = resource.kind == LeaseKind::FairMutex;
         let (ticket, contended) = match mode {
-            // No local line: the store's queue orders every waiter of every process.
-            Mode::Wait if fair => (Some(count_in_line(&self.inner.lines, &line_key)), false),
+            // No local line: the store's queue orders every waiter of every process. The count
+            // keeps the key's contention hint, so a waiter on a hot key listens first.
+            Mode::Wait if fair => {
+                let ticket = count_in_line(&self.inner.lines, &line_key);
+                let contended = ticket.contended_recently();
+                (Some(ticket), contended)
+            }
             Mode::Wait if resource.kind.is_exclusive() => {
                 let joined = join_line(
                     &self.inner.lines,
@@ -273,7 +278,8 @@ impl LockService {
         // to our token came after that attempt was applied (it queued us, or kept our place),
         // so the store's expiry of the granted lease is at least this instant + ttl.
         let mut held_sent: Option<Instant> = None;
-        if contended {
+        // A fair waiter has no herd to spread: the store queues it.
+        if contended && !fair {
             shuffle_after_wake(failed).await;
         }
         loop {

@@ -73,7 +73,7 @@ pub(crate) struct LineTicket {
 
 impl LineTicket {
     /// Whether an attempt of this service found the key held within [`CONTENDED_HINT`].
-    fn contended_recently(&self) -> bool {
+    pub(crate) fn contended_recently(&self) -> bool {
         let now = Instant::now();
         lock(&self.lines)
             .lines
