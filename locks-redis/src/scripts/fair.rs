@@ -11,8 +11,10 @@
 //! while queued holds a granted lease for no longer than that) and the fence counter ttl it
 //! asked for, `"<grant ttl ms>:<counter ttl ms>"`.
 //! Every script that reads the queue first drops the entries whose place lapsed (a waiter that
-//! crashed, or gave up without leaving), and every script that changes it sets the three
-//! names' `PEXPIRE` past the latest entry, so an abandoned queue disappears by itself.
+//! crashed, or gave up without leaving), and every script that adds or refreshes an entry sets
+//! the three names' `PEXPIRE` past the latest entry, so an abandoned queue disappears by
+//! itself. Taking entries out needs no new expiry: the one the names have is already past every
+//! entry left, and Redis deletes a sorted set or hash when its last entry goes.
 //!
 //! Besides the shared argument checks (`bad_*`), `num`, `now_ms` and `announce`, these scripts
 //! use the shared fence helpers (`next_fence`, `keep_counter`) and retired-token helpers
@@ -73,9 +75,10 @@ local function fair_keep_alive(queue, expiry, ttls, now)
   end
   local px = tonumber(last[2]) - now + 1
   if px < 2 then px = 2 end
-  redis.call('PEXPIRE', queue, num(px))
-  redis.call('PEXPIRE', expiry, num(px))
-  redis.call('PEXPIRE', ttls, num(px))
+  px = num(px)
+  redis.call('PEXPIRE', queue, px)
+  redis.call('PEXPIRE', expiry, px)
+  redis.call('PEXPIRE', ttls, px)
 end
 local function fair_grant(channel, token, fence)
   redis.pcall('PUBLISH', channel, 'granted:' .. token .. ':' .. fence)
@@ -111,7 +114,7 @@ local now = now_ms(t)
 if is_retired(KEYS[6], token, now) then return refuse_retired() end
 local owner = redis.call('HGET', lease, 'owner')
 if owner == token then
-  redis.call('PEXPIRE', lease, num(ttl))
+  redis.call('PEXPIRE', lease, ARGV[2])
   local fence = redis.call('HGET', lease, 'fence')
   keep_counter(counter, counter_ttl, t, fence)
   return {1, fence}
@@ -121,11 +124,8 @@ local head = redis.call('ZRANGE', queue, 0, 0)[1]
 if not owner and (not head or head == token) then
   local fence = next_fence(counter, counter_ttl, t)
   redis.call('HSET', lease, 'owner', token, 'fence', fence)
-  redis.call('PEXPIRE', lease, num(ttl))
-  if head then
-    fair_leave(queue, expiry, ttls, token)
-    fair_keep_alive(queue, expiry, ttls, now)
-  end
+  redis.call('PEXPIRE', lease, ARGV[2])
+  if head then fair_leave(queue, expiry, ttls, token) end
   return {1, fence}
 end
 if not redis.call('ZSCORE', queue, token) then
@@ -135,9 +135,10 @@ if not redis.call('ZSCORE', queue, token) then
   redis.call('ZADD', queue, num(arrival), token)
 end
 redis.call('ZADD', expiry, num(now + waiter_ttl), token)
-local grant_ttl = ttl
-if waiter_ttl < grant_ttl then grant_ttl = waiter_ttl end
-redis.call('HSET', ttls, token, num(grant_ttl) .. ':' .. num(counter_ttl))
+-- The checked texts of the ttls (no number formatting).
+local grant_ttl = ARGV[2]
+if waiter_ttl < ttl then grant_ttl = ARGV[4] end
+redis.call('HSET', ttls, token, grant_ttl .. ':' .. ARGV[3])
 fair_keep_alive(queue, expiry, ttls, now)
 if owner then return {0, redis.call('PTTL', lease)} end
 local left = tonumber(redis.call('ZSCORE', expiry, head)) - now
@@ -182,20 +183,17 @@ if redis.call('HGET', lease, 'owner') == token then
       local fence = next_fence(counter, tonumber(counter_ttl), t)
       redis.call('HSET', lease, 'owner', head, 'fence', fence)
       redis.call('PEXPIRE', lease, ttl)
-      fair_keep_alive(queue, expiry, ttls, now)
       fair_grant(channel, head, fence)
       return 1
     end
     head = redis.call('ZRANGE', queue, 0, 0)[1]
   end
-  fair_keep_alive(queue, expiry, ttls, now)
   announce(channel)
   return 1
 end
 fair_purge(queue, expiry, ttls, now)
 local was_head = redis.call('ZRANGE', queue, 0, 0)[1] == token
 if fair_leave(queue, expiry, ttls, token) then
-  fair_keep_alive(queue, expiry, ttls, now)
   if was_head and redis.call('EXISTS', lease) == 0 and redis.call('ZCARD', queue) > 0 then
     announce(channel)
   end

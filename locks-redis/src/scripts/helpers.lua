@@ -126,8 +126,9 @@ local function keep_alive(set, fences, now)
   -- checking it.
   local px = tonumber(last[2]) - now + 1
   if px < 2 then px = 2 end
-  redis.call('PEXPIRE', set, num(px))
-  redis.call('PEXPIRE', fences, num(px))
+  px = num(px)
+  redis.call('PEXPIRE', set, px)
+  redis.call('PEXPIRE', fences, px)
 end
 local function soonest(set, now)
   local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
