@@ -55,6 +55,7 @@ impl QuorumBackend {
         let mut granted: Vec<(usize, u64, Vec<Record>)> = Vec::new();
         let mut held: Vec<Option<Duration>> = Vec::new();
         let mut failed: Vec<BackendError> = Vec::new();
+        let majority = self.majority();
         while let Some((i, answer)) = round.next().await {
             match answer {
                 Ok(NodeAnswer::Granted { fence, records }) => granted.push((i, fence, records)),
@@ -66,26 +67,14 @@ impl QuorumBackend {
             // grant left behind would block the others until this waiter's next attempt,
             // and under contention every waiter would hold one (a livelock). Failures do not
             // end it either: the nodes still answering may refuse, which makes the answer
-            // `Held` (with a hint) rather than an error.
-            if granted.len() >= self.majority() {
+            // `Held` (with a hint) rather than an error. And a holder acquiring again gets its
+            // own fence back only where a majority shows its recorded lease still held: the
+            // first majority to answer may not show it (a record write of the last grant still
+            // on its way to one of them), so it hears the others too.
+            if granted.len() >= majority
+                && !fence::own_unproven(token, &answers_of(&granted), majority)
+            {
                 break;
-            }
-        }
-        let majority = self.majority();
-        // The holder acquiring again gets its own fence back only where a majority shows its
-        // recorded lease still held; the first majority to answer may not show it (a record
-        // write of the last grant still on its way to one of them), so hear the others too.
-        if granted.len() >= majority && fence::own_unproven(token, &answers_of(&granted), majority)
-        {
-            while let Some((i, answer)) = round.next().await {
-                match answer {
-                    Ok(NodeAnswer::Granted { fence, records }) => granted.push((i, fence, records)),
-                    Ok(NodeAnswer::Held(remaining)) => held.push(remaining),
-                    Err(e) => failed.push(e),
-                }
-                if !fence::own_unproven(token, &answers_of(&granted), majority) {
-                    break;
-                }
             }
         }
         let no_quorum = |validity_exhausted, agreed, refused, failed| NoQuorum {
