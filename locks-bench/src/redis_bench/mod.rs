@@ -240,7 +240,8 @@ async fn ping_rtt(conn: &mut ConnectionManager, dur: Duration) -> Result<Duratio
     Ok(Duration::from_micros(hist.value_at_quantile(0.5)))
 }
 
-async fn raw_cycle(conn: &mut ConnectionManager, key: &str) -> Result<()> {
+/// `SET key tok NX PX 30000`, which must succeed.
+async fn raw_set(conn: &mut ConnectionManager, key: &str) -> Result<()> {
     let set: Option<String> = redis::cmd("SET")
         .arg(key)
         .arg(RAW_TOKEN)
@@ -249,9 +250,12 @@ async fn raw_cycle(conn: &mut ConnectionManager, key: &str) -> Result<()> {
         .arg(TTL.as_millis() as u64)
         .query_async(conn)
         .await?;
-    if set.is_none() {
-        return Err(format!("raw SET NX found {key} taken").into());
-    }
+    set.map(drop)
+        .ok_or_else(|| format!("raw SET NX found {key} taken").into())
+}
+
+async fn raw_cycle(conn: &mut ConnectionManager, key: &str) -> Result<()> {
+    raw_set(conn, key).await?;
     let _: i64 = redis::cmd("DEL").arg(key).query_async(conn).await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use locks_redis::redis::{self, Client, Script};
 use tokio::task::JoinSet;
 
 use super::floor::{CAD, Floor};
-use super::{RAW_TOKEN, TTL, backend_cycle, info, raw_conn, server_cpu};
+use super::{RAW_TOKEN, TTL, backend_cycle, info, raw_conn, raw_set, server_cpu};
 use crate::table::{Row, Table, Verdict, median, micros, rate, times};
 use crate::{BoxError, Config, Result};
 
@@ -212,20 +212,6 @@ async fn saturate(
         total += joined??;
     }
     Ok((total, start.elapsed()))
-}
-
-/// `SET key tok NX PX 30000`, which must succeed.
-async fn raw_set(conn: &mut ConnectionManager, key: &str) -> Result<()> {
-    let set: Option<String> = redis::cmd("SET")
-        .arg(key)
-        .arg(RAW_TOKEN)
-        .arg("NX")
-        .arg("PX")
-        .arg(TTL.as_millis() as u64)
-        .query_async(conn)
-        .await?;
-    set.map(drop)
-        .ok_or_else(|| format!("raw SET NX found {key} taken").into())
 }
 
 /// The compare-and-delete script (`EVALSHA`), which must delete.
