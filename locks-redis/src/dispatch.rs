@@ -68,8 +68,9 @@ const RW_RELEASE: &[&str] = &[
 const RW_FORCE_RELEASE: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING, CHANNEL];
 const RW_ALL: &[&str] = &[RW_READERS, RW_FENCES, RW_WRITER, RW_WAITING];
 // Keys of the fair mutex scripts.
-const FAIR_ACQUIRE: &[&str] = &[FAIR, FAIR_QUEUE, FAIR_EXPIRY, FAIR_TTLS, FENCE, RETIRED];
-const FAIR_RELEASE: &[&str] = &[
+pub(crate) const FAIR_ACQUIRE: &[&str] =
+    &[FAIR, FAIR_QUEUE, FAIR_EXPIRY, FAIR_TTLS, FENCE, RETIRED];
+pub(crate) const FAIR_RELEASE: &[&str] = &[
     FAIR,
     FAIR_QUEUE,
     FAIR_EXPIRY,

@@ -249,19 +249,10 @@ mod tests {
     use redis::{RedisResult, Value};
 
     use super::*;
-    use crate::keys::{CHANNEL, FAIR, FAIR_EXPIRY, FAIR_QUEUE, FAIR_TTLS, FENCE, RETIRED, name};
+    use crate::dispatch::{FAIR_ACQUIRE as ACQUIRE_KEYS, FAIR_RELEASE as RELEASE_KEYS};
+    use crate::keys::{FAIR, FENCE, name};
 
     const TOKEN: &str = "3f1c0b5e-8f6c-4a59-9b71-0d3e0c3e7a11";
-    const ACQUIRE_KEYS: &[&str] = &[FAIR, FAIR_QUEUE, FAIR_EXPIRY, FAIR_TTLS, FENCE, RETIRED];
-    const RELEASE_KEYS: &[&str] = &[
-        FAIR,
-        FAIR_QUEUE,
-        FAIR_EXPIRY,
-        FAIR_TTLS,
-        FENCE,
-        CHANNEL,
-        RETIRED,
-    ];
 
     async fn run(
         conn: &mut MultiplexedConnection,
